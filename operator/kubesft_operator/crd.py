@@ -1,0 +1,166 @@
+"""Generates the SFTJob CustomResourceDefinition from the spec and status models.
+
+``python -m kubesft_operator.crd`` writes ``crds/sftjob.yaml`` and the chart's copy;
+``--check`` fails when either differs from what the models generate.
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+import sys
+from typing import Any
+
+import yaml
+
+from kubesft_operator.spec import (
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    SFTJobSpec,
+    SFTJobStatus,
+)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+CRD_PATHS = (REPO_ROOT / "crds/sftjob.yaml", REPO_ROOT / "charts/kubesft/crds/sftjob.yaml")
+HEADER = "# Generated from operator/kubesft_operator/spec.py by `make crds`. Do not edit.\n"
+
+_DROP = {"title", "additionalProperties", "$defs"}
+_PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {
+        "name": "Progress",
+        "type": "string",
+        "jsonPath": ".status.progressText",
+        "description": "step/total (percent)",
+    },
+    {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss"},
+    {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts", "priority": 1},
+    {"name": "ETA", "type": "string", "jsonPath": ".status.etaText", "priority": 1},
+    {"name": "Checkpoint", "type": "string", "jsonPath": ".status.latestCheckpoint", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    """Rewrite pydantic's JSON Schema into a Kubernetes structural OpenAPI v3 schema."""
+    if isinstance(node, list):
+        return [_structural(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
+        node = {**copy.deepcopy(target), **node}
+    if "anyOf" in node:
+        options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"cannot express a union of {options} structurally")
+        node = {**_structural(options[0], defs), **node, "nullable": True}
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), (int, float)) and not isinstance(node.get(bound), bool):
+            node[plain] = node.pop(bound)
+            node[bound] = True
+    if node.get("default", "absent") is None:
+        node.pop("default")
+    preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+    additional = node.get("additionalProperties")
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP:
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key == "items":
+            out[key] = _structural(value, defs)
+        else:
+            out[key] = value
+    if out.get("type") == "object" and "properties" not in out and not preserve:
+        if isinstance(additional, dict) and additional:
+            out["additionalProperties"] = _structural(additional, defs)
+        else:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    if "type" not in out and not preserve:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+def _openapi(model: type[Any], mode: str) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True, mode=mode)
+    result: dict[str, Any] = _structural(schema, schema.get("$defs", {}))
+    return result
+
+
+def build_crd() -> dict[str, Any]:
+    """The CRD as a dict, ready for YAML."""
+    status = _openapi(SFTJobStatus, "serialization")
+    spec = _openapi(SFTJobSpec, "validation")
+    spec["description"] = "What to fine-tune, on which data, how, and where the results go."
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": SHORT_NAMES,
+                "categories": ["all", "kubesft"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": _PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A supervised fine-tuning run of a language model with TRL.",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                            "required": ["spec"],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_crd_yaml() -> str:
+    return HEADER + yaml.safe_dump(build_crd(), sort_keys=False, width=100, allow_unicode=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    text = render_crd_yaml()
+    if "--check" in args:
+        stale = [p for p in CRD_PATHS if not p.exists() or p.read_text() != text]
+        for stale_path in stale:
+            print(f"{stale_path} differs from the models; run `make crds`", file=sys.stderr)
+        return 1 if stale else 0
+    for path in CRD_PATHS:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

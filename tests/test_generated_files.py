@@ -1,0 +1,80 @@
+"""Generated files match their source of truth: the CRD, its chart copy, TRL's fields, README."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import yaml
+from gen_reference import README, updated_readme
+
+from kubesft_operator.crd import CRD_PATHS, build_crd, render_crd_yaml
+from kubesft_operator.spec import SFTJobSpec
+from kubesft_trainer.sft_config_fields import SFT_CONFIG_FIELDS
+
+
+def test_committed_crd_and_chart_copy_match_the_models() -> None:
+    expected = render_crd_yaml()
+    for path in CRD_PATHS:
+        assert path.read_text() == expected, f"{path} is stale: run `make crds`"
+
+
+def test_crd_schema_covers_every_spec_field() -> None:
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+    def walk(model: type, node: dict, path: str) -> None:
+        props = node["properties"]
+        for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+            alias = field.alias or name
+            assert alias in props, f"{path}.{alias} missing from the CRD"
+            assert props[alias].get("description"), f"{path}.{alias} has no description"
+            annotation = field.annotation
+            sub = getattr(annotation, "model_fields", None)
+            if sub is not None:
+                walk(annotation, props[alias], f"{path}.{alias}")
+
+    walk(SFTJobSpec, schema, "spec")
+
+
+def test_crd_is_structural() -> None:
+    crd = build_crd()
+    version = crd["spec"]["versions"][0]
+    assert crd["spec"]["names"]["shortNames"] == ["sft"]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"] if "priority" not in c] == [
+        "Phase",
+        "Progress",
+        "Loss",
+        "Age",
+    ]
+
+    def check(node: dict, path: str) -> None:
+        assert "$ref" not in node and "anyOf" not in node, path
+        if node.get("x-kubernetes-preserve-unknown-fields") is not True:
+            assert "type" in node, f"{path} has no type"
+        if "properties" in node:
+            assert "additionalProperties" not in node, path
+        for name, sub in node.get("properties", {}).items():
+            check(sub, f"{path}.{name}")
+        if isinstance(node.get("items"), dict):
+            check(node["items"], f"{path}[]")
+
+    check(version["schema"]["openAPIV3Schema"], "")
+
+
+def test_committed_crd_yaml_parses() -> None:
+    for path in CRD_PATHS:
+        assert yaml.safe_load(path.read_text())["kind"] == "CustomResourceDefinition"
+
+
+def test_sft_config_field_list_matches_installed_trl() -> None:
+    from trl import SFTConfig
+
+    live = {f.name for f in dataclasses.fields(SFTConfig) if f.init}
+    assert live == set(SFT_CONFIG_FIELDS), "run `make crds` to refresh sft_config_fields.py"
+
+
+def test_readme_reference_is_current() -> None:
+    text = pathlib.Path(README).read_text()
+    assert updated_readme(text) == text, "README field reference is stale: run `make crds`"
+    assert "`spec.training.assistantOnlyLoss`" in text

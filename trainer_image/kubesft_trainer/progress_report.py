@@ -1,0 +1,35 @@
+"""The JSON the trainer serves at ``/progress`` and the operator copies into ``status.progress``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class ProgressReport(BaseModel):
+    """Training progress as rank 0 last saw it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    step: int = Field(default=0, description="Optimizer steps done.", ge=0)
+    total_steps: int | None = Field(default=None, description="Optimizer steps planned.", ge=0)
+    epoch: float | None = Field(default=None, description="Epochs done, fractional.", ge=0)
+    percent: float | None = Field(default=None, description="step / totalSteps × 100.", ge=0, le=100)
+    eta_seconds: float | None = Field(default=None, description="Estimated seconds left.", ge=0)
+    loss: float | None = Field(default=None, description="Latest training loss.")
+    eval_loss: float | None = Field(default=None, description="Latest evaluation loss.")
+    learning_rate: float | None = Field(default=None, description="Current learning rate.", ge=0)
+    tokens_per_second: float | None = Field(
+        default=None, description="Training throughput in tokens per second.", ge=0
+    )
+    resumed_from_step: int | None = Field(
+        default=None, description="Step the run resumed from, if it resumed.", ge=0
+    )
+    latest_checkpoint: str | None = Field(default=None, description="URI of the newest complete checkpoint.")
+    checkpoint_upload_failures: int = Field(
+        default=0, description="Checkpoint uploads that failed so far.", ge=0
+    )
+    checkpoint_status: str | None = Field(
+        default=None, description="Storage health, e.g. the last upload error while it lasts."
+    )
+    updated_at: str | None = Field(default=None, description="RFC 3339 time of this report.")
