@@ -1,0 +1,121 @@
+"""The operator's configuration, read from ``KUBESFT_*`` environment variables.
+
+The Helm chart maps its values onto these variables; every one has a default that works for a
+single replica watching the whole cluster.
+
+| Variable | Default | Meaning |
+|---|---|---|
+| ``KUBESFT_TRAINER_IMAGE`` | ``ghcr.io/kubesft/kubesft-trainer:0.1.0`` | Trainer image when ``spec.resources.image`` is unset |
+| ``KUBESFT_TRAINER_IMAGE_PULL_SECRETS`` | (none) | Comma-separated pull Secrets given to trainer pods |
+| ``KUBESFT_PROGRESS_INTERVAL_SECONDS`` | ``15`` | How often rank 0's ``/progress`` is read, and the resync period |
+| ``KUBESFT_PROGRESS_TIMEOUT_SECONDS`` | ``2`` | Timeout of one ``/progress`` read |
+| ``KUBESFT_WATCH_NAMESPACES`` | (all) | Comma-separated namespaces to watch; empty watches the whole cluster |
+| ``KUBESFT_METRICS_PORT`` | ``8080`` | Port of the operator's ``/metrics`` |
+| ``KUBESFT_HEALTH_PORT`` | ``8081`` | Port of ``/healthz`` (liveness and readiness) |
+| ``KUBESFT_LISTEN_ADDRESS`` | ``0.0.0.0`` | Address the metrics and health servers bind to |
+| ``KUBESFT_WEBHOOK_ENABLED`` | ``true`` | Serve the validating admission webhook |
+| ``KUBESFT_WEBHOOK_LISTEN_ADDRESS`` | ``0.0.0.0`` | Address the webhook server binds to |
+| ``KUBESFT_WEBHOOK_PORT`` | ``9443`` | Port the webhook server listens on (HTTPS) |
+| ``KUBESFT_WEBHOOK_SERVICE_NAME`` | (none) | In a cluster: the Service in front of the webhook port |
+| ``KUBESFT_WEBHOOK_SERVICE_NAMESPACE`` | ``KUBESFT_POD_NAMESPACE`` | Namespace of that Service |
+| ``KUBESFT_WEBHOOK_SERVICE_PORT`` | ``443`` | Port of that Service |
+| ``KUBESFT_WEBHOOK_HOST`` | (none) | Without a Service: host name or IP the API server calls directly |
+| ``KUBESFT_WEBHOOK_CERT_FILE`` | (none) | PEM server certificate (e.g. a mounted ``tls.crt``) |
+| ``KUBESFT_WEBHOOK_KEY_FILE`` | (none) | PEM private key of that certificate |
+| ``KUBESFT_WEBHOOK_CA_FILE`` | (none) | PEM CA bundle the API server trusts; defaults to the certificate |
+| ``KUBESFT_WEBHOOK_CONFIGURATION`` | ``kubesft.io`` | ValidatingWebhookConfiguration the operator keeps up to date; empty leaves it to the installer |
+| ``KUBESFT_PEERING_NAME`` | ``kubesft`` | Kopf peering object replicas use to elect the active one |
+| ``KUBESFT_PEERING_PRIORITY`` | (random) | This replica's peering priority; the highest is active |
+| ``KUBESFT_STANDALONE`` | ``false`` | Run without peering (a single replica) |
+| ``KUBESFT_POD_NAMESPACE`` | ``default`` | The operator's own namespace (from the downward API) |
+| ``KUBESFT_LOG_LEVEL`` | ``INFO`` | Log level |
+
+Without certificate files the operator makes a self-signed certificate at start-up, which
+suits one replica. Replicas behind one Service need one shared certificate (cert-manager or a
+Secret), or each would publish its own CA bundle.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TRAINER_METRICS_PORT = 9090
+"""Port of the trainer's /metrics and /progress (rank 0); fixed by the pod contract."""
+
+DEFAULT_TRAINER_IMAGE = "ghcr.io/kubesft/kubesft-trainer:0.1.0"
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator can be told from outside, validated at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBESFT_", extra="ignore", frozen=True)
+
+    trainer_image: str = Field(default=DEFAULT_TRAINER_IMAGE, min_length=1)
+    trainer_image_pull_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    progress_interval_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
+    progress_timeout_seconds: float = Field(default=2.0, gt=0.0, le=60.0)
+    watch_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    metrics_port: int = Field(default=8080, ge=1, le=65535)
+    health_port: int = Field(default=8081, ge=1, le=65535)
+    listen_address: str = "0.0.0.0"
+    webhook_enabled: bool = True
+    webhook_listen_address: str = "0.0.0.0"
+    webhook_port: int = Field(default=9443, ge=1, le=65535)
+    webhook_service_name: str | None = None
+    webhook_service_namespace: str | None = None
+    webhook_service_port: int = Field(default=443, ge=1, le=65535)
+    webhook_host: str | None = None
+    webhook_cert_file: str | None = None
+    webhook_key_file: str | None = None
+    webhook_ca_file: str | None = None
+    webhook_configuration: str = "kubesft.io"
+    peering_name: str = Field(default="kubesft", min_length=1)
+    peering_priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000))
+    standalone: bool = False
+    pod_namespace: str = "default"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("trainer_image_pull_secrets", "watch_namespaces", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator(
+        "webhook_service_name",
+        "webhook_service_namespace",
+        "webhook_host",
+        "webhook_cert_file",
+        "webhook_key_file",
+        "webhook_ca_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> OperatorSettings:
+        if (self.webhook_cert_file is None) != (self.webhook_key_file is None):
+            raise ValueError("KUBESFT_WEBHOOK_CERT_FILE and KUBESFT_WEBHOOK_KEY_FILE go together")
+        return self
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.watch_namespaces
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> OperatorSettings:
+    """The settings of this process, read once from the environment."""
+    return OperatorSettings()
