@@ -1,0 +1,124 @@
+"""Reads the Helm chart: rendered manifests, the dashboards' queries and the alert rules.
+
+The dashboards live once, as JSON under ``charts/kubesft/dashboards/``; the chart ships them
+with ``.Files.Get``, and the tests and the PNG renderer read the same files through here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import yaml
+from helm_binary import run_helm
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHART_DIR = REPO_ROOT / "charts/kubesft"
+DASHBOARD_DIR = CHART_DIR / "dashboards"
+
+# Grafana's built-in interval variables, as the tests and the renderer resolve them.
+_BUILTIN_VARIABLES = ("__rate_interval", "__interval", "__range")
+
+
+@dataclasses.dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str
+    panel: str
+    ref_id: str
+    expr: str
+    legend: str
+
+
+def render(
+    values: Mapping[str, Any] | None = None,
+    *,
+    values_files: tuple[pathlib.Path, ...] = (),
+    release: str = "kubesft",
+    namespace: str = "kubesft-system",
+) -> list[dict[str, Any]]:
+    """``helm template`` the chart and return its objects (CRDs included)."""
+    args = ["template", release, str(CHART_DIR), "--namespace", namespace, "--include-crds"]
+    for path in values_files:
+        args += ["--values", str(path)]
+    if values:
+        for key, value in values.items():
+            args += ["--set-json", f"{key}={json.dumps(value)}"]
+    out = run_helm(*args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """The dashboards by file stem (operator, training)."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))}
+
+
+def panels(dashboard: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel with queries, including those nested in collapsed rows."""
+    for panel in dashboard.get("panels", []):
+        if panel.get("type") == "row":
+            yield from panels(panel)
+        else:
+            yield panel
+
+
+def panel_queries(dashboard: Mapping[str, Any]) -> list[PanelQuery]:
+    return [
+        PanelQuery(
+            dashboard=dashboard["title"],
+            panel=panel["title"],
+            ref_id=target["refId"],
+            expr=target["expr"],
+            legend=target.get("legendFormat", ""),
+        )
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+    ]
+
+
+def template_variables(dashboard: Mapping[str, Any]) -> list[str]:
+    return [v["name"] for v in dashboard.get("templating", {}).get("list", [])]
+
+
+def substitute(expr: str, variables: Mapping[str, str]) -> str:
+    """Resolve ``$name`` and ``${name}`` the way Grafana does; unknown names raise KeyError."""
+
+    def value(match: re.Match[str]) -> str:
+        return variables[match.group(1) or match.group(2)]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+
+
+def builtin_variables(rate_interval: str, range_: str) -> dict[str, str]:
+    values = {"__rate_interval": rate_interval, "__interval": rate_interval, "__range": range_}
+    assert set(values) == set(_BUILTIN_VARIABLES)
+    return values
+
+
+def rule_groups(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The groups of the chart's PrometheusRule, in Prometheus' own rule-file shape."""
+    rules = find(docs, "PrometheusRule")
+    if len(rules) != 1:
+        raise ValueError(f"expected one PrometheusRule, found {len(rules)}")
+    groups: list[dict[str, Any]] = rules[0]["spec"]["groups"]
+    return groups
+
+
+def write_rule_file(docs: list[dict[str, Any]], path: pathlib.Path) -> pathlib.Path:
+    path.write_text(yaml.safe_dump({"groups": rule_groups(docs)}, sort_keys=False))
+    return path
+
+
+_METRIC_NAME = re.compile(r"\bkubesft_[a-z0-9_]+\b")
+
+
+def metric_names(expr: str) -> set[str]:
+    """kubesft metric names an expression reads."""
+    return set(_METRIC_NAME.findall(expr))
