@@ -126,9 +126,13 @@ def test_default_install_is_cluster_wide_and_hardened() -> None:
 
     env = _env(container)
     assert env["KUBESFT_WATCH_NAMESPACES"] == ""
+    assert env["KUBESFT_STANDALONE"] == "false"
     assert env["KUBESFT_PEERING_NAME"] == "kubesft"
     assert env["KUBESFT_TRAINER_IMAGE"] == "ghcr.io/kubesft/kubesft-trainer:0.1.0"
-    assert env["KUBESFT_WEBHOOK_CONFIG_NAME"] == "kubesft.kubesft-system.kubesft.io"
+    assert env["KUBESFT_WEBHOOK_CONFIGURATION"] == "kubesft.kubesft-system.kubesft.io"
+    assert env["KUBESFT_WEBHOOK_SERVICE_NAME"] == "kubesft-webhook"
+    assert env["KUBESFT_WEBHOOK_SERVICE_PORT"] == "9443"
+    assert env["KUBESFT_LOG_LEVEL"] == "INFO"
 
     (binding,) = find(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [
@@ -141,6 +145,36 @@ def test_default_install_is_cluster_wide_and_hardened() -> None:
     assert ("kopf.dev", "clusterkopfpeerings", "patch") in granted
     assert not any(verb == "*" or resource == "*" for _, resource, verb in granted)
     assert not any(resource == "secrets" for _, resource, _ in granted), "the operator must not read Secrets"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"watchNamespaces": ["team-a", "team-b"]},
+        {"leaderElection.enabled": False, "webhook.enabled": False},
+    ],
+    ids=["default", "namespaced", "standalone-no-webhook"],
+)
+def test_operator_settings_accept_the_chart_env(
+    values: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every variable the chart sets is one the operator reads, with a value it accepts."""
+    from kubesft_operator.settings import OperatorSettings
+
+    env = _env(_operator_container(render(values)))
+    fields = {f"KUBESFT_{name.upper()}" for name in OperatorSettings.model_fields}
+    assert set(env) <= fields, f"variables the operator does not read: {set(env) - fields}"
+    for name in fields:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        # Downward-API values are filled in by the kubelet; stand in for it.
+        monkeypatch.setenv(name, value if isinstance(value, str) else "kubesft-system")
+    settings = OperatorSettings()
+    assert settings.watch_namespaces == values.get("watchNamespaces", [])
+    assert settings.standalone is (values.get("leaderElection.enabled") is False)
+    assert settings.webhook_enabled is (values.get("webhook.enabled") is not False)
+    assert settings.metrics_port == 8080 and settings.health_port == 8081
 
 
 def test_namespaced_install_uses_roles_per_namespace() -> None:
@@ -206,8 +240,8 @@ def test_monitoring_objects_select_what_they_should() -> None:
     (certificate,) = find(docs, "Certificate")
     assert "kubesft-webhook.kubesft-system.svc" in certificate["spec"]["dnsNames"]
     env = _env(_operator_container(docs))
-    assert env["KUBESFT_WEBHOOK_CERT_DIR"] == "/etc/kubesft/webhook-tls"
-    assert "KUBESFT_WEBHOOK_CONFIG_NAME" not in env
+    assert env["KUBESFT_WEBHOOK_CERT_FILE"] == "/etc/kubesft/webhook-tls/tls.crt"
+    assert env["KUBESFT_WEBHOOK_CONFIGURATION"] == ""
     (cluster_role,) = find(docs, "ClusterRole")
     assert "validatingwebhookconfigurations" not in str(cluster_role["rules"])
 
@@ -285,9 +319,12 @@ BAD_VALUES = {
         "/monitoring/dashboards/labels/grafana_dashboard",
     ),
     "replicas-without-leader-election": (
-        "replicas: 3\nleaderElection:\n  enabled: false\n",
+        "replicas: 3\nleaderElection:\n  enabled: false\nwebhook:\n  certManager:\n    enabled: true\n",
         "/leaderElection/enabled",
     ),
+    # Each replica would make its own self-signed certificate behind one Service.
+    "replicas-with-self-signed-webhook": ("replicas: 2\n", "/webhook/certManager/enabled"),
+    "progress-interval-zero": ("progress:\n  intervalSeconds: 0\n", "/progress/intervalSeconds"),
     "issuer-ref-without-name": (
         "webhook:\n  certManager:\n    enabled: true\n    issuerRef:\n      kind: ClusterIssuer\n",
         "/webhook/certManager/issuerRef",

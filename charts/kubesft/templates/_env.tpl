@@ -1,9 +1,5 @@
-{{/* The operator's settings, read from the environment by kubesft_operator.settings. */}}
+{{/* The operator's settings: the KUBESFT_* variables kubesft_operator.settings reads. */}}
 {{- define "kubesft.operatorEnv" -}}
-- name: KUBESFT_POD_NAME
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.name
 - name: KUBESFT_POD_NAMESPACE
   valueFrom:
     fieldRef:
@@ -12,26 +8,50 @@
   value: {{ join "," .Values.watchNamespaces | quote }}
 - name: KUBESFT_TRAINER_IMAGE
   value: {{ include "kubesft.trainerImage" . | quote }}
+- name: KUBESFT_TRAINER_IMAGE_PULL_SECRETS
+  value: {{ join "," .Values.trainerImage.pullSecrets | quote }}
+- name: KUBESFT_PROGRESS_INTERVAL_SECONDS
+  value: {{ .Values.progress.intervalSeconds | quote }}
+- name: KUBESFT_PROGRESS_TIMEOUT_SECONDS
+  value: {{ .Values.progress.timeoutSeconds | quote }}
 - name: KUBESFT_LOG_LEVEL
-  value: {{ .Values.logLevel | quote }}
-- name: KUBESFT_OPERATOR_METRICS_PORT
+  value: {{ .Values.logLevel | upper | quote }}
+- name: KUBESFT_METRICS_PORT
   value: {{ .Values.metrics.port | quote }}
 - name: KUBESFT_HEALTH_PORT
   value: {{ .Values.health.port | quote }}
+{{- if .Values.leaderElection.enabled }}
+- name: KUBESFT_STANDALONE
+  value: "false"
 - name: KUBESFT_PEERING_NAME
-  value: {{ ternary .Values.leaderElection.peeringName "" .Values.leaderElection.enabled | quote }}
+  value: {{ .Values.leaderElection.peeringName | quote }}
+{{- else }}
+- name: KUBESFT_STANDALONE
+  value: "true"
+{{- end }}
 - name: KUBESFT_WEBHOOK_ENABLED
   value: {{ .Values.webhook.enabled | quote }}
 {{- if .Values.webhook.enabled }}
 - name: KUBESFT_WEBHOOK_PORT
   value: {{ .Values.webhook.port | quote }}
-- name: KUBESFT_WEBHOOK_HOST
-  value: {{ printf "%s.%s.svc" (include "kubesft.webhookServiceName" .) .Release.Namespace | quote }}
+- name: KUBESFT_WEBHOOK_SERVICE_NAME
+  value: {{ include "kubesft.webhookServiceName" . | quote }}
+- name: KUBESFT_WEBHOOK_SERVICE_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
+- name: KUBESFT_WEBHOOK_SERVICE_PORT
+  value: {{ .Values.webhook.port | quote }}
 {{- if .Values.webhook.certManager.enabled }}
-- name: KUBESFT_WEBHOOK_CERT_DIR
-  value: /etc/kubesft/webhook-tls
+- name: KUBESFT_WEBHOOK_CERT_FILE
+  value: /etc/kubesft/webhook-tls/tls.crt
+- name: KUBESFT_WEBHOOK_KEY_FILE
+  value: /etc/kubesft/webhook-tls/tls.key
+- name: KUBESFT_WEBHOOK_CA_FILE
+  value: /etc/kubesft/webhook-tls/ca.crt
+# The chart owns the ValidatingWebhookConfiguration and cert-manager injects its CA.
+- name: KUBESFT_WEBHOOK_CONFIGURATION
+  value: ""
 {{- else }}
-- name: KUBESFT_WEBHOOK_CONFIG_NAME
+- name: KUBESFT_WEBHOOK_CONFIGURATION
   value: {{ include "kubesft.webhookConfigName" . | quote }}
 {{- end }}
 {{- end }}
