@@ -25,6 +25,8 @@ SHORT_NAMES = ["sft"]
 _QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 _SECRET_LIKE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY|API_KEY)", re.I)
 _ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+_OPERATOR_ENV = re.compile(r"^(KUBESFT_.*|MASTER_ADDR|MASTER_PORT|HF_HOME|HOME)$")
+"""Variables the operator sets on every trainer pod; env may not override them."""
 
 
 class ConfigMapKeyRef(SpecModel):
@@ -169,6 +171,15 @@ class Resources(SpecModel):
             if not re.match(r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", key):
                 raise ValueError(f"'{key}' is not a valid label key")
         return value
+
+    @model_validator(mode="after")
+    def _not_operator_env(self) -> Self:
+        for number, item in enumerate(self.env):
+            if _OPERATOR_ENV.match(item.name):
+                raise field_error(
+                    f"env[{number}].name", f"{item.name} is set by kubesft and cannot be overridden"
+                )
+        return self
 
 
 class RunPolicy(SpecModel):

@@ -1,0 +1,505 @@
+"""The SFTJob state machine: from what exists in the cluster to the status and what to do next.
+
+``decide`` is pure. It reads the SFTJob, the Jobs and Pods it owns and the clock, and returns
+the status to write, the actions to take and the events to record. It is level-triggered: the
+same world always gives the same decision, so running it again after a crash, a restart of the
+operator or a lost event repeats nothing that was already done.
+
+Each attempt is one batch/v1 Job with ``backoffLimit: 0``, named ``<sftjob>-<attempt>``. The
+operator, not the Job controller, decides about retries, because only the trainer's exit code
+says whether another attempt can succeed, and every attempt resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from kubesft_operator import names, spec_changes
+from kubesft_operator.progress import finished_progress, progress_text
+from kubesft_operator.render import Attempt
+from kubesft_operator.spec import (
+    InvalidSpecError,
+    Phase,
+    SFTJobSpec,
+    SFTJobStatus,
+    parse_spec,
+)
+from kubesft_operator.status import (
+    AttemptState,
+    drop_condition,
+    get_condition,
+    headline,
+    observe_attempt,
+    parse_time,
+    rfc3339,
+    set_condition,
+)
+
+ANNOTATION_REFUSED_GENERATION = "kubesft.io/refused-generation"
+TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
+QUIET_REASONS = frozenset({"PodStarting"})
+"""Headline reasons too routine to record as events."""
+WARNING_REASONS = frozenset(
+    {
+        "Preempted",
+        "Killed",
+        "TrainerError",
+        "PodFailed",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "Unschedulable",
+    }
+)
+_DEADLINE_SLACK_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class SFTJobView:
+    """The parts of an SFTJob the state machine reads."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    annotations: dict[str, str]
+    deleting: bool = False
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> SFTJobView:
+        meta = body.get("metadata", {})
+        return cls(
+            name=meta["name"],
+            namespace=meta.get("namespace", ""),
+            uid=meta.get("uid", ""),
+            generation=int(meta.get("generation") or 1),
+            spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything observed about one SFTJob at one moment."""
+
+    sftjob: SFTJobView
+    jobs: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+    now: datetime
+    job_suspend_supported: bool = False
+    """Whether the API server honours Job .spec.suspend (Kubernetes 1.21 and later)."""
+
+
+@dataclass(frozen=True)
+class EnsureChildren:
+    """Create (or adopt) the ConfigMap, the Service if needed, and the Job of ``attempt``."""
+
+    attempt: Attempt
+    spec: SFTJobSpec
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    """Delete a Job; its pods get SIGTERM and the trainer saves a checkpoint before it exits."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class SuspendJob:
+    name: str
+    suspend: bool
+
+
+@dataclass(frozen=True)
+class SetJobDeadline:
+    name: str
+    seconds: int | None
+
+
+@dataclass(frozen=True)
+class DeleteSFTJob:
+    """The TTL after finishing has passed."""
+
+
+Action = EnsureChildren | DeleteJob | SuspendJob | SetJobDeadline | DeleteSFTJob
+
+
+@dataclass(frozen=True)
+class Note:
+    """An Event to record on the SFTJob."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    status: SFTJobStatus
+    actions: list[Action] = field(default_factory=list)
+    events: list[Note] = field(default_factory=list)
+    annotations: dict[str, str | None] = field(default_factory=dict)
+    requeue_after: float | None = None
+
+
+def attempt_of(job: dict[str, Any]) -> int:
+    meta = job.get("metadata", {})
+    value = (meta.get("annotations") or {}).get(names.ANNOTATION_ATTEMPT) or (meta.get("labels") or {}).get(
+        names.LABEL_ATTEMPT
+    )
+    return int(value) if value is not None and str(value).isdigit() else -1
+
+
+def _restarts_of(job: dict[str, Any] | None) -> int:
+    value = ((job or {}).get("metadata", {}).get("annotations") or {}).get(names.ANNOTATION_RESTARTS)
+    return int(value) if value is not None and str(value).isdigit() else 0
+
+
+def _pod_attempt(pod: dict[str, Any]) -> int:
+    value = (pod.get("metadata", {}).get("labels") or {}).get(names.LABEL_ATTEMPT)
+    return int(value) if value is not None and str(value).isdigit() else -1
+
+
+def _deleting(obj: dict[str, Any]) -> bool:
+    return bool(obj.get("metadata", {}).get("deletionTimestamp"))
+
+
+class _Machine:
+    """One run of the state machine; ``decide`` is its only entry point."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.job = world.sftjob
+        self.old = SFTJobStatus.model_validate(self.job.status)
+        self.new = self.old.model_copy(deep=True)
+        self.now = rfc3339(world.now)
+        self.decision = Decision(status=self.new)
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _condition(self, kind: Any, status: Any, reason: str, message: str) -> None:
+        self.new.conditions = set_condition(self.new.conditions, kind, status, reason, message, self.now)
+
+    def _fail(self, reason: str, message: str, job: dict[str, Any] | None = None) -> None:
+        self.new.phase = "Failed"
+        self.new.completion_time = self.new.completion_time or self.now
+        self._condition("Failed", "True", reason, message)
+        self._condition("Running", "False", reason, "the job failed; see the Failed condition")
+        if job is not None and not _deleting(job):
+            self.decision.actions.append(DeleteJob(job["metadata"]["name"]))
+        self._ttl()
+
+    def _succeed(self, spec: SFTJobSpec, state: AttemptState) -> None:
+        self.new.phase = "Succeeded"
+        self.new.completion_time = state.finished_at or self.now
+        self.new.output_uri = spec.output.uri
+        self.new.start_time = self.new.start_time or state.started_at
+        if self.new.progress is not None:
+            done = finished_progress(self.new.progress.model_dump(mode="json", by_alias=True))
+            self.new.progress = type(self.new.progress).model_validate(done)
+            self.new.progress_text = progress_text(self.new.progress)
+            self.new.eta_text = None
+        steps = f" after {self.new.progress.step} steps" if self.new.progress else ""
+        self._condition(
+            "Succeeded", "True", "Completed", f"training finished{steps}; model written to {spec.output.uri}"
+        )
+        self._condition("Running", "False", "Completed", "training finished")
+        self._ttl()
+
+    def _ttl(self) -> None:
+        ttl = (self.job.spec.get("runPolicy") or {}).get("ttlSecondsAfterFinished")
+        finished = parse_time(self.new.completion_time)
+        if ttl is None or finished is None:
+            return
+        left = (finished + timedelta(seconds=int(ttl)) - self.world.now).total_seconds()
+        if left <= 0:
+            self.decision.actions.append(DeleteSFTJob())
+        else:
+            self.decision.requeue_after = left
+
+    # -- the machine ------------------------------------------------------------------------
+
+    def run(self) -> Decision:
+        if self.job.deleting:
+            return self.decision
+        if self.old.phase in TERMINAL:
+            if not self._invalid_spec_edited():
+                self._ttl()
+                return self._finish()
+            self.new = self.decision.status = SFTJobStatus()
+        spec = self._spec()
+        if spec is not None:
+            self._reconcile(spec)
+        return self._finish()
+
+    def _invalid_spec_edited(self) -> bool:
+        """A job that failed validation starts over once its spec is edited."""
+        failed = get_condition(self.old.conditions, "Failed")
+        return (
+            failed is not None
+            and failed.reason == "InvalidSpec"
+            and self.job.generation != self.old.observed_generation
+        )
+
+    def _spec(self) -> SFTJobSpec | None:
+        """The spec in effect: the one the job started with plus the fields that may change."""
+        applied_raw = self.job.annotations.get(names.ANNOTATION_APPLIED_SPEC)
+        if self.old.phase in TERMINAL:
+            applied_raw = None  # an InvalidSpec job that was edited starts over
+        if not names.is_dns_label(self.job.name):
+            self._invalid([names.name_problem(self.job.name)])
+            return None
+        if applied_raw is None:
+            try:
+                spec = parse_spec(self.job.spec)
+            except InvalidSpecError as exc:
+                self._invalid(exc.problems)
+                return None
+            self.decision.annotations[names.ANNOTATION_APPLIED_SPEC] = json.dumps(
+                self.job.spec, sort_keys=True
+            )
+            self.new.observed_generation = self.job.generation
+            return spec
+        applied = json.loads(applied_raw)
+        refused = spec_changes.immutable_changes(applied, self.job.spec)
+        try:
+            spec = parse_spec(spec_changes.with_mutable_fields(applied, self.job.spec))
+        except InvalidSpecError:
+            spec = parse_spec(applied)
+            refused = refused or ["spec.runPolicy"]
+        if not refused:
+            self.new.observed_generation = self.job.generation
+        elif self.job.annotations.get(ANNOTATION_REFUSED_GENERATION) != str(self.job.generation):
+            message = spec_changes.refusal_message(refused, self.old.phase or "Pending")
+            self.decision.events.append(Note("Warning", "SpecChangeRefused", message))
+            self.decision.annotations[ANNOTATION_REFUSED_GENERATION] = str(self.job.generation)
+        return spec
+
+    def _invalid(self, problems: list[str]) -> None:
+        self.new = SFTJobStatus(conditions=self.new.conditions)
+        self.decision.status = self.new
+        self.new.observed_generation = self.job.generation
+        self.new.conditions = drop_condition(self.new.conditions, "Created")
+        self._fail("InvalidSpec", "; ".join(problems))
+
+    def _reconcile(self, spec: SFTJobSpec) -> None:
+        jobs = {attempt_of(j): j for j in self.world.jobs if attempt_of(j) >= 0}
+        current = max([self.old.attempt, *jobs])
+        self.new.attempt = current
+        self.new.restarts = max(self.old.restarts, _restarts_of(jobs.get(current)))
+        job = jobs.get(current)
+        if job is not None and _deleting(job):
+            job = None
+        for attempt, stale in sorted(jobs.items()):
+            if attempt < current and not _deleting(stale):
+                self.decision.actions.append(DeleteJob(stale["metadata"]["name"]))
+        pods = [p for p in self.world.pods if _pod_attempt(p) == current]
+        state = observe_attempt(job, pods, spec.resources.nodes)
+        if job is not None:
+            self.new.job_name = job["metadata"]["name"]
+        started_before = self.old.job_name == names.job_name(self.job.name, current) or bool(
+            jobs.get(current) or pods
+        )
+        if state.phase == "Running" or (state.started_at and state.phase != "Waiting"):
+            self.new.start_time = self.new.start_time or state.started_at or self.now
+
+        deadline = spec.run_policy.active_deadline_seconds
+        started = parse_time(self.new.start_time)
+        overdue = bool(deadline and started and self.world.now >= started + timedelta(seconds=deadline))
+        deadline_message = (
+            f"the job ran longer than spec.runPolicy.activeDeadlineSeconds ({deadline}s); "
+            "its latest checkpoint is kept"
+        )
+
+        if state.phase == "Succeeded":
+            self._succeed(spec, state)
+            return
+        if state.phase == "Failed" and state.failure is not None:
+            failure = state.failure
+            if overdue or failure.reason == "DeadlineExceeded":
+                self._fail("DeadlineExceeded", deadline_message, job)
+            elif spec.run_policy.suspend and failure.retryable:
+                # The trainer stopped because of the suspension itself: not a failure to retry.
+                if job is not None:
+                    self.decision.actions.append(DeleteJob(job["metadata"]["name"]))
+                self._suspended(spec, started_before)
+            elif not failure.retryable:
+                self._fail(failure.reason, failure.message, job)
+            elif self.new.restarts >= spec.run_policy.backoff_limit:
+                self._fail(
+                    "BackoffLimitExceeded",
+                    f"{failure.message}; no retries left after {self.new.restarts} restart(s) "
+                    f"(spec.runPolicy.backoffLimit: {spec.run_policy.backoff_limit})",
+                    job,
+                )
+            else:
+                self._restart(spec, current, failure.reason, failure.message, job)
+            return
+        if overdue:
+            self._fail("DeadlineExceeded", deadline_message, job)
+            return
+        if spec.run_policy.suspend:
+            self._suspend(spec, job, state, started_before)
+            return
+        self._run(spec, job, state, current, started_before)
+
+    def _attempt(self, spec: SFTJobSpec, index: int, restarts: int) -> Attempt:
+        deadline = spec.run_policy.active_deadline_seconds
+        started = parse_time(self.new.start_time)
+        left = None
+        if deadline is not None:
+            used = (self.world.now - started).total_seconds() if started else 0.0
+            left = max(1, int(deadline - used))
+        return Attempt(
+            index=index,
+            restarts=restarts,
+            suspended=bool(spec.run_policy.queue_name),
+            active_deadline_seconds=left,
+        )
+
+    def _start(self, spec: SFTJobSpec, index: int, restarts: int) -> None:
+        """Create the children of attempt ``index``; the status moves to Pending."""
+        name = names.job_name(self.job.name, index)
+        self.decision.actions.append(EnsureChildren(self._attempt(spec, index, restarts), spec))
+        self.new.attempt, self.new.restarts, self.new.job_name = index, restarts, name
+        self.new.phase = "Pending"
+        self._condition("Created", "True", "JobCreated", f"created Job {name} (attempt {index})")
+        self._condition("Running", "False", "JobCreated", f"created Job {name}; waiting for its pods")
+
+    def _restart(
+        self, spec: SFTJobSpec, current: int, reason: str, message: str, job: dict[str, Any] | None
+    ) -> None:
+        restarts = self.new.restarts + 1
+        limit = spec.run_policy.backoff_limit
+        self._start(spec, current + 1, restarts)
+        if job is not None:
+            self.decision.actions.append(DeleteJob(job["metadata"]["name"]))
+        self._condition(
+            "Running",
+            "False",
+            reason,
+            f"attempt {current}: {message}. Starting attempt {current + 1} (restart {restarts} of "
+            f"{limit}), resuming from the latest checkpoint",
+        )
+
+    def _suspend(
+        self, spec: SFTJobSpec, job: dict[str, Any] | None, state: AttemptState, started_before: bool
+    ) -> None:
+        by_job_field = self.world.job_suspend_supported and not spec.run_policy.queue_name
+        if job is not None:
+            if not by_job_field:
+                self.decision.actions.append(DeleteJob(job["metadata"]["name"]))
+            elif not job.get("spec", {}).get("suspend"):
+                self.decision.actions.append(SuspendJob(job["metadata"]["name"], True))
+        if state.live_pods:
+            self.new.phase = self.old.phase if self.old.phase in ("Pending", "Running") else "Pending"
+            grace = spec.run_policy.termination_grace_period_seconds
+            self._condition(
+                "Suspended",
+                "False",
+                "Suspending",
+                f"stopping the trainer; it saves and uploads a checkpoint within {grace}s "
+                "(spec.runPolicy.terminationGracePeriodSeconds)",
+            )
+            return
+        self._suspended(spec, started_before)
+
+    def _suspended(self, spec: SFTJobSpec, started_before: bool) -> None:
+        self.new.phase = "Suspended"
+        where = self.new.latest_checkpoint or "the latest checkpoint"
+        if started_before:
+            message = f"the trainer pods are stopped; training resumes from {where} when spec.runPolicy.suspend is false"
+        else:
+            message = "suspended before it started; it starts when spec.runPolicy.suspend is false"
+        self._condition("Suspended", "True", "Suspended", message)
+        self._condition("Running", "False", "Suspended", "the job is suspended")
+
+    def _resumed(self) -> None:
+        suspended = get_condition(self.new.conditions, "Suspended")
+        if suspended is not None and (suspended.status == "True" or suspended.reason == "Suspending"):
+            self._condition("Suspended", "False", "Resumed", "resumed from the latest checkpoint")
+
+    def _run(
+        self,
+        spec: SFTJobSpec,
+        job: dict[str, Any] | None,
+        state: AttemptState,
+        current: int,
+        started_before: bool,
+    ) -> None:
+        queue = spec.run_policy.queue_name
+        if state.phase == "Missing":
+            self._resumed()
+            self._start(spec, current + 1 if started_before else current, self.new.restarts)
+            return
+        if state.phase == "Stopping" and (job is None or queue):
+            # The previous attempt's pods are still saving; start the next one after they stop.
+            return
+        if state.phase in ("Stopping", "Queued") and job is not None and not queue:
+            self.decision.actions.append(SuspendJob(job["metadata"]["name"], False))
+            self._resumed()
+            self.new.phase = "Pending"
+            self._condition("Running", "False", "Resuming", "resuming the suspended Job")
+            return
+        if state.phase == "Queued":
+            self.new.phase = "Pending"
+            self._condition(
+                "Running", "False", "Queued", f"waiting for Kueue to admit the Job (LocalQueue {queue})"
+            )
+            return
+        self._resumed()
+        if state.phase == "Waiting":
+            self.new.phase = "Pending"
+            self._condition("Running", "False", state.reason, state.message)
+            return
+        self.new.phase = "Running"
+        self._condition(
+            "Running",
+            "True",
+            "Training",
+            f"attempt {current} is training on {spec.resources.nodes} node(s)",
+        )
+        if job is not None:
+            self._sync_deadline(spec, job)
+
+    def _sync_deadline(self, spec: SFTJobSpec, job: dict[str, Any]) -> None:
+        """Keep the Job's own deadline at what is left of the SFTJob's, which may have changed."""
+        deadline = spec.run_policy.active_deadline_seconds
+        current = job.get("spec", {}).get("activeDeadlineSeconds")
+        job_started = parse_time(job.get("status", {}).get("startTime"))
+        started = parse_time(self.new.start_time)
+        if deadline is None:
+            if current is not None:
+                self.decision.actions.append(SetJobDeadline(job["metadata"]["name"], None))
+            return
+        if job_started is None or started is None:
+            return
+        wanted = max(1, int(deadline - (job_started - started).total_seconds()))
+        if current is None or abs(int(current) - wanted) > _DEADLINE_SLACK_SECONDS:
+            self.decision.actions.append(SetJobDeadline(job["metadata"]["name"], wanted))
+
+    def _finish(self) -> Decision:
+        before = headline(self.old.phase, self.old.conditions)
+        after = headline(self.new.phase, self.new.conditions)
+        if after[:2] != before[:2] and after[0] and after[1] not in QUIET_REASONS:
+            phase, reason, message = after
+            warning = phase == "Failed" or reason in WARNING_REASONS
+            self.decision.events.insert(0, Note("Warning" if warning else "Normal", reason or phase, message))
+        self.decision.status = self.new
+        return self.decision
+
+
+def decide(world: World) -> Decision:
+    """The status, actions and events for one SFTJob, from what exists now."""
+    return _Machine(world).run()

@@ -1,0 +1,63 @@
+"""Which spec changes a started SFTJob accepts: suspend, the deadline and the TTL, nothing else.
+
+A running job keeps the spec it started with (recorded in an annotation); the webhook refuses
+other changes at admission, and the operator ignores them if they get through.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+MUTABLE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("runPolicy", "suspend"),
+    ("runPolicy", "activeDeadlineSeconds"),
+    ("runPolicy", "ttlSecondsAfterFinished"),
+)
+MUTABLE_FIELD_NAMES = ", ".join(f"spec.{a}.{b}" for a, b in MUTABLE_FIELDS)
+
+
+def _without_mutable(spec: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(spec)
+    for section, field in MUTABLE_FIELDS:
+        part = out.get(section)
+        if isinstance(part, dict):
+            part.pop(field, None)
+            if not part:
+                out.pop(section)
+    return out
+
+
+def _diff(old: Any, new: Any, path: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += _diff(old.get(key), new.get(key), f"{path}.{key}")
+        return out
+    return [] if old == new else [path]
+
+
+def immutable_changes(applied: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted paths (``spec.training.learningRate``) that differ outside the mutable fields."""
+    return _diff(_without_mutable(applied), _without_mutable(current), "spec")
+
+
+def with_mutable_fields(applied: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The applied spec with the mutable fields taken from the current one."""
+    out = copy.deepcopy(applied)
+    for section, field in MUTABLE_FIELDS:
+        value = (current.get(section) or {}).get(field)
+        target = out.setdefault(section, {})
+        if value is None:
+            target.pop(field, None)
+        else:
+            target[field] = value
+    return out
+
+
+def refusal_message(paths: list[str], phase: str) -> str:
+    shown = ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
+    return (
+        f"{shown} cannot change while the job is {phase}; the job keeps the spec it started with. "
+        f"Only {MUTABLE_FIELD_NAMES} can change now: delete and re-create the SFTJob to change the rest."
+    )
