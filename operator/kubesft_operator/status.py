@@ -7,6 +7,7 @@ Job and Pods in, an ``AttemptState`` or a list of conditions out.
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -200,6 +201,15 @@ def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def rank0_ip(pods: Iterable[dict[str, Any]]) -> str | None:
+    """Pod IP of the running rank-0 pod (completion index 0), which serves /progress."""
+    for pod in pods:
+        status = pod.get("status", {})
+        if status.get("phase") == "Running" and _rank(pod) == 0 and status.get("podIP"):
+            return str(status["podIP"])
+    return None
+
+
 def observe_attempt(job: dict[str, Any] | None, pods: list[dict[str, Any]], nodes: int) -> AttemptState:
     """The state of one attempt from its Job (None when absent) and that Job's Pods."""
     live = [p for p in pods if _is_live(p)]
@@ -211,9 +221,7 @@ def observe_attempt(job: dict[str, Any] | None, pods: list[dict[str, Any]], node
         if (s := p.get("status", {}).get("startTime")) and p.get("status", {}).get("phase") != "Pending"
     )
     started_at = started[0] if started else None
-    rank0 = next((p for p in sorted(running, key=_rank) if _rank(p) == 0), None)
-    rank0_ip = rank0.get("status", {}).get("podIP") if rank0 else None
-    base = AttemptState("Missing", started_at=started_at, live_pods=len(live), rank0_pod_ip=rank0_ip)
+    base = AttemptState("Missing", started_at=started_at, live_pods=len(live), rank0_pod_ip=rank0_ip(pods))
 
     if job is None:
         return replace(base, phase="Stopping" if live else "Missing")

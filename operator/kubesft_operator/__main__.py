@@ -1,0 +1,30 @@
+"""``python -m kubesft_operator``: run the operator with settings from KUBESFT_* variables."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from kubesft_operator.settings import get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Kopf's per-event debug lines drown everything else below INFO.
+    logging.getLogger("kopf").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    import kubesft_operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        clusterwide=settings.clusterwide,
+        namespaces=settings.watch_namespaces,
+        liveness_endpoint=f"http://{settings.listen_address}:{settings.health_port}/healthz",
+        standalone=settings.standalone,
+        peering_name=None if settings.standalone else settings.peering_name,
+        priority=settings.peering_priority,
+    )
+
+
+if __name__ == "__main__":
+    main()

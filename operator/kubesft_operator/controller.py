@@ -1,0 +1,252 @@
+"""Carries out the state machine's decisions against the API server, one SFTJob at a time.
+
+The Kopf handlers hand it what the watches show (from Kopf's in-memory indexes); it decides,
+acts, writes the status and records events. Reconciliations of one SFTJob never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, cast
+
+import aiohttp
+import kopf
+
+from kubesft_operator import metrics, names
+from kubesft_operator.kube import Kube
+from kubesft_operator.lifecycle import (
+    Decision,
+    DeleteJob,
+    DeleteSFTJob,
+    EnsureChildren,
+    SetJobDeadline,
+    SFTJobView,
+    SuspendJob,
+    World,
+    decide,
+)
+from kubesft_operator.progress import fetch_progress, progress_patch
+from kubesft_operator.render import (
+    Owner,
+    TrainerDefaults,
+    needs_service,
+    render_configmap,
+    render_job,
+    render_service,
+)
+from kubesft_operator.settings import TRAINER_METRICS_PORT, OperatorSettings
+from kubesft_operator.spec import SFTJobStatus
+from kubesft_operator.status import now_utc, parse_time, rank0_ip
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+"""(namespace, SFTJob name)."""
+JOB_SUSPEND_SINCE = (1, 22)
+"""Job .spec.suspend is on by default from Kubernetes 1.22."""
+_STATUS_FIELDS = frozenset(field.alias or name for name, field in SFTJobStatus.model_fields.items())
+
+
+def _resource_version(body: dict[str, Any] | None) -> int:
+    value = str((body or {}).get("metadata", {}).get("resourceVersion") or "")
+    return int(value) if value.isdigit() else -1
+
+
+def status_patch(old: dict[str, Any], new: SFTJobStatus) -> dict[str, Any]:
+    """A merge patch that turns status ``old`` into ``new``: changed fields, and nulls for dropped ones."""
+    before = SFTJobStatus.model_validate(old).model_dump(mode="json", by_alias=True, exclude_none=True)
+    after = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {
+        key: after.get(key)
+        for key in sorted((set(before) | set(after)) & _STATUS_FIELDS)
+        if before.get(key) != after.get(key)
+    }
+
+
+class Controller:
+    """The operator's memory between events, and the only writer of SFTJob status."""
+
+    def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.defaults = TrainerDefaults(settings.trainer_image, tuple(settings.trainer_image_pull_secrets))
+        self.job_suspend_supported = False
+        self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._written: dict[Key, dict[str, Any]] = {}
+        self._created: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self._session: aiohttp.ClientSession | None = None
+        self.requeue_hook: Callable[[Key], Awaitable[None]] | None = None
+        """Set by the handlers: reconciles a key from the current indexes, for delayed work."""
+
+    async def start(self) -> None:
+        version = await asyncio.to_thread(self.kube.server_version)
+        self.job_suspend_supported = version >= JOB_SUSPEND_SINCE
+        self._session = aiohttp.ClientSession()
+        logger.info(
+            "API server %s.%s: suspending %s",
+            *version,
+            "with Job .spec.suspend" if self.job_suspend_supported else "by deleting the Job",
+        )
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def forget(self, key: Key) -> None:
+        self._written.pop(key, None)
+        self._created.pop(key, None)
+        self._locks.pop(key, None)
+        metrics.PHASE_COUNTS.set(*key, None)
+
+    def observe(self, key: Key, body: dict[str, Any]) -> None:
+        metrics.PHASE_COUNTS.set(*key, (body.get("status") or {}).get("phase"))
+
+    def _freshest(self, key: Key, indexed: dict[str, Any] | None) -> dict[str, Any] | None:
+        written = self._written.get(key)
+        if indexed is None or written is None:
+            return indexed
+        return written if _resource_version(written) > _resource_version(indexed) else indexed
+
+    def _jobs(self, key: Key, indexed: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Indexed Jobs plus those this operator created that the watch has not shown yet."""
+        jobs = {job["metadata"]["name"]: job for job in indexed}
+        created = self._created[key]
+        for name in list(created):
+            if name in jobs:
+                del created[name]
+            else:
+                jobs[name] = created[name]
+        return list(jobs.values())
+
+    async def reconcile(
+        self,
+        key: Key,
+        body: dict[str, Any] | None,
+        jobs: Iterable[dict[str, Any]],
+        pods: Iterable[dict[str, Any]],
+    ) -> None:
+        async with self._locks[key]:
+            current = self._freshest(key, body)
+            if current is None:
+                return
+            started = time.perf_counter()
+            try:
+                world = World(
+                    SFTJobView.from_body(current),
+                    self._jobs(key, jobs),
+                    list(pods),
+                    now_utc(),
+                    self.job_suspend_supported,
+                )
+                decision = decide(world)
+                await self._carry_out(key, current, decision)
+            except Exception:
+                metrics.RECONCILE_ERRORS.inc()
+                raise
+            finally:
+                metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
+
+    async def _carry_out(self, key: Key, body: dict[str, Any], decision: Decision) -> None:
+        namespace, name = key
+        owner = Owner(name=name, namespace=namespace, uid=body["metadata"]["uid"])
+        for action in decision.actions:
+            if isinstance(action, EnsureChildren):
+                await self._ensure_children(key, owner, action)
+            elif isinstance(action, DeleteJob):
+                await asyncio.to_thread(self.kube.delete_job, namespace, action.name)
+            elif isinstance(action, SuspendJob):
+                await asyncio.to_thread(
+                    self.kube.patch_job, namespace, action.name, {"spec": {"suspend": action.suspend}}
+                )
+            elif isinstance(action, SetJobDeadline):
+                deadline = {"spec": {"activeDeadlineSeconds": action.seconds}}
+                await asyncio.to_thread(self.kube.patch_job, namespace, action.name, deadline)
+            elif isinstance(action, DeleteSFTJob):
+                logger.info("deleting SFTJob %s/%s: ttlSecondsAfterFinished has passed", namespace, name)
+                await asyncio.to_thread(self.kube.delete_sftjob, namespace, name)
+                return
+        if decision.annotations:
+            patch = {"metadata": {"annotations": decision.annotations}}
+            body = await asyncio.to_thread(self.kube.patch_sftjob, namespace, name, patch)
+            self._written[key] = body
+        old = SFTJobStatus.model_validate(body.get("status") or {})
+        changes = status_patch(body.get("status") or {}, decision.status)
+        if changes:
+            body = await asyncio.to_thread(self.kube.patch_sftjob_status, namespace, name, changes)
+            self._written[key] = body
+            created_at = parse_time(body["metadata"].get("creationTimestamp"))
+            metrics.record_transition(old, decision.status, created_at)
+            self.observe(key, body)
+        for note in decision.events:
+            kopf.event(
+                kopf.Body(cast(kopf.RawBody, body)),
+                type=note.type,
+                reason=note.reason,
+                message=note.message[:1024],
+            )
+        if decision.requeue_after is not None:
+            self._requeue(key, decision.requeue_after)
+
+    async def _ensure_children(self, key: Key, owner: Owner, action: EnsureChildren) -> None:
+        children = [render_configmap(owner, action.spec)]
+        if needs_service(action.spec):
+            children.append(render_service(owner))
+        job = render_job(owner, action.spec, action.attempt, self.defaults)
+        for child in children:
+            await asyncio.to_thread(self.kube.create_or_adopt, child)
+        created, fresh = await asyncio.to_thread(self.kube.create_or_adopt, job)
+        self._created[key][created["metadata"]["name"]] = created
+        if fresh:
+            logger.info("created Job %s/%s", owner.namespace, created["metadata"]["name"])
+
+    # -- time-driven work -----------------------------------------------------------------------
+
+    def _requeue(self, key: Key, delay: float) -> None:
+        hook = self.requeue_hook
+        if hook is None:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            try:
+                await hook(key)
+            except Exception:
+                logger.exception("reconciling %s/%s after %.0fs failed", *key, delay)
+
+        asyncio.get_running_loop().create_task(later())
+
+    async def poll_progress(
+        self, key: Key, body: dict[str, Any] | None, pods: Iterable[dict[str, Any]]
+    ) -> None:
+        """Copy rank 0's /progress into status when its values changed."""
+        current = self._freshest(key, body)
+        if current is None or self._session is None:
+            return
+        status = current.get("status") or {}
+        attempt = int(status.get("attempt") or 0)
+        mine = [
+            p for p in pods if (p["metadata"].get("labels") or {}).get(names.LABEL_ATTEMPT) == str(attempt)
+        ]
+        address = rank0_ip(mine)
+        if address is None:
+            return
+        report = await fetch_progress(
+            self._session, address, TRAINER_METRICS_PORT, self.settings.progress_timeout_seconds
+        )
+        if report is None:
+            return
+        async with self._locks[key]:
+            current = self._freshest(key, body) or current
+            status = current.get("status") or {}
+            if status.get("phase") in ("Succeeded", "Failed") or int(status.get("attempt") or 0) != attempt:
+                return
+            patch = progress_patch(status, report)
+            if patch:
+                namespace, name = key
+                self._written[key] = await asyncio.to_thread(
+                    self.kube.patch_sftjob_status, namespace, name, patch
+                )

@@ -1,0 +1,153 @@
+"""Admission: the same validation as the operator's, so ``kubectl apply`` of a bad SFTJob fails at once.
+
+The webhook is served by Kopf's HTTPS server. In a cluster the API server reaches it through a
+Service; in development it calls the operator's address directly. Without mounted certificate
+files the operator makes a self-signed one at start-up.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import pathlib
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kopf
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kubesft_operator import names, spec_changes
+from kubesft_operator.settings import OperatorSettings
+from kubesft_operator.spec import InvalidSpecError, parse_spec
+
+HANDLER_ID = "validate-sftjob"
+"""Kopf serves the handler at /<id>; a ValidatingWebhookConfiguration made by hand points there."""
+ACTIVE_PHASES = frozenset({"Pending", "Running", "Suspended"})
+
+
+def admission_problems(
+    operation: str,
+    name: str | None,
+    spec: dict[str, Any] | None,
+    old_spec: dict[str, Any] | None = None,
+    old_phase: str | None = None,
+) -> list[str]:
+    """Why an SFTJob create or update must be refused; empty when it may go ahead."""
+    problems: list[str] = []
+    if operation == "CREATE" and name and not names.is_dns_label(name):
+        problems.append(names.name_problem(name))
+    try:
+        parse_spec(spec)
+    except InvalidSpecError as exc:
+        problems += exc.problems
+    if operation == "UPDATE" and old_spec is not None and old_phase in ACTIVE_PHASES:
+        changed = spec_changes.immutable_changes(old_spec, spec or {})
+        if changed:
+            problems.append(spec_changes.refusal_message(changed, old_phase))
+    return problems
+
+
+def validate_sftjob(
+    body: kopf.Body,
+    operation: str | None = None,
+    old: kopf.Body | None = None,
+    **_: Any,
+) -> None:
+    """Kopf validating handler for SFTJob CREATE and UPDATE."""
+    old_body: dict[str, Any] = dict(old or {})
+    problems = admission_problems(
+        operation or "",
+        body.get("metadata", {}).get("name"),
+        dict(body.get("spec") or {}),
+        old_spec=dict(old_body.get("spec") or {}) if old_body else None,
+        old_phase=(old_body.get("status") or {}).get("phase"),
+    )
+    if problems:
+        raise kopf.AdmissionError("; ".join(problems), code=422)
+
+
+def self_signed_certificate(
+    hostnames: list[str], directory: pathlib.Path
+) -> tuple[pathlib.Path, pathlib.Path]:
+    """A self-signed CA certificate for ``hostnames`` (DNS names or IPs) and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
+    alt_names: list[x509.GeneralName] = []
+    for host in dict.fromkeys(hostnames):
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            alt_names.append(x509.DNSName(host))
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+class ServiceWebhookServer(kopf.WebhookServer):
+    """Kopf's HTTPS server, announced to the API server as a Service rather than a URL."""
+
+    def __init__(
+        self, *, service_name: str, service_namespace: str, service_port: int, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.service_name = service_name
+        self.service_namespace = service_namespace
+        self.service_port = service_port
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async for client_config in super().__call__(fn):
+            service = kopf.WebhookClientConfigService(
+                name=self.service_name, namespace=self.service_namespace, port=self.service_port, path=""
+            )
+            yield kopf.WebhookClientConfig(caBundle=client_config.get("caBundle"), service=service)
+
+
+def webhook_server(settings: OperatorSettings) -> kopf.WebhookServer:
+    """The admission server for ``settings``: Service-addressed in a cluster, URL-addressed locally."""
+    cert_file, key_file = settings.webhook_cert_file, settings.webhook_key_file
+    common: dict[str, Any] = {"addr": settings.webhook_listen_address, "port": settings.webhook_port}
+    if settings.webhook_service_name:
+        namespace = settings.webhook_service_namespace or settings.pod_namespace
+        service = settings.webhook_service_name
+        hostnames = [f"{service}.{namespace}.svc", f"{service}.{namespace}", service]
+    else:
+        host = settings.webhook_host or "127.0.0.1"
+        hostnames = [host]
+        common["host"] = host
+    if cert_file is None:
+        directory = pathlib.Path(tempfile.mkdtemp(prefix="kubesft-webhook-"))
+        cert, key = self_signed_certificate(hostnames, directory)
+        cert_file, key_file = str(cert), str(key)
+    common.update(certfile=cert_file, pkeyfile=key_file, cafile=settings.webhook_ca_file or cert_file)
+    if settings.webhook_service_name:
+        return ServiceWebhookServer(
+            service_name=settings.webhook_service_name,
+            service_namespace=settings.webhook_service_namespace or settings.pod_namespace,
+            service_port=settings.webhook_service_port,
+            **common,
+        )
+    return kopf.WebhookServer(**common)
