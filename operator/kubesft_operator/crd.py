@@ -66,7 +66,8 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         if isinstance(node.get(bound), (int, float)) and not isinstance(node.get(bound), bool):
             node[plain] = node.pop(bound)
             node[bound] = True
-    if node.get("default", "absent") is None:
+    # Kubernetes 1.20 refuses an empty-string default ("must be of type string: null").
+    if node.get("default", "absent") in (None, ""):
         node.pop("default")
     preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
     additional = node.get("additionalProperties")
