@@ -29,7 +29,9 @@ from kubesft_chart import (
     write_rule_file,
 )
 
+from kubesft_operator import names
 from kubesft_operator.spec import SFTJobSpec
+from kubesft_operator.webhook import HANDLER_ID
 
 NAMESPACED = CHART_DIR / "ci/namespaced-values.yaml"
 MONITORING = CHART_DIR / "ci/monitoring-values.yaml"
@@ -41,12 +43,6 @@ ALERTS = [
     "KubesftOperatorDown",
     "KubesftReconcileErrors",
 ]
-# Labels the operator puts on trainer pods (the pod <-> PodMonitor contract).
-TRAINER_POD_LABELS = {
-    "app.kubernetes.io/name": "kubesft",
-    "app.kubernetes.io/component": "trainer",
-    "app.kubernetes.io/managed-by": "kubesft-operator",
-}
 PROMTOOL = shutil.which("promtool") or "promtool"
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool missing: run `make control-plane`"
@@ -211,15 +207,17 @@ def test_monitoring_objects_select_what_they_should() -> None:
     (deployment,) = find(docs, "Deployment")
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
+    # The PodMonitor selects the pods the operator labels, and names the SFTJob from its label.
     (pod_monitor,) = find(docs, "PodMonitor")
-    assert pod_monitor["spec"]["selector"]["matchLabels"] == TRAINER_POD_LABELS
+    trainer_labels = names.child_labels("smollm2-chat")
+    selector = pod_monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= trainer_labels.items()
+    assert names.LABEL_INSTANCE not in selector and names.LABEL_JOB not in selector
     assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
     endpoint = pod_monitor["spec"]["podMetricsEndpoints"][0]
     assert endpoint["port"] == "metrics"
-    assert {
-        "sourceLabels": ["__meta_kubernetes_pod_label_kubesft_io_job"],
-        "targetLabel": "sftjob",
-    } in endpoint["relabelings"]
+    job_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", names.LABEL_JOB)
+    assert {"sourceLabels": [job_label], "targetLabel": "sftjob"} in endpoint["relabelings"]
 
     maps = {m["metadata"]["name"]: m for m in find(docs, "ConfigMap")}
     assert set(maps) == {"kubesft-dashboard-operator", "kubesft-dashboard-training"}
@@ -233,6 +231,10 @@ def test_monitoring_objects_select_what_they_should() -> None:
 
     # cert-manager mode: the chart owns the configuration and cert-manager injects the CA.
     (webhook,) = find(docs, "ValidatingWebhookConfiguration")
+    (hook,) = webhook["webhooks"]
+    assert hook["clientConfig"]["service"]["path"] == f"/{HANDLER_ID}", "Kopf serves the handler at /<id>"
+    assert hook["clientConfig"]["service"]["name"] == "kubesft-webhook"
+    assert hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
     assert (
         webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
         == "kubesft-system/kubesft-webhook"
@@ -590,6 +592,8 @@ def test_dashboard_queries_parse_as_promql(tmp_path: pathlib.Path) -> None:
 # --- metric names against the code --------------------------------------------------------
 
 _METRIC_TYPES = {"Counter", "Gauge", "Histogram", "Summary", "Info"}
+# Custom collectors build their series from these families.
+_FAMILY_TYPES = {f"{kind}MetricFamily": kind for kind in _METRIC_TYPES}
 
 
 def _string(node: ast.expr | None) -> str | None:
@@ -599,7 +603,7 @@ def _string(node: ast.expr | None) -> str | None:
 def defined_series() -> dict[str, str]:
     """Series names the code exports through prometheus_client, mapped to the defining file.
 
-    Reads every prometheus_client metric constructor in operator/ and trainer_image/ and
+    Reads every prometheus_client metric (or metric family) constructor in operator/ and trainer_image/ and
     expands it to the names Prometheus stores (_total, _bucket, _sum, _count, _info).
     """
     series: dict[str, str] = {}
@@ -617,6 +621,7 @@ def defined_series() -> dict[str, str]:
                 if isinstance(func, ast.Name)
                 else ""
             )
+            kind = _FAMILY_TYPES.get(kind, kind)
             if kind not in _METRIC_TYPES:
                 continue
             keywords = {k.arg: k.value for k in node.keywords if k.arg}
