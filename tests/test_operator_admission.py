@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime
+import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import prometheus_client
+import pytest
 from cryptography import x509
 
 from kubesft_operator import metrics
 from kubesft_operator.controller import status_patch
+from kubesft_operator.settings import OperatorSettings
 from kubesft_operator.spec import Condition, SFTJobStatus
-from kubesft_operator.webhook import admission_problems, self_signed_certificate
+from kubesft_operator.webhook import admission_problems, self_signed_certificate, webhook_server
 from tests.operator_objects import spec_dict
 
 
@@ -106,3 +112,49 @@ def test_phase_gauge_counts_jobs_per_namespace_and_phase() -> None:
     assert _sample("kubesft_sftjobs", {"namespace": "ns-gauge", "phase": "Running"}) == 1
     text = prometheus_client.generate_latest().decode()
     assert "kubesft_sftjobs_created_created" not in text
+
+
+async def _first_client_config(server: Any) -> Any:
+    async def fn(*_: Any, **__: Any) -> Any:
+        return {}
+
+    stream = server(fn)
+    try:
+        return await stream.__anext__()
+    finally:
+        await stream.aclose()
+
+
+def test_in_cluster_server_is_announced_as_a_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KUBESFT_WEBHOOK_SERVICE_NAME", "kubesft-webhook")
+    monkeypatch.setenv("KUBESFT_POD_NAMESPACE", "kubesft-system")
+    monkeypatch.setenv("KUBESFT_WEBHOOK_LISTEN_ADDRESS", "127.0.0.1")
+    monkeypatch.setenv("KUBESFT_WEBHOOK_PORT", str(_free_port()))
+    config = asyncio.run(_first_client_config(webhook_server(OperatorSettings())))
+    assert "url" not in config
+    assert config["service"] == {
+        "name": "kubesft-webhook",
+        "namespace": "kubesft-system",
+        "port": 443,
+        "path": "",
+    }
+    ca = base64.b64decode(config["caBundle"])
+    cert = x509.load_pem_x509_certificate(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "kubesft-webhook.kubesft-system.svc" in names.get_values_for_type(x509.DNSName)
+
+
+def test_local_server_is_announced_by_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = _free_port()
+    monkeypatch.setenv("KUBESFT_WEBHOOK_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBESFT_WEBHOOK_LISTEN_ADDRESS", "127.0.0.1")
+    monkeypatch.setenv("KUBESFT_WEBHOOK_PORT", str(port))
+    config = asyncio.run(_first_client_config(webhook_server(OperatorSettings())))
+    assert config["url"] == f"https://127.0.0.1:{port}"
+    assert "service" not in config
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

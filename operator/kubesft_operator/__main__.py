@@ -12,8 +12,10 @@ from kubesft_operator.settings import get_settings
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Kopf's per-event debug lines drown everything else below INFO.
-    logging.getLogger("kopf").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    if settings.log_level != "DEBUG":
+        # One line per watch event and per admission request would drown everything else.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     import kubesft_operator.handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(
