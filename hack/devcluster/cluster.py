@@ -1,0 +1,128 @@
+"""The whole local cluster: control plane, process node and S3, started and stopped together."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devcluster.control_plane import AuditLog, ControlPlane, ControlPlaneConfig
+from devcluster.kube import Kube
+from devcluster.run_state import RunState
+
+# Requests of ServiceAccounts are logged with their verb and resource, so a test can check which
+# permissions a component actually used; everything else (admin, controllers) is not logged.
+SERVICE_ACCOUNT_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
+
+
+@dataclass
+class ClusterOptions:
+    """How to start the cluster; the defaults are what the test suite uses."""
+
+    audit_policy: dict[str, Any] | None = field(default_factory=lambda: dict(SERVICE_ACCOUNT_AUDIT_POLICY))
+    extra_apiserver_flags: list[str] = field(default_factory=list)
+
+
+class Cluster:
+    """A running local cluster. Use ``Cluster.start()``; ``stop()`` removes every trace of it."""
+
+    def __init__(self, state: RunState, control_plane: ControlPlane) -> None:
+        self.state = state
+        self.control_plane = control_plane
+        self.kube = Kube(control_plane.admin_kubeconfig)
+
+    @classmethod
+    def start(cls, options: ClusterOptions | None = None) -> Cluster:
+        options = options or ClusterOptions()
+        state = RunState.create()
+        audit = None
+        if options.audit_policy is not None:
+            policy_file = state.directory / "audit-policy.yaml"
+            policy_file.write_text(yaml.safe_dump(options.audit_policy))
+            audit = AuditLog(policy_file=policy_file, log_path=state.directory / "audit" / "audit.log")
+        control_plane = ControlPlane(
+            state, ControlPlaneConfig(audit=audit, extra_apiserver_flags=options.extra_apiserver_flags)
+        )
+        try:
+            control_plane.start()
+            return cls(state, control_plane)
+        except BaseException:
+            control_plane.stop()
+            state.clean_up()
+            raise
+
+    def stop(self) -> None:
+        try:
+            self.control_plane.stop()
+        finally:
+            self.state.clean_up()
+
+    # -- identities ----------------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (group system:masters)."""
+        return self.control_plane.admin_kubeconfig
+
+    @property
+    def server(self) -> str:
+        return self.control_plane.server
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.control_plane.ca_cert
+
+    @property
+    def startup_seconds(self) -> float:
+        return self.control_plane.startup_seconds
+
+    def kubeconfig_for(
+        self, user: str, groups: tuple[str, ...] | list[str] = (), *, namespace: str = "default"
+    ) -> Path:
+        return self.control_plane.kubeconfig_for(user, groups, namespace=namespace)
+
+    def kubeconfig_for_service_account(self, namespace: str, name: str) -> Path:
+        return self.control_plane.kubeconfig_for_service_account(namespace, name)
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    @property
+    def audit_log(self) -> Path | None:
+        audit = self.control_plane.config.audit
+        return audit.log_path if audit is not None else None
+
+    def audit_events(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Audit events logged so far, optionally only those of ``user``."""
+        if self.audit_log is None or not self.audit_log.exists():
+            return []
+        events = [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
+        return [e for e in events if user is None or e.get("user", {}).get("username") == user]
+
+    # -- tools -----------------------------------------------------------------------------------
+
+    def kubectl(
+        self, *args: str, kubeconfig: Path | None = None, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run /usr/bin/kubectl against this cluster (admin unless ``kubeconfig`` is given)."""
+        result = subprocess.run(
+            ["kubectl", f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result

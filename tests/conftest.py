@@ -1,0 +1,39 @@
+"""Session fixtures for tests against the local cluster (see hack/devcluster and README "Development")."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from devcluster.cluster import Cluster
+from devcluster.kube import Kube
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """kube-apiserver + kube-controller-manager 1.20 + process node, for the whole session."""
+    running = Cluster.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def kube(cluster: Cluster) -> Kube:
+    """The admin client of the session cluster."""
+    return cluster.kube
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (its pods are stopped by the node)."""
+    name = f"t-{secrets.token_hex(4)}"
+    cluster.kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        cluster.kube.core.delete_namespace(name)
