@@ -18,7 +18,13 @@ from kubesft_operator import metrics
 from kubesft_operator.controller import status_patch
 from kubesft_operator.settings import OperatorSettings
 from kubesft_operator.spec import Condition, SFTJobStatus
-from kubesft_operator.webhook import admission_problems, self_signed_certificate, webhook_server
+from kubesft_operator.webhook import (
+    PublishingWebhookServer,
+    admission_problems,
+    self_signed_certificate,
+    validating_configuration,
+    webhook_server,
+)
 from tests.operator_objects import spec_dict
 
 
@@ -158,3 +164,31 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_validating_configuration_points_at_the_handler() -> None:
+    by_url = validating_configuration(
+        "kubesft", {"url": "https://127.0.0.1:9443", "caBundle": "Q0E="}, "Fail"
+    )
+    (hook,) = by_url["webhooks"]
+    assert hook["clientConfig"] == {"url": "https://127.0.0.1:9443/validate-sftjob", "caBundle": "Q0E="}
+    assert hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    assert hook["rules"][0]["resources"] == ["sftjobs"]
+    service = {"name": "kubesft-webhook", "namespace": "kubesft-system", "port": 9443, "path": ""}
+    by_service = validating_configuration("kubesft", {"service": service, "caBundle": None}, "Ignore")
+    (hook,) = by_service["webhooks"]
+    assert hook["clientConfig"] == {"service": {**service, "path": "/validate-sftjob"}}
+    assert hook["failurePolicy"] == "Ignore"
+
+
+def test_publishing_server_publishes_before_kopf_sees_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBESFT_WEBHOOK_LISTEN_ADDRESS", "127.0.0.1")
+    monkeypatch.setenv("KUBESFT_WEBHOOK_PORT", str(_free_port()))
+    published: list[Any] = []
+
+    async def publish(config: Any) -> None:
+        published.append(config)
+
+    server = PublishingWebhookServer(webhook_server(OperatorSettings()), publish)
+    config = asyncio.run(_first_client_config(server))
+    assert published == [config]

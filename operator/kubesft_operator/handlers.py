@@ -8,6 +8,7 @@ Kopf keeps its own bookkeeping in annotations (``kubesft.io/*``) and a finalizer
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, ClassVar
 
@@ -18,7 +19,13 @@ from kubesft_operator.controller import Controller, Key
 from kubesft_operator.kube import Kube, load_client_config
 from kubesft_operator.settings import get_settings
 from kubesft_operator.spec import GROUP, PLURAL, VERSION
-from kubesft_operator.webhook import HANDLER_ID, validate_sftjob, webhook_server
+from kubesft_operator.webhook import (
+    HANDLER_ID,
+    PublishingWebhookServer,
+    validate_sftjob,
+    validating_configuration,
+    webhook_server,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +56,22 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     # Events are recorded on purpose by the controller; Kopf posts only its own warnings and errors.
     settings.posting.level = logging.WARNING
+    kube = Kube(load_client_config())
     if SETTINGS.webhook_enabled:
-        settings.admission.server = webhook_server(SETTINGS)
-        settings.admission.managed = SETTINGS.webhook_configuration or None
-    controller = Controller(SETTINGS, Kube(load_client_config()))
+        server = webhook_server(SETTINGS)
+        if SETTINGS.webhook_configuration:
+
+            async def publish(client_config: kopf.WebhookClientConfig) -> None:
+                body = validating_configuration(
+                    SETTINGS.webhook_configuration, client_config, SETTINGS.webhook_failure_policy
+                )
+                await asyncio.to_thread(kube.apply_webhook_configuration, body)
+                logger.info("published ValidatingWebhookConfiguration %s", SETTINGS.webhook_configuration)
+
+            settings.admission.server = PublishingWebhookServer(server, publish)
+        else:
+            settings.admission.server = server
+    controller = Controller(SETTINGS, kube)
     await controller.start()
     controller.requeue_hook = _reconcile_from_indexes
     _State.controller = controller

@@ -52,6 +52,7 @@ class Kube:
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.version = client.VersionApi(api)
+        self.admission = client.AdmissionregistrationV1Api(api)
 
     def server_version(self) -> tuple[int, int]:
         info = self.version.get_code()
@@ -106,6 +107,19 @@ class Kube:
                 )
             )
         return existing, False
+
+    def apply_webhook_configuration(self, body: dict[str, Any]) -> None:
+        """Create the ValidatingWebhookConfiguration, or point the existing one at this operator."""
+        try:
+            self.admission.create_validating_webhook_configuration(body)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        patch = {"metadata": {"labels": body["metadata"]["labels"]}, "webhooks": body["webhooks"]}
+        self.admission.patch_validating_webhook_configuration(
+            body["metadata"]["name"], patch, _content_type=MERGE_PATCH
+        )
 
     def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and, in the background, its pods (each gets its grace period)."""

@@ -24,6 +24,7 @@ single replica watching the whole cluster.
 | ``KUBESFT_WEBHOOK_KEY_FILE`` | (none) | PEM private key of that certificate |
 | ``KUBESFT_WEBHOOK_CA_FILE`` | (none) | PEM CA bundle the API server trusts; defaults to the certificate |
 | ``KUBESFT_WEBHOOK_CONFIGURATION`` | ``kubesft.io`` | ValidatingWebhookConfiguration the operator keeps up to date; empty leaves it to the installer |
+| ``KUBESFT_WEBHOOK_FAILURE_POLICY`` | ``Fail`` | ``Fail`` or ``Ignore``: what the API server does when it cannot reach the webhook |
 | ``KUBESFT_PEERING_NAME`` | ``kubesft`` | Kopf peering object replicas use to elect the active one |
 | ``KUBESFT_PEERING_PRIORITY`` | (random) | This replica's peering priority; the highest is active |
 | ``KUBESFT_STANDALONE`` | ``false`` | Run without peering (a single replica) |
@@ -80,6 +81,7 @@ class OperatorSettings(BaseSettings):
     webhook_key_file: str | None = None
     webhook_ca_file: str | None = None
     webhook_configuration: str = "kubesft.io"
+    webhook_failure_policy: Literal["Fail", "Ignore"] = "Fail"
     peering_name: str = Field(default="kubesft", min_length=1)
     peering_priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000))
     standalone: bool = False

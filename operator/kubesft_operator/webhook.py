@@ -11,7 +11,7 @@ import datetime
 import ipaddress
 import pathlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -22,10 +22,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kubesft_operator import names, spec_changes
 from kubesft_operator.settings import OperatorSettings
-from kubesft_operator.spec import InvalidSpecError, parse_spec
+from kubesft_operator.spec import GROUP, PLURAL, VERSION, InvalidSpecError, parse_spec
 
 HANDLER_ID = "validate-sftjob"
 """Kopf serves the handler at /<id>; a ValidatingWebhookConfiguration made by hand points there."""
+WEBHOOK_NAME = f"validate.{PLURAL}.{GROUP}"
 ACTIVE_PHASES = frozenset({"Pending", "Running", "Suspended"})
 
 
@@ -124,6 +125,64 @@ class ServiceWebhookServer(kopf.WebhookServer):
                 name=self.service_name, namespace=self.service_namespace, port=self.service_port, path=""
             )
             yield kopf.WebhookClientConfig(caBundle=client_config.get("caBundle"), service=service)
+
+
+def validating_configuration(
+    name: str, client_config: Mapping[str, Any], failure_policy: str
+) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration that sends SFTJob creates and updates to the operator."""
+    config: dict[str, Any] = {key: value for key, value in client_config.items() if value is not None}
+    if "url" in config:
+        config["url"] = f"{config['url'].rstrip('/')}/{HANDLER_ID}"
+    if "service" in config:
+        config["service"] = {**config["service"], "path": f"/{HANDLER_ID}"}
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {
+            "name": name,
+            "labels": {names.LABEL_NAME: "kubesft", names.LABEL_MANAGED_BY: names.MANAGED_BY},
+        },
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": failure_policy,
+                "matchPolicy": "Equivalent",
+                "timeoutSeconds": 10,
+                "clientConfig": config,
+                "rules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "apiVersions": [VERSION],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": [PLURAL],
+                        "scope": "Namespaced",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+class PublishingWebhookServer:
+    """Serves with ``server`` and publishes each address and CA bundle it announces.
+
+    Kopf's own managed mode would also keep an empty MutatingWebhookConfiguration; this keeps
+    only the validating one, with the failure policy from the settings.
+    """
+
+    def __init__(
+        self, server: kopf.WebhookServer, publish: Callable[[kopf.WebhookClientConfig], Awaitable[None]]
+    ) -> None:
+        self.server = server
+        self.publish = publish
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async for client_config in self.server(fn):
+            await self.publish(client_config)
+            yield client_config
 
 
 def webhook_server(settings: OperatorSettings) -> kopf.WebhookServer:

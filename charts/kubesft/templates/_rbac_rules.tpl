@@ -5,13 +5,15 @@ API server's audit log of a real run: each verb here was used, and nothing used 
 {{- define "kubesft.namespacedRules" -}}
 - apiGroups: ["kubesft.io"]
   resources: ["sftjobs"]
-  verbs: ["get", "list", "watch", "patch"]
+  # delete: runPolicy.ttlSecondsAfterFinished removes finished SFTJobs.
+  verbs: ["get", "list", "watch", "patch", "delete"]
 - apiGroups: ["kubesft.io"]
   resources: ["sftjobs/status"]
   verbs: ["get", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  # patch: Job .spec.suspend (suspend on Kubernetes 1.22+) and activeDeadlineSeconds changes.
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
