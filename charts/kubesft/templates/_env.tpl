@@ -53,6 +53,8 @@
 {{- else }}
 - name: KUBESFT_WEBHOOK_CONFIGURATION
   value: {{ include "kubesft.webhookConfigName" . | quote }}
+- name: KUBESFT_WEBHOOK_FAILURE_POLICY
+  value: {{ .Values.webhook.failurePolicy | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
