@@ -9,6 +9,13 @@ import kopf
 from kubesft_operator.settings import get_settings
 
 
+class _RefusalsAreNotErrors(logging.Filter):
+    """Kopf logs each refused admission as an error of its own; the webhook logs it instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.ERROR and record.getMessage().startswith("Webhook '"))
+
+
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -16,6 +23,7 @@ def main() -> None:
         # One line per watch event and per admission request would drown everything else.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(_RefusalsAreNotErrors())
     import kubesft_operator.handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(

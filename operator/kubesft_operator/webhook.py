@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import pathlib
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -23,6 +24,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubesft_operator import names, spec_changes
 from kubesft_operator.settings import OperatorSettings
 from kubesft_operator.spec import GROUP, PLURAL, VERSION, InvalidSpecError, parse_spec
+
+logger = logging.getLogger(__name__)
 
 HANDLER_ID = "validate-sftjob"
 """Kopf serves the handler at /<id>; a ValidatingWebhookConfiguration made by hand points there."""
@@ -68,6 +71,10 @@ def validate_sftjob(
         old_phase=(old_body.get("status") or {}).get("phase"),
     )
     if problems:
+        meta = body.get("metadata", {})
+        logger.info(
+            "refused %s of SFTJob %s/%s: %s", operation, meta.get("namespace"), meta.get("name"), problems
+        )
         raise kopf.AdmissionError("; ".join(problems), code=422)
 
 
