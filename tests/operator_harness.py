@@ -219,3 +219,18 @@ def _delete_all_sftjobs(cluster: Cluster, timeout: float = 60.0) -> None:
         if not left:
             return
         time.sleep(0.5)
+
+
+def wait_for_phase(
+    cluster: Cluster, namespace: str, name: str, *phases: str, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Wait until the SFTJob's status.phase is one of ``phases``; returns the SFTJob."""
+    return cluster.kube.wait_for_object(
+        "kubesft.io/v1alpha1",
+        "SFTJob",
+        name,
+        namespace,
+        lambda job: (job.get("status") or {}).get("phase") in phases,
+        timeout=timeout,
+        what=f"phase {' or '.join(phases)}",
+    )

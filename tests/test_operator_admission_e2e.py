@@ -7,7 +7,6 @@ CRD's OpenAPI schema, so only the webhook can refuse it.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +14,9 @@ import pytest
 import yaml
 
 from devcluster.cluster import Cluster
-from tests.operator_harness import OperatorInstall, OperatorProcess, running_operator
+from tests.operator_harness import OperatorInstall, OperatorProcess, running_operator, wait_for_phase
 from tests.operator_objects import spec_dict
+from tests.test_spec_validation import with_changes
 
 pytestmark = pytest.mark.cluster
 DENIED = 'admission webhook "validate.sftjobs.kubesft.io" denied the request'
@@ -39,81 +39,74 @@ def manifest(name: str, spec: dict[str, Any], namespace: str) -> str:
     return yaml.safe_dump(body)
 
 
-def edited(path: str, value: Any) -> dict[str, Any]:
-    """The test spec with ``path`` (dotted, camelCase) set to ``value``; None removes it."""
-    spec = copy.deepcopy(spec_dict())
-    *parents, leaf = path.split(".")
-    node = spec
-    for part in parents:
-        node = node.setdefault(part, {})
-    if value is None:
-        node.pop(leaf, None)
-    else:
-        node[leaf] = value
-    return spec
-
-
 BAD_SPECS = [
     (
         "model-name-and-uri",
-        edited("model.name", "org/model"),
+        with_changes(model__uri="s3://models/tiny"),
         "spec.model.uri: set either name or uri, not both",
     ),
-    ("model-neither", edited("model.uri", None), "spec.model.name: set one of name or uri"),
+    ("model-neither", with_changes(model__name=None), "spec.model.name: set one of name or uri"),
     (
         "model-scheme",
-        edited("model.uri", "gs://bucket/model"),
+        with_changes(model__name=None, model__uri="gs://bucket/model"),
         "spec.model.uri: scheme 'gs://' is not supported",
     ),
-    ("chat-template", edited("model.chatTemplate", "llama"), "spec.model.chatTemplate: 'llama' is neither"),
+    (
+        "chat-template",
+        with_changes(model__chatTemplate="llama"),
+        "spec.model.chatTemplate: 'llama' is neither",
+    ),
     (
         "eval-both",
-        edited("dataset", {"uri": "s3://data/x.jsonl", "evalSplit": "test", "evalFraction": 0.1}),
+        with_changes(dataset__evalSplit="test", dataset__evalFraction=0.1),
         "spec.dataset.evalFraction: set either evalSplit or evalFraction, not both",
     ),
     (
         "subset-without-hub",
-        edited("dataset.subset", "everyday"),
+        with_changes(dataset__subset="everyday"),
         "spec.dataset.subset: applies to hub datasets only",
     ),
-    ("padding-free", edited("training.paddingFree", True), "spec.training.paddingFree: needs packing: true"),
+    (
+        "padding-free",
+        with_changes(training__paddingFree=True),
+        "spec.training.paddingFree: needs packing: true",
+    ),
     (
         "extra-arg-typo",
-        edited("training.extraArgs", {"weight_decayy": 0.1}),
+        with_changes(training__extraArgs={"weight_decayy": 0.1}),
         "'weight_decayy' is not an SFTConfig argument (did you mean weight_decay?)",
     ),
     (
         "extra-arg-managed",
-        edited("training.extraArgs", {"learning_rate": 0.1}),
+        with_changes(training__extraArgs={"learning_rate": 0.1}),
         "'learning_rate' is set by kubesft",
     ),
     (
         "qlora-without-lora",
-        edited("lora", {"quantization": "4bit"}),
+        with_changes(lora={"quantization": "4bit"}),
         "spec.lora.quantization: needs lora.enabled",
     ),
     (
         "assistant-loss-on-text",
-        edited("dataset", {"uri": "s3://data/x.jsonl", "format": "text"})
-        | {"training": {"maxSteps": 40, "assistantOnlyLoss": True}},
+        with_changes(dataset__format="text", training__assistantOnlyLoss=True),
         "spec.training.assistantOnlyLoss: needs conversational data",
     ),
     (
         "inline-secret",
-        edited("resources", {"env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2"}]}),
+        with_changes(resources={"env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2"}]}),
         "AWS_SECRET_ACCESS_KEY looks like a secret",
     ),
     (
         "operator-env",
-        edited("resources", {"env": [{"name": "KUBESFT_CONFIG", "value": "/tmp/x"}]}),
+        with_changes(resources={"env": [{"name": "KUBESFT_CONFIG", "value": "/tmp/x"}]}),
         "spec.resources.env[0].name: KUBESFT_CONFIG is set by kubesft",
     ),
     (
         "checkpoint-on-pvc",
-        edited("checkpoints.uri", "pvc://claim/ckpt"),
+        with_changes(checkpoints__uri="pvc://claim/ckpt"),
         "spec.checkpoints.uri: scheme 'pvc://'",
     ),
-    ("no-output", edited("output", {}), "spec.output.uri: required"),
+    ("no-output", with_changes(output={}), "spec.output.uri: required"),
 ]
 
 
@@ -147,14 +140,7 @@ def test_started_job_refuses_spec_changes_but_takes_suspend(
     operator: OperatorProcess, cluster: Cluster, namespace: str
 ) -> None:
     cluster.kubectl("apply", "-f", "-", input=manifest("held", spec_dict(), namespace))
-    cluster.kube.wait_for_object(
-        "kubesft.io/v1alpha1",
-        "SFTJob",
-        "held",
-        namespace,
-        lambda job: (job.get("status") or {}).get("phase") == "Pending",
-        what="phase Pending",
-    )
+    wait_for_phase(cluster, namespace, "held", "Pending")
     refused = cluster.kubectl(
         "-n",
         namespace,
@@ -182,12 +168,5 @@ def test_started_job_refuses_spec_changes_but_takes_suspend(
         "-p",
         '{"spec":{"runPolicy":{"suspend":true}}}',
     )
-    suspended = cluster.kube.wait_for_object(
-        "kubesft.io/v1alpha1",
-        "SFTJob",
-        "held",
-        namespace,
-        lambda job: (job.get("status") or {}).get("phase") == "Suspended",
-        what="phase Suspended",
-    )
+    suspended = wait_for_phase(cluster, namespace, "held", "Suspended")
     assert suspended["spec"]["training"]["maxSteps"] == 40
