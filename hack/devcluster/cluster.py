@@ -12,6 +12,7 @@ import yaml
 
 from devcluster.control_plane import AuditLog, ControlPlane, ControlPlaneConfig
 from devcluster.kube import Kube
+from devcluster.node import NodeOptions, ProcessNode
 from devcluster.run_state import RunState
 
 # Requests of ServiceAccounts are logged with their verb and resource, so a test can check which
@@ -33,14 +34,16 @@ class ClusterOptions:
 
     audit_policy: dict[str, Any] | None = field(default_factory=lambda: dict(SERVICE_ACCOUNT_AUDIT_POLICY))
     extra_apiserver_flags: list[str] = field(default_factory=list)
+    node: NodeOptions = field(default_factory=NodeOptions)
 
 
 class Cluster:
     """A running local cluster. Use ``Cluster.start()``; ``stop()`` removes every trace of it."""
 
-    def __init__(self, state: RunState, control_plane: ControlPlane) -> None:
+    def __init__(self, state: RunState, control_plane: ControlPlane, node: ProcessNode) -> None:
         self.state = state
         self.control_plane = control_plane
+        self.node = node
         self.kube = Kube(control_plane.admin_kubeconfig)
 
     @classmethod
@@ -55,19 +58,20 @@ class Cluster:
         control_plane = ControlPlane(
             state, ControlPlaneConfig(audit=audit, extra_apiserver_flags=options.extra_apiserver_flags)
         )
+        node: ProcessNode | None = None
         try:
             control_plane.start()
-            return cls(state, control_plane)
+            kube = Kube(control_plane.admin_kubeconfig)
+            node = ProcessNode(kube.api, state, options.node)
+            node.start()
+            return cls(state, control_plane, node)
         except BaseException:
-            control_plane.stop()
-            state.clean_up()
+            _stop_all(state, control_plane, node)
             raise
 
     def stop(self) -> None:
-        try:
-            self.control_plane.stop()
-        finally:
-            self.state.clean_up()
+        """Stop pods, node, control plane; then remove every namespace, link, cgroup and file made."""
+        _stop_all(self.state, self.control_plane, self.node)
 
     # -- identities ----------------------------------------------------------------------------
 
@@ -126,3 +130,14 @@ class Cluster:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
+
+
+def _stop_all(state: RunState, control_plane: ControlPlane, node: ProcessNode | None) -> None:
+    try:
+        if node is not None:
+            node.stop()
+    finally:
+        try:
+            control_plane.stop()
+        finally:
+            state.clean_up()

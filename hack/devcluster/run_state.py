@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +127,19 @@ def kill_cgroup(cgroup: Path) -> list[int]:
     return killed
 
 
-def remove_cgroup(cgroup: Path) -> None:
-    if not cgroup.is_dir():
-        return
-    children = sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
-    for directory in [*children, cgroup]:
-        with contextlib.suppress(OSError):
-            directory.rmdir()
+def remove_cgroup(cgroup: Path, timeout: float = 5.0) -> None:
+    """Remove ``cgroup`` and its children once their killed processes have gone."""
+    deadline = time.monotonic() + timeout
+    while cgroup.is_dir():
+        children = sorted(
+            (p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        )
+        for directory in [*children, cgroup]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        if not cgroup.is_dir() or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def reap_stale_runs(root: Path) -> None:

@@ -1,0 +1,67 @@
+"""Per-pod /etc/hosts: the stand-in for cluster DNS of pods under a headless Service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+CLUSTER_DOMAIN = "cluster.local"
+
+
+@dataclass(frozen=True)
+class PodAddress:
+    namespace: str
+    name: str
+    hostname: str
+    subdomain: str | None
+    labels: Mapping[str, str]
+    address: str
+
+
+def pod_hostname(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("spec") or {}).get("hostname") or pod["metadata"]["name"])[:63]
+
+
+def headless_services(services: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, str]]:
+    """(namespace, name) -> selector of every Service with ``clusterIP: None``."""
+    return {
+        (svc["metadata"]["namespace"], svc["metadata"]["name"]): (svc.get("spec") or {}).get("selector") or {}
+        for svc in services
+        if (svc.get("spec") or {}).get("clusterIP") == "None"
+    }
+
+
+def _dns_names(pod: PodAddress, reader_namespace: str) -> list[str]:
+    if pod.subdomain is None:
+        return []
+    base = f"{pod.hostname}.{pod.subdomain}.{pod.namespace}"
+    names = [f"{base}.svc.{CLUSTER_DOMAIN}", f"{base}.svc", base]
+    if pod.namespace == reader_namespace:
+        # What the pod's DNS search path (<ns>.svc.cluster.local) would resolve.
+        names.append(f"{pod.hostname}.{pod.subdomain}")
+    return names
+
+
+def render_hosts(
+    own: PodAddress, pods: Iterable[PodAddress], services: Mapping[tuple[str, str], Mapping[str, str]]
+) -> str:
+    """The hosts file of ``own``: itself, then every pod a headless Service gives a DNS name."""
+
+    def published(pod: PodAddress) -> bool:
+        if pod.subdomain is None:
+            return False
+        selector = services.get((pod.namespace, pod.subdomain))
+        return selector is not None and all(pod.labels.get(k) == v for k, v in selector.items())
+
+    own_names = [*_dns_names(own, own.namespace), own.hostname] if own.subdomain else [own.hostname]
+    lines = [
+        "# Kubernetes-managed hosts file (devcluster process node).",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        f"{own.address}\t{' '.join(own_names)}",
+    ]
+    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
+        if (pod.namespace, pod.name) != (own.namespace, own.name) and published(pod):
+            lines.append(f"{pod.address}\t{' '.join(_dns_names(pod, own.namespace))}")
+    return "\n".join(lines) + "\n"
