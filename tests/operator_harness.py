@@ -152,12 +152,16 @@ class OperatorProcess:
             return None
         if not healthy:
             return None
-        if (
-            self.install.webhook_configuration
-            and "published ValidatingWebhookConfiguration" not in self.log()
-        ):
+        if self.publishes_webhook and "published ValidatingWebhookConfiguration" not in self.log():
             return None
         return True
+
+    @property
+    def publishes_webhook(self) -> bool:
+        env = {**self.install.env, **self.overrides}
+        return env.get("KUBESFT_WEBHOOK_ENABLED", "true") == "true" and bool(
+            env.get("KUBESFT_WEBHOOK_CONFIGURATION")
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -200,7 +204,7 @@ def running_operator(install: OperatorInstall, log_path: Path, **overrides: str)
                 _delete_all_sftjobs(install.cluster)
         finally:
             operator.stop()
-            if install.webhook_configuration:
+            if operator.publishes_webhook:
                 install.cluster.kubectl(
                     "delete",
                     "validatingwebhookconfiguration",

@@ -1,0 +1,81 @@
+"""Two operator replicas elect one active replica through the chart's Kopf peering object.
+
+Both run under the chart's RBAC. The standby pauses while the active replica runs, and takes
+over when it stops. The webhook is off here: each replica outside a cluster would announce its
+own address, while in a cluster both sit behind one Service with one certificate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import yaml
+
+from devcluster.cluster import Cluster
+from devcluster.kube import wait_until
+from tests.operator_harness import OperatorInstall, running_operator, wait_for_phase
+from tests.operator_objects import spec_dict
+
+pytestmark = pytest.mark.cluster
+
+
+def test_standby_replica_takes_over_when_the_active_one_stops(
+    cluster: Cluster, namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    install = OperatorInstall.apply(cluster)
+    logs = tmp_path_factory.mktemp("peering")
+    with contextlib.ExitStack() as stack:
+        active = stack.enter_context(
+            running_operator(
+                install, logs / "active.log", KUBESFT_WEBHOOK_ENABLED="false", KUBESFT_PEERING_PRIORITY="200"
+            )
+        )
+        standby = stack.enter_context(
+            running_operator(
+                install, logs / "standby.log", KUBESFT_WEBHOOK_ENABLED="false", KUBESFT_PEERING_PRIORITY="100"
+            )
+        )
+        # Kopf starts paused and resumes only if no peer has a higher priority: the standby never does.
+        wait_until(
+            lambda: (
+                len(
+                    (cluster.kube.get("kopf.dev/v1", "ClusterKopfPeering", "kubesft") or {}).get("status")
+                    or {}
+                )
+                == 2
+                or None
+            ),
+            timeout=30,
+            describe=lambda: "both replicas never appeared in the peering object",
+        )
+        job = {
+            "apiVersion": "kubesft.io/v1alpha1",
+            "kind": "SFTJob",
+            "metadata": {"name": "elected", "namespace": namespace},
+            "spec": spec_dict(),
+        }
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(job))
+        wait_for_phase(cluster, namespace, "elected", "Pending")
+        assert "created Job" in active.log()
+        assert "created Job" not in standby.log()
+        assert "Resuming operations" not in standby.log()
+
+        active.stop()
+        wait_until(
+            lambda: "Resuming operations" in standby.log() or None,
+            timeout=60,
+            describe=lambda: f"the standby never resumed:\n{standby.log()}",
+        )
+        cluster.kubectl(
+            "-n",
+            namespace,
+            "patch",
+            "sftjob",
+            "elected",
+            "--type=merge",
+            "-p",
+            '{"spec":{"runPolicy":{"suspend":true}}}',
+        )
+        wait_for_phase(cluster, namespace, "elected", "Suspended")
+        assert cluster.kube.get("batch/v1", "Job", "elected-0", namespace) is None
