@@ -46,10 +46,10 @@ demo: $(STAMP) control-plane
 	$(PY) hack/demo.py
 
 cluster-up: $(STAMP) control-plane
-	$(PY) -m devcluster up
+	PYTHONPATH=hack $(PY) -m devcluster up
 
 cluster-down: $(STAMP)
-	$(PY) -m devcluster down
+	PYTHONPATH=hack $(PY) -m devcluster down
 
 bench: $(STAMP) control-plane
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done

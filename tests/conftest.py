@@ -10,6 +10,7 @@ from kubernetes import client
 
 from devcluster.cluster import Cluster
 from devcluster.kube import Kube
+from devcluster.s3 import S3Server
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +21,16 @@ def cluster() -> Iterator[Cluster]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(cluster: Cluster) -> S3Server:
+    """moto's S3 server on the node bridge: ``endpoint_url`` works from tests and from pods.
+
+    ``s3.bucket`` exists; ``s3.credentials_secret(cluster.kube.api, namespace)`` makes the Secret
+    an SFTJob's ``checkpoints.credentialsSecret`` names; ``s3.client()`` is a boto3 client.
+    """
+    return cluster.start_s3()
 
 
 @pytest.fixture

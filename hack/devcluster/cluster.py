@@ -14,6 +14,7 @@ from devcluster.control_plane import AuditLog, ControlPlane, ControlPlaneConfig
 from devcluster.kube import Kube
 from devcluster.node import NodeOptions, ProcessNode
 from devcluster.run_state import RunState
+from devcluster.s3 import S3Server
 
 # Requests of ServiceAccounts are logged with their verb and resource, so a test can check which
 # permissions a component actually used; everything else (admin, controllers) is not logged.
@@ -45,6 +46,7 @@ class Cluster:
         self.control_plane = control_plane
         self.node = node
         self.kube = Kube(control_plane.admin_kubeconfig)
+        self._s3: S3Server | None = None
 
     @classmethod
     def start(cls, options: ClusterOptions | None = None) -> Cluster:
@@ -71,7 +73,24 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop pods, node, control plane; then remove every namespace, link, cgroup and file made."""
-        _stop_all(self.state, self.control_plane, self.node)
+        try:
+            if self._s3 is not None:
+                self._s3.stop()
+        finally:
+            _stop_all(self.state, self.control_plane, self.node)
+
+    def start_s3(self) -> S3Server:
+        """moto's S3 server on the node bridge's address (reachable from the host and pods), with
+        an empty bucket; started on first call, stopped with the cluster."""
+        if self._s3 is None:
+            server = S3Server(self.state, self.node.host_ip)
+            try:
+                server.start()
+            except BaseException:
+                server.stop()
+                raise
+            self._s3 = server
+        return self._s3
 
     # -- identities ----------------------------------------------------------------------------
 
