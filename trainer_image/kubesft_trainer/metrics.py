@@ -1,0 +1,39 @@
+"""The trainer's Prometheus metrics, in the default registry that rank 0 serves at ``/metrics``.
+
+They carry no job labels: Prometheus adds namespace and pod, and the PodMonitor turns the pod
+label ``kubesft.io/job`` into ``sftjob``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+TRAIN_LOSS = Gauge("kubesft_train_loss", "Training loss at the latest logging step.")
+TRAIN_LEARNING_RATE = Gauge("kubesft_train_learning_rate", "Learning rate at the latest logging step.")
+TRAIN_GRAD_NORM = Gauge("kubesft_train_grad_norm", "Gradient norm at the latest logging step.")
+TRAIN_GLOBAL_STEP = Gauge("kubesft_train_global_step", "Optimizer steps done.")
+TRAIN_MAX_STEPS = Gauge("kubesft_train_max_steps", "Optimizer steps planned.")
+TRAIN_EPOCH = Gauge("kubesft_train_epoch", "Epochs done, fractional.")
+TRAIN_TOKENS = Counter("kubesft_train_tokens", "Tokens trained on (all ranks, padding excluded).")
+TRAIN_TOKENS_PER_SECOND = Gauge(
+    "kubesft_train_tokens_per_second", "Training throughput over the latest logging interval, all ranks."
+)
+EVAL_LOSS = Gauge("kubesft_eval_loss", "Evaluation loss at the latest evaluation.")
+GPU_MEMORY_ALLOCATED = Gauge(
+    "kubesft_gpu_memory_allocated_bytes", "GPU memory held by tensors on rank 0's device (CUDA only)."
+)
+TRAIN_INFO = Info("kubesft_train", "What this trainer fine-tunes: labels model and dataset.")
+
+CHECKPOINT_SAVE_SECONDS = Histogram(
+    "kubesft_checkpoint_save_seconds",
+    "Time to save one checkpoint locally.",
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+CHECKPOINT_UPLOAD_SECONDS = Histogram(
+    "kubesft_checkpoint_upload_seconds",
+    "Time to upload one checkpoint.",
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+CHECKPOINT_UPLOAD_BYTES = Counter("kubesft_checkpoint_upload_bytes", "Bytes of checkpoints uploaded.")
+CHECKPOINT_UPLOAD_FAILURES = Counter("kubesft_checkpoint_upload_failures", "Checkpoint uploads that failed.")
+CHECKPOINT_LATEST_STEP = Gauge("kubesft_checkpoint_latest_step", "Step of the newest complete checkpoint.")
