@@ -84,16 +84,36 @@ class Kube:
             if resource.namespaced:
                 target_namespace = obj.get("metadata", {}).get("namespace") or namespace or "default"
                 obj.setdefault("metadata", {})["namespace"] = target_namespace
-            result = self.dynamic.server_side_apply(
-                resource,
-                body=obj,
-                name=obj["metadata"]["name"],
-                namespace=target_namespace,
-                field_manager=FIELD_MANAGER,
-                force_conflicts=True,
-            )
+            try:
+                result = self.dynamic.server_side_apply(
+                    resource,
+                    body=obj,
+                    name=obj["metadata"]["name"],
+                    namespace=target_namespace,
+                    field_manager=FIELD_MANAGER,
+                    force_conflicts=True,
+                )
+            except ApiException as err:
+                # 1.20's server-side apply refuses list items that rely on a defaulted key (e.g. a
+                # Service port without "protocol"); such objects are created or replaced instead.
+                if err.status != 500 or "associative list" not in str(err.body):
+                    raise
+                result = self._create_or_replace(resource, obj, target_namespace)
             applied.append(result.to_dict())
         return applied
+
+    def _create_or_replace(self, resource: Any, obj: dict[str, Any], namespace: str | None) -> Any:
+        try:
+            return self.dynamic.create(resource, body=obj, namespace=namespace)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        current = self.dynamic.get(resource, name=obj["metadata"]["name"], namespace=namespace)
+        obj["metadata"]["resourceVersion"] = current.metadata.resourceVersion
+        if obj["kind"] == "Service" and current.spec.clusterIP:
+            # An allocated cluster IP cannot be dropped by a replace.
+            obj.setdefault("spec", {}).setdefault("clusterIP", current.spec.clusterIP)
+        return self.dynamic.replace(resource, body=obj, namespace=namespace)
 
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None

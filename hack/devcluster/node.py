@@ -28,6 +28,7 @@ from kubernetes.client.rest import ApiException
 
 from devcluster.api_watch import RawWatch
 from devcluster.cgroups import CgroupTree
+from devcluster.kube import wait_until
 from devcluster.network import PodNetwork
 from devcluster.pod_env import DEFAULT_ENTRYPOINTS, ImageEntrypoint
 from devcluster.pod_hosts import PodAddress, headless_services, pod_hostname, render_hosts
@@ -291,6 +292,23 @@ class ProcessNode:
                 raise NodeError(f"container {container} of {namespace}/{name} has not restarted")
             return logs[-2].read_text(errors="replace")
         return logs[-1].read_text(errors="replace")
+
+    def wait_for_log(
+        self, namespace: str, name: str, text: str, *, container: str | None = None, timeout: float = 60.0
+    ) -> str:
+        """Wait until the container's log contains ``text``; returns the log."""
+
+        def read() -> str:
+            try:
+                return self.logs(namespace, name, container)
+            except (NodeError, FileNotFoundError):
+                return ""
+
+        return wait_until(
+            lambda: read() if text in read() else None,
+            timeout=timeout,
+            describe=lambda: f"log of pod {namespace}/{name} never showed {text!r}; it holds:\n{read()}",
+        )
 
     def claim_directory(self, namespace: str, claim: str) -> Path:
         """The host directory standing in for PersistentVolumeClaim ``namespace/claim``; the
