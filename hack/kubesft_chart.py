@@ -122,3 +122,107 @@ _METRIC_NAME = re.compile(r"\bkubesft_[a-z0-9_]+\b")
 def metric_names(expr: str) -> set[str]:
     """kubesft metric names an expression reads."""
     return set(_METRIC_NAME.findall(expr))
+
+
+def _label_name(key: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", key)
+
+
+def pod_monitor_scrape_config(
+    pod_monitor: Mapping[str, Any], targets_file: pathlib.Path, interval: str | None = None
+) -> dict[str, Any]:
+    """The Prometheus scrape config prometheus-operator generates for ``pod_monitor``.
+
+    Pod targets come from ``targets_file`` in the shape Kubernetes service discovery gives them
+    (see pod_discovery.py): Debian's Prometheus is built without Kubernetes discovery. Pods are
+    kept when they carry the selector's labels and a container port of the endpoint's name, and
+    get namespace, pod, container and job labels plus the PodMonitor's own relabelings.
+    """
+    spec = pod_monitor["spec"]
+    meta = pod_monitor["metadata"]
+    (endpoint,) = spec["podMetricsEndpoints"]
+    relabel: list[dict[str, Any]] = []
+    namespaces = spec.get("namespaceSelector", {})
+    if not namespaces.get("any"):
+        names = namespaces.get("matchNames") or [meta["namespace"]]
+        relabel.append(
+            {
+                "action": "keep",
+                "source_labels": ["__meta_kubernetes_namespace"],
+                "regex": "|".join(re.escape(n) for n in names),
+            }
+        )
+    for key, value in spec["selector"].get("matchLabels", {}).items():
+        relabel.append(
+            {
+                "action": "keep",
+                "source_labels": [
+                    f"__meta_kubernetes_pod_label_{_label_name(key)}",
+                    f"__meta_kubernetes_pod_labelpresent_{_label_name(key)}",
+                ],
+                "regex": f"({re.escape(value)});true",
+            }
+        )
+    relabel += [
+        {
+            "action": "keep",
+            "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+            "regex": endpoint["port"],
+        },
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        {"target_label": "job", "replacement": f"{meta['namespace']}/{meta['name']}"},
+        {"target_label": "endpoint", "replacement": endpoint["port"]},
+    ]
+    for rule in endpoint.get("relabelings", []):
+        relabel.append(
+            {
+                "source_labels": rule["sourceLabels"],
+                "target_label": rule["targetLabel"],
+                **({"action": rule["action"]} if "action" in rule else {}),
+            }
+        )
+    return {
+        **_endpoint_settings("podMonitor", meta, endpoint, interval),
+        "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
+        "relabel_configs": relabel,
+    }
+
+
+def _endpoint_settings(
+    kind: str, meta: Mapping[str, Any], endpoint: Mapping[str, Any], interval: str | None
+) -> dict[str, Any]:
+    """Job name and scrape settings of one monitor endpoint; ``interval`` overrides its timing."""
+    return {
+        "job_name": f"{kind}/{meta['namespace']}/{meta['name']}/0",
+        "honor_labels": bool(endpoint.get("honorLabels", False)),
+        "scrape_interval": interval or endpoint.get("interval", "30s"),
+        "scrape_timeout": interval or endpoint.get("scrapeTimeout", "10s"),
+        "metrics_path": endpoint.get("path", "/metrics"),
+    }
+
+
+def service_monitor_static_config(
+    service_monitor: Mapping[str, Any], service: Mapping[str, Any], address: str, interval: str | None = None
+) -> dict[str, Any]:
+    """A scrape config for ``address`` with the labels ``service_monitor`` gives its targets.
+
+    prometheus-operator names the job after the Service and adds its namespace; ``address``
+    stands in for the endpoints of ``service``.
+    """
+    (endpoint,) = service_monitor["spec"]["endpoints"]
+    return {
+        **_endpoint_settings("serviceMonitor", service_monitor["metadata"], endpoint, interval),
+        "static_configs": [
+            {
+                "targets": [address],
+                "labels": {
+                    "job": service["metadata"]["name"],
+                    "namespace": service["metadata"]["namespace"],
+                    "service": service["metadata"]["name"],
+                    "endpoint": endpoint["port"],
+                },
+            }
+        ],
+    }

@@ -1,0 +1,433 @@
+"""The chart installed by real helm into the local control plane, checked by a real training run.
+
+One module-scoped run: ``helm install``; the operator runs as a local process with a
+kubeconfig of the chart's ServiceAccount (so only the chart's RBAC applies) and the environment
+of the installed Deployment; a real Prometheus scrapes it and, through the chart's PodMonitor
+translated to a scrape config over pod discovery, the trainer pod on its own IP; one SFTJob trains a tiny model to Succeeded and
+is removed by its TTL. The tests then read the API server's audit log, the scrapes, and the
+Prometheus data.
+
+What this control plane (Kubernetes 1.20, no kubelet, no kube-proxy) cannot show: the
+Deployment's pods (there is no Deployment controller, so the operator runs beside the cluster
+rather than in a pod), the webhook reached through its Service (the API server calls the
+operator on loopback instead), and the GPU memory panel (the trainer runs on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import yaml
+from helm_binary import run_helm
+from kubesft_chart import (
+    CHART_DIR,
+    builtin_variables,
+    dashboards,
+    find,
+    panel_queries,
+    pod_monitor_scrape_config,
+    render,
+    rule_groups,
+    service_monitor_static_config,
+    substitute,
+)
+from local_prometheus import LocalPrometheus
+from pod_discovery import PodDiscovery
+from render_dashboard_png import render_training_png
+from tinymodel import build_tiny_model, chat_rows, write_jsonl
+
+from devcluster.cluster import Cluster
+from devcluster.kube import wait_until
+from tests.operator_harness import (
+    OperatorInstall,
+    OperatorProcess,
+    running_operator,
+    wait_for_phase,
+)
+
+pytestmark = pytest.mark.cluster
+
+RELEASE = "chart-e2e"
+NAMESPACE = "kubesft-chart"
+SFTJOB = "chart-e2e"
+# Distinct from the peering object other tests' operators use in the same session.
+VALUES = {"leaderElection.peeringName": "chart-e2e"}
+MONITORING = {
+    **VALUES,
+    "monitoring.serviceMonitor.enabled": True,
+    "monitoring.podMonitor.enabled": True,
+    "monitoring.prometheusRule.enabled": True,
+}
+# Seconds between scrapes: the run lasts seconds, not the 15-30 s a cluster would use.
+SCRAPE_INTERVAL = "1s"
+RATE_INTERVAL = "5s"
+# Set to a path (make dashboard-png) to write the rendered training panels there, from a longer run.
+PNG_TARGET = os.environ.get("KUBESFT_DASHBOARD_PNG")
+MAX_STEPS = 600 if PNG_TARGET else 120
+
+
+@dataclass
+class ChartRun:
+    install: OperatorInstall
+    prometheus: LocalPrometheus
+    job_namespace: str
+    started: float
+    finished: float
+    operator_scrape: str = ""
+    trainer_scrape: str = ""
+    final_status: dict[str, Any] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _sftjob(namespace: str, s3: Any, prefix: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubesft.io/v1alpha1",
+        "kind": "SFTJob",
+        "metadata": {"name": SFTJOB, "namespace": namespace},
+        "spec": {
+            "model": {"uri": s3.uri(f"{prefix}/model"), "chatTemplate": "chatml"},
+            "dataset": {"uri": s3.uri(f"{prefix}/data/chat.jsonl"), "evalFraction": 0.1},
+            "training": {
+                "maxSteps": MAX_STEPS,
+                "perDeviceBatchSize": 4,
+                "learningRate": 1.0e-3,
+                "maxLength": 128,
+                "loggingSteps": 1,
+                "evalSteps": 10,
+                "assistantOnlyLoss": True,
+                "gradientCheckpointing": False,
+                "precision": "fp32",
+            },
+            "checkpoints": {
+                "uri": s3.uri(f"{prefix}/checkpoints"),
+                "credentialsSecret": {"name": "s3-credentials"},
+                "endpointUrl": s3.endpoint_url,
+                "saveSteps": 40,
+                "keep": 2,
+            },
+            "output": {"uri": s3.uri(f"{prefix}/output")},
+            "resources": {"gpusPerNode": 0, "cpu": "1", "memory": "4Gi", "sharedMemory": "256Mi"},
+            # The TTL makes the operator delete the finished SFTJob, which its RBAC must allow.
+            "runPolicy": {
+                "backoffLimit": 0,
+                "ttlSecondsAfterFinished": 5,
+                "terminationGracePeriodSeconds": 30,
+            },
+        },
+    }
+
+
+def _stage_inputs(s3: Any, directory: pathlib.Path, prefix: str) -> None:
+    model = build_tiny_model(directory / "model")
+    data = write_jsonl(directory / "data/chat.jsonl", chat_rows(200))
+    client = s3.client()
+    for path in sorted(model.rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), s3.bucket, f"{prefix}/model/{path.relative_to(model)}")
+    client.upload_file(str(data), s3.bucket, f"{prefix}/data/chat.jsonl")
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def _trainer_scrape(cluster: Cluster, namespace: str) -> str | None:
+    """rank 0's /metrics once it reports a step, read from the pod's own IP like Prometheus does."""
+    job = cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", SFTJOB, namespace) or {}
+    if (job.get("status") or {}).get("phase") == "Failed":
+        raise AssertionError(f"the SFTJob failed:\n{yaml.safe_dump(job['status'])}")
+    pods = cluster.kube.core.list_namespaced_pod(namespace, label_selector=f"kubesft.io/job={SFTJOB}").items
+    for pod in pods:
+        if pod.status.phase != "Running" or not pod.status.pod_ip:
+            continue
+        try:
+            text = _fetch(f"http://{pod.status.pod_ip}:9090/metrics")
+        except OSError:
+            return None
+        step = re.search(r"^kubesft_train_global_step (\S+)$", text, re.M)
+        if step and float(step.group(1)) >= 2:
+            return text
+    return None
+
+
+def _helm_install(cluster: Cluster) -> None:
+    args = ["--kubeconfig", str(cluster.kubeconfig), "--namespace", NAMESPACE]
+    sets = [f"--set={key}={value}" for key, value in VALUES.items()]
+    run_helm("install", RELEASE, str(CHART_DIR), "--create-namespace", *sets, *args)
+
+
+def _operator_install(cluster: Cluster) -> OperatorInstall:
+    """The operator as the installed release sets it up: its Deployment's env and ServiceAccount."""
+    deployment = cluster.kube.get("apps/v1", "Deployment", f"{RELEASE}-kubesft", NAMESPACE)
+    assert deployment is not None, "helm install created no Deployment"
+    pod = deployment["spec"]["template"]["spec"]
+    account = pod["serviceAccountName"]
+    env = {}
+    for item in pod["containers"][0]["env"]:
+        # The API server drops empty values; the downward-API namespace is the only reference.
+        source = item.get("valueFrom")
+        if source is None:
+            env[item["name"]] = str(item.get("value", ""))
+        else:
+            assert source["fieldRef"]["fieldPath"] == "metadata.namespace", item
+            env[item["name"]] = NAMESPACE
+    return OperatorInstall(
+        cluster=cluster,
+        namespace=NAMESPACE,
+        service_account=account,
+        kubeconfig=cluster.kubeconfig_for_service_account(NAMESPACE, account),
+        env=env,
+        webhook_configuration=env["KUBESFT_WEBHOOK_CONFIGURATION"],
+    )
+
+
+@pytest.fixture(scope="module")
+def chart_run(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRun]:
+    work = tmp_path_factory.mktemp("chart-e2e")
+    s3 = cluster.start_s3()
+    _stage_inputs(s3, work / "inputs", "chart-e2e")
+    job_namespace = "chart-e2e-jobs"
+    docs = render(MONITORING, release=RELEASE, namespace=NAMESPACE)
+    (service_monitor,) = find(docs, "ServiceMonitor")
+    (metrics_service,) = [s for s in find(docs, "Service") if s["metadata"]["name"].endswith("-metrics")]
+    (pod_monitor,) = find(docs, "PodMonitor")
+    prometheus: LocalPrometheus | None = None
+    try:
+        _helm_install(cluster)
+        cluster.kubectl("create", "namespace", job_namespace)
+        s3.credentials_secret(cluster.kube.api, job_namespace)
+        install = _operator_install(cluster)
+        with contextlib.ExitStack() as operators:
+            # A first operator publishes the webhook configuration and stops; the second one, like
+            # a restarted pod, finds it and points it at itself.
+            first = OperatorProcess(install, work / "operator-first.log")
+            operators.callback(first.stop)
+            first.start()
+            first.stop()
+            operator = operators.enter_context(running_operator(install, work / "operator.log"))
+            discovery = PodDiscovery(cluster.kube.api, work / "prometheus" / "pods.json").start()
+            operators.callback(discovery.stop)
+            prometheus = LocalPrometheus(
+                work / "prometheus",
+                [
+                    service_monitor_static_config(
+                        service_monitor,
+                        metrics_service,
+                        f"127.0.0.1:{operator.metrics_port}",
+                        SCRAPE_INTERVAL,
+                    ),
+                    pod_monitor_scrape_config(pod_monitor, discovery.path, SCRAPE_INTERVAL),
+                ],
+                interval=SCRAPE_INTERVAL,
+            )
+            started = time.time()
+            cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(_sftjob(job_namespace, s3, "chart-e2e")))
+            trainer_scrape = wait_until(
+                lambda: _trainer_scrape(cluster, job_namespace),
+                timeout=300,
+                describe=lambda: f"the trainer never served a step on /metrics:\n{operator.log()[-3000:]}",
+            )
+            done = wait_for_phase(cluster, job_namespace, SFTJOB, "Succeeded", "Failed", timeout=600)
+            run = ChartRun(
+                install=install,
+                prometheus=prometheus,
+                job_namespace=job_namespace,
+                started=started,
+                finished=time.time(),
+                trainer_scrape=trainer_scrape,
+                final_status=done.get("status") or {},
+            )
+            assert run.final_status.get("phase") == "Succeeded", yaml.safe_dump(run.final_status)
+            cluster.kube.wait_for_deletion("kubesft.io/v1alpha1", "SFTJob", SFTJOB, job_namespace, timeout=60)
+            # A few more scrapes of the operator after the job is gone.
+            time.sleep(3)
+            run.operator_scrape = operator.metrics()
+        # The operator has stopped, so its audit trail is complete.
+        run.audit = cluster.audit_events(install.username)
+        yield run
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        run_helm(
+            "uninstall",
+            RELEASE,
+            "--namespace",
+            NAMESPACE,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            check=False,
+        )
+        cluster.kubectl("delete", "namespace", job_namespace, "--wait=false", check=False)
+
+
+def test_helm_install_created_the_release(cluster: Cluster, chart_run: ChartRun) -> None:
+    status = run_helm("status", RELEASE, "--namespace", NAMESPACE, "--kubeconfig", str(cluster.kubeconfig))
+    assert "STATUS: deployed" in status.stdout
+    assert "kubectl apply -f -" in status.stdout, "NOTES tell how to apply the first SFTJob"
+    fullname = f"{RELEASE}-kubesft"
+    for api_version, kind, name, namespace in (
+        ("v1", "ServiceAccount", fullname, NAMESPACE),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole", fullname, None),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", fullname, None),
+        ("v1", "Service", f"{fullname}-metrics", NAMESPACE),
+        ("v1", "Service", f"{fullname}-webhook", NAMESPACE),
+        ("apps/v1", "Deployment", fullname, NAMESPACE),
+        ("kopf.dev/v1", "ClusterKopfPeering", "chart-e2e", None),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition", "sftjobs.kubesft.io", None),
+    ):
+        assert cluster.kube.get(api_version, kind, name, namespace) is not None, f"{kind} {name}"
+
+
+# --- RBAC ---------------------------------------------------------------------------------
+
+# Verbs the chart grants that this run does not exercise, each with why the operator needs it.
+GRANTED_BUT_NOT_EXERCISED: dict[tuple[str, str, str], str] = {}
+
+
+def _granted(cluster: Cluster) -> set[tuple[str, str, str]]:
+    role = cluster.kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", f"{RELEASE}-kubesft")
+    assert role is not None
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def _used(audit: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    used = set()
+    for event in audit:
+        ref = event.get("objectRef")
+        if not ref:
+            continue  # discovery (/api, /apis, /version): open to every authenticated user
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        used.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    return used
+
+
+def test_operator_succeeded_under_only_the_chart_rbac(chart_run: ChartRun) -> None:
+    assert chart_run.final_status["phase"] == "Succeeded"
+    assert chart_run.audit, "the audit log holds no request of the operator's ServiceAccount"
+    forbidden = sorted(
+        {
+            f"{e['verb']} {e['requestURI']}"
+            for e in chart_run.audit
+            if (e.get("responseStatus") or {}).get("code") == 403
+        }
+    )
+    assert not forbidden, f"the chart's RBAC refused the operator: {forbidden}"
+
+
+def test_chart_grants_nothing_the_operator_does_not_use(cluster: Cluster, chart_run: ChartRun) -> None:
+    granted, used = _granted(cluster), _used(chart_run.audit)
+    assert used <= granted, f"used without a grant: {sorted(used - granted)}"
+    unused = granted - used
+    stale = set(GRANTED_BUT_NOT_EXERCISED) - unused
+    assert not stale, f"listed as not exercised, but used or no longer granted: {sorted(stale)}"
+    unexplained = sorted(unused - set(GRANTED_BUT_NOT_EXERCISED))
+    assert not unexplained, f"granted but never used, with no reason given: {unexplained}"
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["operator", "trainer"])
+def test_promtool_accepts_the_metrics(chart_run: ChartRun, source: str) -> None:
+    text = chart_run.operator_scrape if source == "operator" else chart_run.trainer_scrape
+    assert "kubesft_" in text
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: run `make control-plane`"
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _variables(run: ChartRun) -> dict[str, str]:
+    return {
+        "namespace": run.job_namespace,
+        "sftjob": SFTJOB,
+        "job": f"{RELEASE}-kubesft-metrics",
+        **builtin_variables(RATE_INTERVAL, f"{math.ceil(run.finished - run.started) + 10}s"),
+    }
+
+
+def _finite(series: list[dict[str, Any]]) -> int:
+    return sum(1 for s in series for _, value in s["values"] if math.isfinite(float(value)))
+
+
+# The trainer on this machine runs on CPU; the metric is only exported where CUDA is.
+CUDA_ONLY_PANELS = {"GPU memory allocated"}
+
+
+def test_every_dashboard_query_evaluates_and_training_panels_show_the_job(chart_run: ChartRun) -> None:
+    prometheus, variables = chart_run.prometheus, _variables(chart_run)
+    end = chart_run.finished + 3
+    empty = []
+    for stem, board in dashboards().items():
+        for query in panel_queries(board):
+            expr = substitute(query.expr, variables)
+            series = prometheus.query_range(expr, chart_run.started, end, 1)
+            if stem == "training" and query.panel not in CUDA_ONLY_PANELS and _finite(series) == 0:
+                empty.append(f"{query.panel} [{query.ref_id}]: {expr}")
+    assert not empty, "training panels without data for the job:\n" + "\n".join(empty)
+
+
+def test_dashboard_variables_list_the_job(chart_run: ChartRun) -> None:
+    prometheus, variables = chart_run.prometheus, _variables(chart_run)
+    found = {}
+    for board in dashboards().values():
+        for variable in board["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["definition"])
+            assert match, variable["definition"]
+            found[variable["name"]] = prometheus.label_values(
+                match.group(2), substitute(match.group(1), variables)
+            )
+    assert chart_run.job_namespace in found["namespace"]
+    assert SFTJOB in found["sftjob"]
+    assert variables["job"] in found["job"]
+
+
+def test_alert_expressions_evaluate_and_stay_quiet_for_a_healthy_run(chart_run: ChartRun) -> None:
+    rules = [
+        r for g in rule_groups(render(MONITORING, release=RELEASE, namespace=NAMESPACE)) for r in g["rules"]
+    ]
+    at = chart_run.finished
+    firing = {}
+    for rule in rules:
+        result = chart_run.prometheus.query(rule["expr"], at=at)
+        if result:
+            firing[rule["alert"]] = result
+    # KubesftOperatorDown staying quiet also shows its job and namespace match the real series.
+    assert not firing, f"alerts firing for a healthy run: {firing}"
+
+
+def test_training_panels_render_to_png(chart_run: ChartRun, tmp_path: pathlib.Path) -> None:
+    out = pathlib.Path(PNG_TARGET) if PNG_TARGET else tmp_path / "training-dashboard.png"
+    points = render_training_png(
+        chart_run.prometheus.query_range,
+        namespace=chart_run.job_namespace,
+        sftjob=SFTJOB,
+        start=chart_run.started,
+        end=chart_run.finished + 3,
+        out=out,
+        rate_interval=RATE_INTERVAL,
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = [title for title, count in points.items() if count == 0 and title not in CUDA_ONLY_PANELS]
+    assert not missing, f"panels drawn without data: {missing}"
