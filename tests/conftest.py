@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +21,10 @@ def cluster() -> Iterator[Cluster]:
     try:
         yield running
     finally:
+        errors = list(running.node.errors)
         running.stop()
+        if errors:
+            warnings.warn(f"the process node met {len(errors)} errors: {errors[:5]}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")

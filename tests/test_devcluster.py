@@ -14,6 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from devcluster.cluster import Cluster, ClusterOptions
 from devcluster.kube import Kube
+from devcluster.pod_runtime import CommandOverride
 from devcluster.processes import wait_pids_gone
 from devcluster.s3 import S3Server
 
@@ -202,6 +203,68 @@ def test_missing_secret_keeps_pod_waiting_until_it_exists(
     kube.wait_for_pod_phase(namespace, "uploader", "Succeeded", timeout=60)
     body = s3.client().get_object(Bucket=s3.bucket, Key=f"{namespace}/from-pod.txt")["Body"].read()
     assert body == b"uploader"
+
+
+def test_env_sources_and_stand_in_command(cluster: Cluster, namespace: str) -> None:
+    kube = cluster.kube
+    kube.apply(
+        [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "knobs"}, "data": {"lr": "0.001"}},
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "token"},
+                "stringData": {"HF_TOKEN": "hf_x"},
+            },
+        ],
+        namespace,
+    )
+    pod = _pod(
+        "envs",
+        "raise SystemExit('the stand-in command should have run instead')",
+        labels={"stand-in": namespace},
+        container={
+            "image": "ghcr.io/kubesft/kubesft-trainer:0.1.0",
+            "env": [
+                {
+                    "name": "RANK",
+                    "valueFrom": {
+                        "fieldRef": {
+                            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                        }
+                    },
+                },
+                {"name": "LR", "valueFrom": {"configMapKeyRef": {"name": "knobs", "key": "lr"}}},
+                {
+                    "name": "MISSING",
+                    "valueFrom": {"configMapKeyRef": {"name": "knobs", "key": "x", "optional": True}},
+                },
+                {
+                    "name": "MEMORY_MI",
+                    "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                },
+                {"name": "SUMMARY", "value": "rank $(RANK) lr $(LR) $$(LR)"},
+            ],
+            "envFrom": [{"secretRef": {"name": "token"}, "prefix": "SECRET_"}],
+            "resources": {"limits": {"memory": "512Mi"}},
+        },
+    )
+    pod["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": "1"}
+    printer = "import os; print(*(f'{k}={os.environ.get(k)}' for k in ['SUMMARY', 'MISSING', 'MEMORY_MI', 'SECRET_HF_TOKEN']))"
+    override = CommandOverride(
+        command=("python", "-c", printer),
+        image_pattern="*kubesft-trainer*",
+        pod_labels={"stand-in": namespace},
+    )
+    cluster.node.options.command_overrides.append(override)
+    try:
+        kube.apply(pod, namespace)
+        kube.wait_for_pod_phase(namespace, "envs", "Succeeded")
+    finally:
+        cluster.node.options.command_overrides.remove(override)
+    assert cluster.node.logs(namespace, "envs").strip() == (
+        "SUMMARY=rank 1 lr 0.001 $(LR) MISSING=None MEMORY_MI=512 SECRET_HF_TOKEN=hf_x"
+    )
 
 
 def test_two_pods_share_a_port_and_reach_each_other_by_headless_service_name(

@@ -31,7 +31,7 @@ from devcluster.cgroups import CgroupTree
 from devcluster.kube import wait_until
 from devcluster.network import PodNetwork
 from devcluster.pod_env import DEFAULT_ENTRYPOINTS, ImageEntrypoint
-from devcluster.pod_hosts import PodAddress, headless_services, pod_hostname, render_hosts
+from devcluster.pod_hosts import headless_services, render_hosts
 from devcluster.pod_runtime import CommandOverride, PodRuntime, RuntimeSettings
 from devcluster.processes import wait_pids_gone
 from devcluster.run_state import RunState
@@ -93,6 +93,8 @@ class ProcessNode:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        if os.geteuid() != 0:
+            raise NodeError("the process node needs root: it creates network namespaces, mounts and cgroups")
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.options.pod_network:
             self.network = PodNetwork(self.state)
@@ -497,16 +499,7 @@ class ProcessNode:
         self._hosts_dirty = False
         services = headless_services(self._services.values())
         addresses = {
-            uid: PodAddress(
-                namespace=r.namespace,
-                name=r.name,
-                hostname=pod_hostname(r.pod),
-                subdomain=(r.pod.get("spec") or {}).get("subdomain"),
-                labels=r.pod["metadata"].get("labels") or {},
-                address=r.address,
-            )
-            for uid, r in self.pods.items()
-            if r.address is not None and not r.cleaned
+            uid: r.own_address() for uid, r in self.pods.items() if r.address is not None and not r.cleaned
         }
         for uid, own in addresses.items():
             runtime = self.pods[uid]

@@ -32,7 +32,7 @@ from devcluster.pod_env import (
     container_argv,
     container_env,
 )
-from devcluster.pod_hosts import pod_hostname
+from devcluster.pod_hosts import PodAddress, pod_hostname, render_hosts
 from devcluster.pod_volumes import container_mounts, materialize_volumes
 from devcluster.processes import process_identity, wait_pids_gone
 from devcluster.run_state import RunState
@@ -126,7 +126,8 @@ class PodRuntime:
         self.interface: PodInterface | None = None
         self.volumes: dict[str, Path] | None = None
         self.start_time = pod_status.now()
-        self.config_error: str | None = None
+        # (reason, message) while the containers cannot be created yet; retried every second.
+        self.config_error: tuple[str, str] | None = None
         self.retry_at = 0.0
         self.kill_deadline: float | None = None
         self.terminating = False
@@ -155,6 +156,8 @@ class PodRuntime:
 
     @property
     def address(self) -> str | None:
+        if self.host_network:
+            return self.settings.host_ip
         return self.interface.address if self.interface else None
 
     @property
@@ -180,10 +183,27 @@ class PodRuntime:
         """Volumes first (they may be missing, which keeps the pod waiting), then the network."""
         if self.volumes is None:
             self.volumes = materialize_volumes(self.pod, reader, self.dir, claim_dir)
-        if self.interface is None and network is not None:
+        if self.interface is None and network is not None and not self.host_network:
             self.interface = network.attach()
         if not self.hosts_file.exists():
-            self.hosts_file.write_text("")
+            # The node adds peers later; the pod's own names must resolve from its first instruction.
+            self.hosts_text = render_hosts(self.own_address(), [], {})
+            self.hosts_file.write_text(self.hosts_text)
+
+    @property
+    def host_network(self) -> bool:
+        return bool((self.pod.get("spec") or {}).get("hostNetwork"))
+
+    def own_address(self) -> PodAddress:
+        spec = self.pod.get("spec") or {}
+        return PodAddress(
+            namespace=self.namespace,
+            name=self.name,
+            hostname=pod_hostname(self.pod),
+            subdomain=spec.get("subdomain"),
+            labels=self.pod["metadata"].get("labels") or {},
+            address=self.address or self.settings.host_ip,
+        )
 
     def _argv(self, run: ContainerRun, env: Mapping[str, str]) -> list[str]:
         for override in self.settings.overrides:
@@ -232,7 +252,7 @@ class PodRuntime:
             "podDir": str(self.dir / "containers" / run.name),
             "parentPid": os.getpid(),
             "cgroupProcs": str(run.cgroup.procs_file) if run.cgroup else None,
-            "netns": str(self.interface.netns_path) if self.interface else None,
+            "netns": str(self.interface.netns_path) if self.interface and not self.host_network else None,
             "hostname": self.hostname,
             "mounts": mounts,
             "workingDir": run.spec.get("workingDir"),
@@ -274,7 +294,11 @@ class PodRuntime:
                 self._start_due(reader, claim_dir, network)
                 self.config_error = None
             except ContainerConfigError as err:
-                self.config_error = str(err)
+                self.config_error = ("CreateContainerConfigError", str(err))
+                self.retry_at = time.monotonic() + 1.0
+            except OSError as err:
+                # The sandbox could not be made (network, files): the kubelet retries these too.
+                self.config_error = ("CreateContainerError", f"{type(err).__name__}: {err}")
                 self.retry_at = time.monotonic() + 1.0
             if self.config_error != previous_error:
                 self.dirty = True
@@ -466,7 +490,7 @@ class PodRuntime:
     def _container_status(self, run: ContainerRun) -> dict[str, Any]:
         state = run.state
         if self.config_error is not None and run.process is None and not run.done:
-            state = pod_status.waiting("CreateContainerConfigError", self.config_error)
+            state = pod_status.waiting(*self.config_error)
         return {
             "name": run.name,
             "state": state,
