@@ -63,6 +63,7 @@ class ControlPlane:
         self.api_port = 0
         self.startup_seconds = 0.0
         self._ca: CertificateAuthority | None = None
+        self._etcd_dir: Path | None = None
 
     @property
     def server(self) -> str:
@@ -101,6 +102,7 @@ class ControlPlane:
             self.admin_kubeconfig, server=self.server, ca_cert=self.ca_cert, user=ADMIN_USER, client=admin
         )
 
+        self._etcd_dir = self._etcd_data_dir()
         etcd_client = free_port()
         etcd_peer = free_port()
         etcd = self._spawn(
@@ -108,7 +110,7 @@ class ControlPlane:
             [
                 str(etcd_bin),
                 "--name=devcluster",
-                f"--data-dir={self._etcd_data_dir()}",
+                f"--data-dir={self._etcd_dir}",
                 f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
                 f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
                 f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
@@ -179,7 +181,9 @@ class ControlPlane:
                 continue
             self.state.forget("pids", list(identity))
         self.processes.clear()
-        shutil.rmtree(self._etcd_data_dir(), ignore_errors=True)
+        if self._etcd_dir is not None:
+            shutil.rmtree(self._etcd_dir, ignore_errors=True)
+            self.state.forget("trees", str(self._etcd_dir))
 
     def check_running(self) -> None:
         """Raise if a control-plane process has exited."""
@@ -235,7 +239,7 @@ class ControlPlane:
         shm = Path("/dev/shm")
         if shm.is_dir():
             path = shm / f"kubesft-devcluster-{self.state.run_id}-etcd"
-            self.state.remember("paths", str(path))
+            self.state.remember("trees", str(path))
             return path
         return self.directory / "etcd"
 

@@ -50,7 +50,7 @@ class RunState:
                 continue
         (directory / "owner.pid").write_text(json.dumps(process_identity(os.getpid())))
         state = cls(directory)
-        state._write({"pids": [], "netns": [], "links": [], "cgroups": [], "paths": [], "mountpoints": []})
+        state._write({"pids": [], "netns": [], "links": [], "cgroups": [], "paths": [], "trees": []})
         return state
 
     def _read(self) -> dict[str, list[Any]]:
@@ -98,8 +98,6 @@ def _remove_leftovers(data: dict[str, list[Any]]) -> None:
     for cgroup in data.get("cgroups", []):
         kill_cgroup(Path(cgroup))
     wait_pids_gone(pids, 5.0)
-    for mountpoint in data.get("mountpoints", []):
-        subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)
     for cgroup in data.get("cgroups", []):
         remove_cgroup(Path(cgroup))
     for netns in data.get("netns", []):
@@ -109,10 +107,10 @@ def _remove_leftovers(data: dict[str, list[Any]]) -> None:
     # Mount-point directories the node had to create on the host; only removed while empty.
     for path in sorted(data.get("paths", []), key=len, reverse=True):
         with contextlib.suppress(OSError):
-            if Path(path).is_dir() and not Path(path).is_symlink():
-                os.rmdir(path)
-            else:
-                shutil.rmtree(path, ignore_errors=True)
+            os.rmdir(path)
+    # Directories of the run kept outside it (etcd's data on tmpfs): removed with their contents.
+    for path in data.get("trees", []):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def kill_cgroup(cgroup: Path) -> list[int]:
