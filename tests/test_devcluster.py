@@ -64,9 +64,12 @@ def _terminated(pod: dict[str, Any]) -> dict[str, Any]:
     return terminated
 
 
-def test_control_plane_start_time(cluster: Cluster) -> None:
-    # A figure for people, not a check: the target is under 10 s with cached binaries.
-    print(f"\ncontrol plane + process node up in {cluster.startup_seconds:.1f}s")
+def test_control_plane_start_time(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    # A figure for people, not a check: with cached binaries it should be well under 10 s.
+    with capsys.disabled():
+        print(
+            f"\ncontrol plane up in {cluster.startup_seconds:.1f}s (etcd, kube-apiserver, kube-controller-manager)"
+        )
     nodes = cluster.kube.core.list_node().items
     assert [n.metadata.name for n in nodes] == [cluster.node.name]
     assert {c.type: c.status for c in nodes[0].status.conditions}["Ready"] == "True"

@@ -31,7 +31,7 @@ from devcluster.cgroups import CgroupTree
 from devcluster.kube import wait_until
 from devcluster.network import PodNetwork
 from devcluster.pod_env import DEFAULT_ENTRYPOINTS, ImageEntrypoint
-from devcluster.pod_hosts import headless_services, render_hosts
+from devcluster.pod_hosts import headless_services, published, render_hosts
 from devcluster.pod_runtime import CommandOverride, PodRuntime, RuntimeSettings
 from devcluster.processes import wait_pids_gone
 from devcluster.run_state import RunState
@@ -501,9 +501,10 @@ class ProcessNode:
         addresses = {
             uid: r.own_address() for uid, r in self.pods.items() if r.address is not None and not r.cleaned
         }
+        peers = published(addresses.values(), services)
         for uid, own in addresses.items():
             runtime = self.pods[uid]
-            text = render_hosts(own, addresses.values(), services)
+            text = render_hosts(own, peers)
             if text != runtime.hosts_text:
                 # Written in place: the file is bind-mounted, a rename would not be seen in the pod.
                 with open(runtime.hosts_file, "r+" if runtime.hosts_file.exists() else "w") as handle:

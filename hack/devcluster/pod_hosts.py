@@ -43,17 +43,22 @@ def _dns_names(pod: PodAddress, reader_namespace: str) -> list[str]:
     return names
 
 
-def render_hosts(
-    own: PodAddress, pods: Iterable[PodAddress], services: Mapping[tuple[str, str], Mapping[str, str]]
-) -> str:
-    """The hosts file of ``own``: itself, then every pod a headless Service gives a DNS name."""
+def published(
+    pods: Iterable[PodAddress], services: Mapping[tuple[str, str], Mapping[str, str]]
+) -> list[PodAddress]:
+    """The pods that have DNS names: a headless Service named like their subdomain selects them."""
 
-    def published(pod: PodAddress) -> bool:
+    def selected(pod: PodAddress) -> bool:
         if pod.subdomain is None:
             return False
         selector = services.get((pod.namespace, pod.subdomain))
         return selector is not None and all(pod.labels.get(k) == v for k, v in selector.items())
 
+    return sorted((pod for pod in pods if selected(pod)), key=lambda p: (p.namespace, p.name))
+
+
+def render_hosts(own: PodAddress, peers: Iterable[PodAddress]) -> str:
+    """The hosts file of ``own``: itself, then every published peer (see ``published``)."""
     own_names = [*_dns_names(own, own.namespace), own.hostname] if own.subdomain else [own.hostname]
     lines = [
         "# Kubernetes-managed hosts file (devcluster process node).",
@@ -61,7 +66,7 @@ def render_hosts(
         "::1\tlocalhost ip6-localhost ip6-loopback",
         f"{own.address}\t{' '.join(own_names)}",
     ]
-    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
-        if (pod.namespace, pod.name) != (own.namespace, own.name) and published(pod):
+    for pod in peers:
+        if (pod.namespace, pod.name) != (own.namespace, own.name):
             lines.append(f"{pod.address}\t{' '.join(_dns_names(pod, own.namespace))}")
     return "\n".join(lines) + "\n"

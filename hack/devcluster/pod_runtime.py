@@ -187,7 +187,7 @@ class PodRuntime:
             self.interface = network.attach()
         if not self.hosts_file.exists():
             # The node adds peers later; the pod's own names must resolve from its first instruction.
-            self.hosts_text = render_hosts(self.own_address(), [], {})
+            self.hosts_text = render_hosts(self.own_address(), [])
             self.hosts_file.write_text(self.hosts_text)
 
     @property
