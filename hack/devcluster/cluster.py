@@ -50,6 +50,8 @@ class Cluster:
 
     @classmethod
     def start(cls, options: ClusterOptions | None = None) -> Cluster:
+        """Start control plane and node. Call it from a thread that outlives the cluster (the main
+        thread): the control-plane processes are tied to it and die if it dies."""
         options = options or ClusterOptions()
         state = RunState.create()
         audit = None
