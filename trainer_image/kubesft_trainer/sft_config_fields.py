@@ -7,6 +7,7 @@ The trainer checks again against the TRL it actually runs.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 
 # BEGIN GENERATED FIELDS (TRL 1.16.0; make crds regenerates)
 SFT_CONFIG_TRL_VERSION = "1.16.0"
@@ -166,6 +167,7 @@ MANAGED_SFT_CONFIG_FIELDS: dict[str, str] = {
     "assistant_only_loss": "spec.training.assistantOnlyLoss",
     "completion_only_loss": "spec.training.completionOnlyLoss",
     "gradient_checkpointing": "spec.training.gradientCheckpointing",
+    "activation_checkpointing": "spec.training.gradientCheckpointing",
     "bf16": "spec.training.precision",
     "fp16": "spec.training.precision",
     "seed": "spec.training.seed",
@@ -186,6 +188,7 @@ MANAGED_SFT_CONFIG_FIELDS: dict[str, str] = {
 """SFTConfig arguments kubesft derives from the spec, with the spec field to use instead."""
 
 
-def closest_field_names(name: str, limit: int = 3) -> list[str]:
-    """SFTConfig argument names that look like ``name``, best first."""
-    return difflib.get_close_matches(name, sorted(SFT_CONFIG_FIELDS), n=limit, cutoff=0.6)
+def closest_field_names(name: str, limit: int = 3, candidates: Iterable[str] | None = None) -> list[str]:
+    """SFTConfig argument names (or ``candidates``) that look like ``name``, best first."""
+    names = sorted(SFT_CONFIG_FIELDS if candidates is None else candidates)
+    return difflib.get_close_matches(name, names, n=limit, cutoff=0.6)

@@ -1,0 +1,69 @@
+"""``training_summary.json``: what was trained, on what, how, and how it went."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class TrainingSummary(BaseModel):
+    """Written next to the model; the model card is rendered from it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    base_model: str
+    dataset: str
+    row_format: str
+    train_rows: int
+    eval_rows: int | None = None
+    chat_template: str = Field(description="model (its own), chatml, or inline")
+    global_step: int
+    max_steps: int
+    epoch: float | None = None
+    first_train_loss: float | None = None
+    final_train_loss: float | None = None
+    mean_train_loss: float | None = None
+    final_eval_loss: float | None = None
+    train_runtime_seconds: float | None = None
+    tokens: int | None = None
+    tokens_per_second: float | None = None
+    resumed_from_step: int | None = None
+    world_size: int = 1
+    precision: str
+    lora: bool = False
+    merged_model_path: str | None = None
+    started_at: str
+    finished_at: str
+    versions: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict, description="The trainer config, as the SFTJob spec")
+
+
+def first_value(log_history: list[dict[str, Any]], key: str) -> float | None:
+    return next((float(entry[key]) for entry in log_history if key in entry), None)
+
+
+def last_value(log_history: list[dict[str, Any]], key: str) -> float | None:
+    return first_value(list(reversed(log_history)), key)
+
+
+def library_versions() -> dict[str, str]:
+    import accelerate
+    import datasets
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    from kubesft_trainer import __version__
+
+    return {
+        "kubesft": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+        "accelerate": accelerate.__version__,
+        "datasets": datasets.__version__,
+    }
