@@ -137,7 +137,6 @@ def test_default_install_is_cluster_wide_and_hardened() -> None:
     (role,) = find(docs, "ClusterRole")
     granted = _rules_by_verb(role["rules"])
     assert ("kubesft.io", "sftjobs", "watch") in granted
-    assert ("", "namespaces", "watch") in granted
     assert ("kopf.dev", "clusterkopfpeerings", "patch") in granted
     assert not any(verb == "*" or resource == "*" for _, resource, verb in granted)
     assert not any(resource == "secrets" for _, resource, _ in granted), "the operator must not read Secrets"

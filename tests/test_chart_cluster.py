@@ -169,9 +169,11 @@ def _helm_install(cluster: Cluster) -> None:
     run_helm("install", RELEASE, str(CHART_DIR), "--create-namespace", *sets, *args)
 
 
-def _operator_install(cluster: Cluster) -> OperatorInstall:
+def _operator_install(
+    cluster: Cluster, release: str = RELEASE, namespace: str = NAMESPACE
+) -> OperatorInstall:
     """The operator as the installed release sets it up: its Deployment's env and ServiceAccount."""
-    deployment = cluster.kube.get("apps/v1", "Deployment", f"{RELEASE}-kubesft", NAMESPACE)
+    deployment = cluster.kube.get("apps/v1", "Deployment", f"{release}-kubesft", namespace)
     assert deployment is not None, "helm install created no Deployment"
     pod = deployment["spec"]["template"]["spec"]
     account = pod["serviceAccountName"]
@@ -183,12 +185,12 @@ def _operator_install(cluster: Cluster) -> OperatorInstall:
             env[item["name"]] = str(item.get("value", ""))
         else:
             assert source["fieldRef"]["fieldPath"] == "metadata.namespace", item
-            env[item["name"]] = NAMESPACE
+            env[item["name"]] = namespace
     return OperatorInstall(
         cluster=cluster,
-        namespace=NAMESPACE,
+        namespace=namespace,
         service_account=account,
-        kubeconfig=cluster.kubeconfig_for_service_account(NAMESPACE, account),
+        kubeconfig=cluster.kubeconfig_for_service_account(namespace, account),
         env=env,
         webhook_configuration=env["KUBESFT_WEBHOOK_CONFIGURATION"],
     )
@@ -294,7 +296,17 @@ def test_helm_install_created_the_release(cluster: Cluster, chart_run: ChartRun)
 # --- RBAC ---------------------------------------------------------------------------------
 
 # Verbs the chart grants that this run does not exercise, each with why the operator needs it.
-GRANTED_BUT_NOT_EXERCISED: dict[tuple[str, str, str], str] = {}
+_ADOPT = "adopting its own object after a create conflict (restarted between creating and recording it)"
+GRANTED_BUT_NOT_EXERCISED: dict[tuple[str, str, str], str] = {
+    ("batch", "jobs", "get"): _ADOPT,
+    ("", "configmaps", "get"): _ADOPT,
+    ("", "configmaps", "patch"): _ADOPT + ", then refreshing the trainer config in it",
+    ("batch", "jobs", "patch"): "Job .spec.suspend (Kubernetes 1.22+, not on this 1.20 control plane) and "
+    "activeDeadlineSeconds changes; this run neither suspends nor changes the deadline",
+    ("", "services", "create"): "the headless Service of multi-node jobs, which need Indexed Jobs "
+    "(Kubernetes 1.21+, not on this 1.20 control plane); this run trains on one node",
+    ("", "services", "get"): _ADOPT + " (multi-node jobs only)",
+}
 
 
 def _granted(cluster: Cluster) -> set[tuple[str, str, str]]:
@@ -431,3 +443,70 @@ def test_training_panels_render_to_png(chart_run: ChartRun, tmp_path: pathlib.Pa
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     missing = [title for title, count in points.items() if count == 0 and title not in CUDA_ONLY_PANELS]
     assert not missing, f"panels drawn without data: {missing}"
+
+
+def test_namespaced_release_runs_under_its_roles(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    """watchNamespaces: Roles in the watched namespace only; the operator handles SFTJobs there."""
+    release, namespace, watched, unwatched = (
+        "chart-ns",
+        "kubesft-chart-ns",
+        "chart-ns-watched",
+        "chart-ns-other",
+    )
+    kubeconfig = ["--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace]
+    for name in (watched, unwatched):
+        cluster.kubectl("create", "namespace", name)
+    run_helm(
+        "install",
+        release,
+        str(CHART_DIR),
+        "--create-namespace",
+        f"--set=watchNamespaces={{{watched}}}",
+        "--set=leaderElection.peeringName=chart-ns",
+        *kubeconfig,
+    )
+    try:
+        fullname = f"{release}-kubesft"
+        assert cluster.kube.get("rbac.authorization.k8s.io/v1", "Role", fullname, watched) is not None
+        assert cluster.kube.get("rbac.authorization.k8s.io/v1", "Role", fullname, unwatched) is None
+        install = _operator_install(cluster, release, namespace)
+        assert install.env["KUBESFT_WATCH_NAMESPACES"] == watched
+        job = {
+            "apiVersion": "kubesft.io/v1alpha1",
+            "kind": "SFTJob",
+            "metadata": {"name": "namespaced"},
+            "spec": {
+                "model": {"uri": "s3://kubesft/none/model", "chatTemplate": "chatml"},
+                "dataset": {"uri": "s3://kubesft/none/data.jsonl"},
+                "output": {"uri": "s3://kubesft/none/output"},
+                "resources": {"gpusPerNode": 0},
+                "runPolicy": {"backoffLimit": 0},
+            },
+        }
+        with running_operator(install, tmp_path / "operator.log") as operator:
+            for name in (watched, unwatched):
+                cluster.kubectl("apply", "-n", name, "-f", "-", input=yaml.safe_dump(job))
+            wait_until(
+                lambda: cluster.kube.get("batch/v1", "Job", "namespaced-0", watched),
+                timeout=60,
+                describe=lambda: f"no trainer Job in the watched namespace:\n{operator.log()[-3000:]}",
+            )
+            # The operator has handled the watched job; the other one stays untouched.
+            other = cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", "namespaced", unwatched) or {}
+            assert not other.get("status"), other.get("status")
+            assert cluster.kube.get("batch/v1", "Job", "namespaced-0", unwatched) is None
+        forbidden = {
+            (e["objectRef"]["resource"], e["verb"])
+            for e in cluster.audit_events(install.username)
+            if (e.get("responseStatus") or {}).get("code") == 403
+        }
+        # Kopf first tries to list and watch namespaces, and on a refusal uses the namespaces it was
+        # given, which is all a namespaced operator needs: the chart does not grant cluster-wide
+        # namespace reads just to spare that one probe.
+        forbidden -= {("namespaces", "list"), ("namespaces", "watch")}
+        assert not forbidden, f"the namespaced RBAC refused the operator: {sorted(forbidden)}"
+        assert "Falling back to a list of namespaces which are assumed to exist" in operator.log()
+    finally:
+        run_helm("uninstall", release, *kubeconfig, check=False)
+        for name in (watched, unwatched):
+            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -5,27 +5,31 @@ API server's audit log of a real run: each verb here was used, and nothing used 
 {{- define "kubesft.namespacedRules" -}}
 - apiGroups: ["kubesft.io"]
   resources: ["sftjobs"]
-  # delete: runPolicy.ttlSecondsAfterFinished removes finished SFTJobs.
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  # patch: finalizer and bookkeeping annotations; delete: runPolicy.ttlSecondsAfterFinished.
+  verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: ["kubesft.io"]
   resources: ["sftjobs/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  # patch: Job .spec.suspend (suspend on Kubernetes 1.22+) and activeDeadlineSeconds changes.
+  # get: adopt its own Job after a create conflict (restarted between creating and recording it).
+  # patch: Job .spec.suspend (Kubernetes 1.22+) and activeDeadlineSeconds changes.
   verbs: ["get", "list", "watch", "create", "delete", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  # The headless Service multi-node jobs rendezvous through; get adopts it after a conflict.
+  # Owner references let the garbage collector delete it with the SFTJob.
+  verbs: ["get", "create"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
-- apiGroups: ["", "events.k8s.io"]
+  # The trainer's config; get and patch adopt and refresh it after a create conflict.
+  verbs: ["get", "create", "patch"]
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* Kopf peering: replicas announce themselves in the shared object and elect a leader. */}}
@@ -33,7 +37,7 @@ API server's audit log of a real run: each verb here was used, and nothing used 
 {{- if .root.Values.leaderElection.enabled }}
 - apiGroups: ["kopf.dev"]
   resources: [{{ .kind | quote }}]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 {{- end }}
 
