@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv test lint crds check-generated demo cluster-up cluster-down control-plane bench clean
+.PHONY: help venv test lint crds check-generated demo cluster-up cluster-down control-plane bench dashboard-png clean
 
 help:
 	@echo "make test          install everything needed and run the test suite"
@@ -16,6 +16,7 @@ help:
 	@echo "make cluster-up    start the local control plane, process node and S3 (prints KUBECONFIG)"
 	@echo "make cluster-down  stop it"
 	@echo "make bench         run the benchmarks in bench/"
+	@echo "make dashboard-png redraw docs/training-dashboard.png from a real training run"
 
 # The CPU torch wheel on disk is taken first so nothing pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -53,6 +54,10 @@ cluster-down: $(STAMP)
 
 bench: $(STAMP) control-plane
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# A real run (local cluster, operator, trainer, Prometheus) drawn with the Training dashboard's queries.
+dashboard-png: $(STAMP) control-plane
+	KUBESFT_DASHBOARD_PNG=$(CURDIR)/docs/training-dashboard.png $(PY) -m pytest tests/test_chart_cluster.py -k render_to_png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
