@@ -6,6 +6,7 @@ take storage away from a trainer for a while and give it back with the data stil
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -45,6 +46,8 @@ class MotoS3:
         return self._server is not None
 
     def start(self) -> None:
+        # One line per request from moto's HTTP server would drown the test output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
 

@@ -130,6 +130,10 @@ class ObjectStore(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def delete_key(self, key: str) -> None:
+        """Delete one key; a missing key is not an error."""
+
+    @abstractmethod
     def delete_prefix(self, prefix: str) -> None:
         """Delete every key under the folder ``prefix``."""
 
@@ -218,6 +222,10 @@ class LocalStore(ObjectStore):
     def exists(self, key: str) -> bool:
         with self._errors("checking", key):
             return self._path(key).is_file()
+
+    def delete_key(self, key: str) -> None:
+        with self._errors("deleting", key):
+            self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> None:
         with self._errors("deleting", prefix):
@@ -365,6 +373,10 @@ class S3Store(ObjectStore):
                     return False
                 raise
             return True
+
+    def delete_key(self, key: str) -> None:
+        with self._errors("deleting", key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
         keys = self.list_keys(prefix)

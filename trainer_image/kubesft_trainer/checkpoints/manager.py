@@ -1,0 +1,180 @@
+"""What the train loop sees of checkpointing: resume, callbacks, the preemption verdict and the final wait."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kubesft_trainer.checkpoints.manifest import checkpoint_name
+from kubesft_trainer.checkpoints.preemption import PreemptionSignal
+from kubesft_trainer.checkpoints.resume import download_newest_intact
+from kubesft_trainer.checkpoints.snapshot import snapshot
+from kubesft_trainer.checkpoints.store import CheckpointStore
+from kubesft_trainer.checkpoints.uploader import CheckpointUploader, Snapshot
+from kubesft_trainer.config import CheckpointSettings
+from kubesft_trainer.storage import open_store
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+    from kubesft_trainer.checkpoints.callbacks import CheckpointCallback
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = "checkpoint-uploads"
+RESUME_DIR = "resume"
+_SELECTION_FILE = "selected.json"
+
+
+def grace_margin(grace_seconds: float) -> float:
+    """Seconds of the grace period kept back for the process to exit after the final upload."""
+    return max(1.0, min(5.0, grace_seconds * 0.1))
+
+
+class CheckpointManager:
+    """Checkpoints of one trainer process.
+
+    Only global rank 0 uploads: in a multi-node run the RNG state files of the other nodes' ranks
+    stay on their nodes, so a resumed run reseeds those ranks' RNGs (data order and weights still
+    resume exactly; dropout noise on those ranks does not).
+    """
+
+    def __init__(
+        self,
+        settings: CheckpointSettings,
+        work_dir: Path,
+        grace_seconds: float,
+        store: CheckpointStore | None,
+        rank: int = 0,
+        local_rank: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.work_dir = work_dir
+        self.grace_seconds = grace_seconds
+        self.store = store
+        self.rank = rank
+        self.local_rank = local_rank
+        self.resumed_from_step: int | None = None
+        self.preemption = PreemptionSignal()
+        self.uploader = CheckpointUploader(store, settings.keep) if store is not None and rank == 0 else None
+        self._callback: CheckpointCallback | None = None
+        self._signal_installed = False
+        if self.uploader is not None:
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+
+    @classmethod
+    def from_config(
+        cls, settings: CheckpointSettings, work_dir: Path, grace_seconds: float
+    ) -> CheckpointManager:
+        store = CheckpointStore(open_store(settings.uri, settings)) if settings.uri else None
+        return cls(
+            settings,
+            work_dir,
+            grace_seconds,
+            store,
+            rank=int(os.environ.get("RANK", "0")),
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        )
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.work_dir / STAGING_DIR
+
+    @property
+    def preempted(self) -> bool:
+        """Training stopped early because of SIGTERM (here or on another rank)."""
+        return self._callback is not None and self._callback.stopped_for_preemption
+
+    def prepare_resume(self) -> Path | None:
+        """With ``resume: auto``, the local copy of the newest complete, intact checkpoint, else None."""
+        if self.store is None:
+            log.info("checkpoints.uri is not set: checkpoints stay in the pod and a restart starts over")
+            return None
+        if self.settings.resume == "never":
+            if self.rank == 0:
+                self._start_over()
+            return None
+        local_root = self.work_dir / RESUME_DIR
+        selection = local_root / _SELECTION_FILE
+        if self.local_rank == 0:
+            found = download_newest_intact(self.store, local_root, forget_corrupt=self.rank == 0)
+            local_root.mkdir(parents=True, exist_ok=True)
+            chosen = None if found is None else {"step": found[0].step, "path": str(found[1])}
+            selection.write_text(json.dumps(chosen))
+        _barrier()
+        chosen = json.loads(selection.read_text())
+        if chosen is None:
+            log.info("no complete checkpoint under %s: training starts from the beginning", self.store.uri)
+            return None
+        step, path = int(chosen["step"]), Path(chosen["path"])
+        self.resumed_from_step = step
+        if self.uploader is not None:
+            self.uploader.set_latest(step, self.store.location(step))
+        log.info("resuming from %s (step %d)", self.store.location(step), step)
+        return path
+
+    def _start_over(self) -> None:
+        assert self.store is not None
+        deleted = self.store.delete_all()
+        if deleted:
+            log.warning(
+                "checkpoints.resume is never: deleted %d checkpoints an earlier run left under %s",
+                len(deleted),
+                self.store.uri,
+            )
+
+    def callbacks(self) -> list[TrainerCallback]:
+        """The Trainer callbacks; also installs the SIGTERM handler (call from the main thread)."""
+        from kubesft_trainer.checkpoints.callbacks import CheckpointCallback
+
+        if not self._signal_installed:
+            self._signal_installed = self.preemption.install()
+        uploads = self._queue_upload if self.uploader is not None else None
+        self._callback = CheckpointCallback(self.preemption, uploads)
+        return [self._callback]
+
+    def _queue_upload(self, step: int, folder: Path) -> None:
+        assert self.uploader is not None
+        frozen = snapshot(folder, self.staging_dir / checkpoint_name(step))
+        self.uploader.submit(Snapshot(step=step, directory=frozen))
+
+    def finish(self, timeout: float | None) -> None:
+        """Wait for every upload. After SIGTERM the wait ends within the grace period, less a margin.
+
+        Raises ``StorageError`` when the last checkpoint could not be uploaded.
+        """
+        if self.uploader is None:
+            return
+        deadlines = []
+        if timeout is not None:
+            deadlines.append(time.monotonic() + timeout)
+        if self.preemption.received_at is not None:
+            deadlines.append(
+                self.preemption.received_at + self.grace_seconds - grace_margin(self.grace_seconds)
+            )
+        self.uploader.finish(min(deadlines) if deadlines else None)
+
+    def progress_fields(self) -> dict[str, Any]:
+        """The checkpoint fields of ``ProgressReport`` (by field name)."""
+        state = self.uploader.state() if self.uploader is not None else None
+        return {
+            "latest_checkpoint": state.latest_uri if state else None,
+            "checkpoint_upload_failures": state.failures if state else 0,
+            "checkpoint_status": state.status if state else None,
+            "resumed_from_step": self.resumed_from_step,
+        }
+
+
+def _barrier() -> None:
+    """All processes wait here when a process group exists (the Trainer creates it before resume)."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

@@ -1,0 +1,115 @@
+"""The manifest that makes a checkpoint complete: every file with its size and sha256, written last."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+MANIFEST_NAME = "kubesft-manifest.json"
+"""Object name of the manifest inside ``checkpoint-<step>/``."""
+
+CHECKPOINT_PREFIX = "checkpoint-"
+"""Folder name prefix, the same as transformers' own local checkpoint folders."""
+
+_CHECKPOINT_FOLDER = re.compile(r"^checkpoint-(\d+)$")
+_HASH_CHUNK = 8 * 1024 * 1024
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step}"
+
+
+def step_of(folder: str) -> int | None:
+    """``checkpoint-40`` -> 40; anything else -> None."""
+    match = _CHECKPOINT_FOLDER.match(folder)
+    return int(match.group(1)) if match else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class ManifestFile(_Model):
+    path: str = Field(description="Path relative to the checkpoint folder, with '/'.", min_length=1)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        parts = PurePosixPath(value).parts
+        if value.startswith("/") or any(part in ("..", ".", "") for part in parts):
+            raise ValueError(f"'{value}' is not a plain relative path")
+        return value
+
+
+class CheckpointManifest(_Model):
+    """What a complete checkpoint holds. Its presence, valid, is what makes the checkpoint exist."""
+
+    format: Literal["kubesft.io/checkpoint/v1"] = "kubesft.io/checkpoint/v1"
+    step: int = Field(ge=0)
+    created_at: datetime
+    files: list[ManifestFile] = Field(min_length=1)
+
+    @property
+    def name(self) -> str:
+        return checkpoint_name(self.step)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(item.size for item in self.files)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True, indent=1).encode()
+
+    @classmethod
+    def parse(cls, data: bytes, where: str) -> CheckpointManifest:
+        """Raise ``ValueError`` naming ``where`` when the manifest is not valid."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            location = ".".join(str(part) for part in first["loc"]) or "manifest"
+            raise ValueError(f"{where}: invalid manifest ({location}: {first['msg']})") from None
+
+
+def build_manifest(directory: Path, step: int) -> CheckpointManifest:
+    """Hash every file under ``directory`` (a local checkpoint folder)."""
+    files = [
+        ManifestFile(
+            path=path.relative_to(directory).as_posix(), size=path.stat().st_size, sha256=sha256_of(path)
+        )
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_NAME
+    ]
+    if not files:
+        raise ValueError(f"{directory}: the checkpoint folder holds no files")
+    return CheckpointManifest(step=step, created_at=datetime.now(UTC), files=files)
+
+
+def verify_files(directory: Path, manifest: CheckpointManifest) -> list[str]:
+    """Problems of a local copy against its manifest: missing files, wrong sizes or sha256."""
+    problems = []
+    for item in manifest.files:
+        path = directory / item.path
+        if not path.is_file():
+            problems.append(f"{item.path} is missing")
+        elif path.stat().st_size != item.size:
+            problems.append(f"{item.path} has {path.stat().st_size} bytes, the manifest says {item.size}")
+        elif sha256_of(path) != item.sha256:
+            problems.append(f"{item.path} does not match its sha256")
+    return problems

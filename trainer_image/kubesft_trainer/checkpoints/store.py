@@ -1,0 +1,131 @@
+"""Checkpoints in an object store: a checkpoint exists once its manifest, written last, is valid.
+
+Layout under the store's URI: ``checkpoint-<step>/<files>`` as transformers writes them, plus
+``checkpoint-<step>/kubesft-manifest.json``. There is no "latest" pointer: the newest checkpoint is
+the one with the highest step among valid manifests, so it can never get ahead of the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from kubesft_trainer.checkpoints.manifest import (
+    MANIFEST_NAME,
+    CheckpointManifest,
+    build_manifest,
+    checkpoint_name,
+    step_of,
+    verify_files,
+)
+from kubesft_trainer.storage import ObjectStore, StorageError
+
+log = logging.getLogger(__name__)
+
+
+class CorruptCheckpointError(StorageError):
+    """A checkpoint's files do not match its manifest."""
+
+
+class CheckpointStore:
+    """Complete checkpoints under one URI, newest first by step."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    def location(self, step: int) -> str:
+        return self.store.location(checkpoint_name(step))
+
+    def _folders(self) -> dict[int, set[str]]:
+        """Every ``checkpoint-<step>`` folder in the store with the names of its objects."""
+        folders: dict[int, set[str]] = {}
+        for key in self.store.list_keys():
+            folder, _, rest = key.partition("/")
+            step = step_of(folder)
+            if step is not None and rest:
+                folders.setdefault(step, set()).add(rest)
+        return folders
+
+    def complete(self) -> list[CheckpointManifest]:
+        """Manifests of the complete checkpoints, newest first. Invalid manifests are skipped with a warning."""
+        manifests = []
+        for step, names in sorted(self._folders().items(), reverse=True):
+            if MANIFEST_NAME not in names:
+                continue
+            key = f"{checkpoint_name(step)}/{MANIFEST_NAME}"
+            try:
+                manifest = CheckpointManifest.parse(self.store.read_bytes(key), self.store.location(key))
+            except ValueError as error:
+                log.warning("skipping checkpoint %s: %s", self.location(step), error)
+                continue
+            if manifest.step != step:
+                log.warning(
+                    "skipping checkpoint %s: its manifest is for step %d", self.location(step), manifest.step
+                )
+                continue
+            manifests.append(manifest)
+        return manifests
+
+    def latest(self) -> CheckpointManifest | None:
+        complete = self.complete()
+        return complete[0] if complete else None
+
+    def upload(self, directory: Path, step: int) -> CheckpointManifest:
+        """Upload a local checkpoint folder, then its manifest. Until the manifest lands it does not exist."""
+        manifest = build_manifest(directory, step)
+        name = checkpoint_name(step)
+        # Leftovers of an earlier attempt at the same step (a stale manifest above all) go first, so a
+        # half-overwritten folder is never taken for complete.
+        self.store.delete_prefix(name)
+        self.store.upload_directory(directory, name)
+        self.store.write_bytes(f"{name}/{MANIFEST_NAME}", manifest.to_json())
+        return manifest
+
+    def download(self, manifest: CheckpointManifest, directory: Path) -> Path:
+        """Download a complete checkpoint into ``directory`` and verify every file's sha256."""
+        if directory.exists():
+            shutil.rmtree(directory)
+        self.store.download_directory(manifest.name, directory)
+        listed = {item.path for item in manifest.files}
+        for path in sorted(directory.rglob("*"), reverse=True):
+            relative = path.relative_to(directory).as_posix()
+            if path.is_file() and relative not in listed:
+                path.unlink()
+        problems = verify_files(directory, manifest)
+        if problems:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise CorruptCheckpointError(f"{self.location(manifest.step)}: {'; '.join(problems[:3])}")
+        return directory
+
+    def delete(self, step: int) -> None:
+        """Manifest first: a checkpoint whose deletion is cut short is incomplete, never half complete."""
+        name = checkpoint_name(step)
+        self.store.delete_key(f"{name}/{MANIFEST_NAME}")
+        self.store.delete_prefix(name)
+
+    def apply_retention(self, keep: int) -> list[int]:
+        """Keep the ``keep`` newest complete checkpoints; delete older ones and abandoned partial uploads.
+
+        Returns the deleted steps. Partial folders newer than the newest complete checkpoint stay:
+        they may be an upload still under way.
+        """
+        complete = self.complete()
+        if not complete:
+            return []
+        kept = {manifest.step for manifest in complete[:keep]}
+        newest = complete[0].step
+        doomed = [step for step in self._folders() if step not in kept and step < newest]
+        for step in sorted(doomed):
+            self.delete(step)
+        return sorted(doomed)
+
+    def delete_all(self) -> list[int]:
+        steps = sorted(self._folders())
+        for step in steps:
+            self.delete(step)
+        return steps
