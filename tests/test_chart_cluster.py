@@ -307,6 +307,12 @@ GRANTED_BUT_NOT_EXERCISED: dict[tuple[str, str, str], str] = {
     "(Kubernetes 1.21+, not on this 1.20 control plane); this run trains on one node",
     ("", "services", "get"): _ADOPT + " (multi-node jobs only)",
 }
+# Verbs this run uses only if its attempt fails and is retried, which a slow machine can cause.
+GRANTED_AND_SOMETIMES_EXERCISED: dict[tuple[str, str, str], str] = {
+    ("batch", "jobs", "delete"): "removing the Job of an attempt that failed or was superseded by a "
+    "retry, and suspending on 1.20 (delete and recreate); this run succeeds on its first attempt "
+    "unless the trainer is retried",
+}
 
 
 def _granted(cluster: Cluster) -> set[tuple[str, str, str]]:
@@ -351,7 +357,7 @@ def test_chart_grants_nothing_the_operator_does_not_use(cluster: Cluster, chart_
     unused = granted - used
     stale = set(GRANTED_BUT_NOT_EXERCISED) - unused
     assert not stale, f"listed as not exercised, but used or no longer granted: {sorted(stale)}"
-    unexplained = sorted(unused - set(GRANTED_BUT_NOT_EXERCISED))
+    unexplained = sorted(unused - set(GRANTED_BUT_NOT_EXERCISED) - set(GRANTED_AND_SOMETIMES_EXERCISED))
     assert not unexplained, f"granted but never used, with no reason given: {unexplained}"
 
 
