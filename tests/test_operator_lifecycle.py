@@ -135,7 +135,7 @@ def test_preemption_starts_the_next_attempt_and_counts_a_restart() -> None:
     assert decision.status.phase == "Pending"
     running = condition(decision, "Running")
     assert running.reason == "Killed" and "restart 1 of 2" in running.message
-    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "Killed")]
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "Killed"), ("Normal", "JobCreated")]
 
 
 def test_new_attempt_is_adopted_not_duplicated_after_an_operator_restart() -> None:
@@ -242,6 +242,7 @@ def test_suspend_by_deleting_the_job_then_resume_with_a_new_attempt() -> None:
     assert isinstance(create, EnsureChildren) and (create.attempt.index, create.attempt.restarts) == (1, 0)
     assert condition(resumed, "Suspended").status == "False"
     assert resumed.status.restarts == 0
+    assert [e.reason for e in resumed.events] == ["Resumed", "JobCreated"]
 
 
 def test_resume_waits_for_the_previous_pods_to_stop() -> None:

@@ -10,13 +10,15 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import aiohttp
 import kopf
+from kubernetes.client.exceptions import ApiException
 
-from kubesft_operator import metrics, names
+from kubesft_operator import metrics, names, watched
 from kubesft_operator.kube import Kube
 from kubesft_operator.lifecycle import (
     Decision,
@@ -67,10 +69,19 @@ def status_patch(old: dict[str, Any], new: SFTJobStatus) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What the watches show for one SFTJob."""
+
+    sftjob: dict[str, Any] | None
+    jobs: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+
+
 class Controller:
     """The operator's memory between events, and the only writer of SFTJob status."""
 
-    def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
+    def __init__(self, settings: OperatorSettings, kube: Kube, observe: Callable[[Key], Observed]) -> None:
         self.settings = settings
         self.kube = kube
         self.defaults = TrainerDefaults(settings.trainer_image, tuple(settings.trainer_image_pull_secrets))
@@ -79,8 +90,8 @@ class Controller:
         self._written: dict[Key, dict[str, Any]] = {}
         self._created: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._session: aiohttp.ClientSession | None = None
-        self.requeue_hook: Callable[[Key], Awaitable[None]] | None = None
-        """Set by the handlers: reconciles a key from the current indexes, for delayed work."""
+        self._observe = observe
+        self._waiting: set[Key] = set()
 
     async def start(self) -> None:
         version = await asyncio.to_thread(self.kube.server_version)
@@ -102,8 +113,8 @@ class Controller:
         self._locks.pop(key, None)
         metrics.PHASE_COUNTS.set(*key, None)
 
-    def observe(self, key: Key, body: dict[str, Any]) -> None:
-        metrics.PHASE_COUNTS.set(*key, (body.get("status") or {}).get("phase"))
+    def observe(self, key: Key, phase: str | None) -> None:
+        metrics.PHASE_COUNTS.set(*key, phase)
 
     def _freshest(self, key: Key, indexed: dict[str, Any] | None) -> dict[str, Any] | None:
         written = self._written.get(key)
@@ -122,23 +133,27 @@ class Controller:
                 jobs[name] = created[name]
         return list(jobs.values())
 
-    async def reconcile(
-        self,
-        key: Key,
-        body: dict[str, Any] | None,
-        jobs: Iterable[dict[str, Any]],
-        pods: Iterable[dict[str, Any]],
-    ) -> None:
+    async def reconcile(self, key: Key) -> None:
+        """Bring ``key`` in line with what the watches show now.
+
+        Calls that arrive while one already waits for this SFTJob return at once: the waiting
+        one reads the watches only when it runs, so it covers them.
+        """
+        if key in self._waiting:
+            return
+        self._waiting.add(key)
         async with self._locks[key]:
-            current = self._freshest(key, body)
+            self._waiting.discard(key)
+            observed = self._observe(key)
+            current = self._freshest(key, observed.sftjob)
             if current is None:
                 return
             started = time.perf_counter()
             try:
                 world = World(
                     SFTJobView.from_body(current),
-                    self._jobs(key, jobs),
-                    list(pods),
+                    self._jobs(key, observed.jobs),
+                    observed.pods,
                     now_utc(),
                     self.job_suspend_supported,
                 )
@@ -170,17 +185,16 @@ class Controller:
                 await asyncio.to_thread(self.kube.delete_sftjob, namespace, name)
                 return
         if decision.annotations:
-            patch = {"metadata": {"annotations": decision.annotations}}
-            body = await asyncio.to_thread(self.kube.patch_sftjob, namespace, name, patch)
-            self._written[key] = body
+            body = await asyncio.to_thread(self._annotate, body, decision.annotations)
+            self._written[key] = watched.keep_sftjob(body)
         old = SFTJobStatus.model_validate(body.get("status") or {})
         changes = status_patch(body.get("status") or {}, decision.status)
         if changes:
             body = await asyncio.to_thread(self.kube.patch_sftjob_status, namespace, name, changes)
-            self._written[key] = body
+            self._written[key] = watched.keep_sftjob(body)
             created_at = parse_time(body["metadata"].get("creationTimestamp"))
             metrics.record_transition(old, decision.status, created_at)
-            self.observe(key, body)
+            self.observe(key, decision.status.phase)
         for note in decision.events:
             kopf.event(
                 kopf.Body(cast(kopf.RawBody, body)),
@@ -191,6 +205,29 @@ class Controller:
         if decision.requeue_after is not None:
             self._requeue(key, decision.requeue_after)
 
+    def _annotate(self, body: dict[str, Any], annotations: dict[str, str | None]) -> dict[str, Any]:
+        """Write annotations, adding Kopf's finalizer in the same request when it is missing.
+
+        Kopf would add the finalizer itself, but with a resourceVersion check that keeps losing
+        to the operator's own writes; one request instead of several retries.
+        """
+        meta = body["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if names.FINALIZER not in finalizers:
+            locked = {
+                "annotations": annotations,
+                "finalizers": [*finalizers, names.FINALIZER],
+                "resourceVersion": meta["resourceVersion"],
+            }
+            try:
+                return self.kube.patch_sftjob(meta["namespace"], meta["name"], {"metadata": locked})
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        return self.kube.patch_sftjob(
+            meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}
+        )
+
     async def _ensure_children(self, key: Key, owner: Owner, action: EnsureChildren) -> None:
         children = [render_configmap(owner, action.spec)]
         if needs_service(action.spec):
@@ -199,31 +236,27 @@ class Controller:
         for child in children:
             await asyncio.to_thread(self.kube.create_or_adopt, child)
         created, fresh = await asyncio.to_thread(self.kube.create_or_adopt, job)
-        self._created[key][created["metadata"]["name"]] = created
+        self._created[key][created["metadata"]["name"]] = watched.keep_job(created)
         if fresh:
             logger.info("created Job %s/%s", owner.namespace, created["metadata"]["name"])
 
     # -- time-driven work -----------------------------------------------------------------------
 
     def _requeue(self, key: Key, delay: float) -> None:
-        hook = self.requeue_hook
-        if hook is None:
-            return
-
         async def later() -> None:
             await asyncio.sleep(delay)
             try:
-                await hook(key)
+                await self.reconcile(key)
             except Exception:
                 logger.exception("reconciling %s/%s after %.0fs failed", *key, delay)
 
         asyncio.get_running_loop().create_task(later())
 
-    async def poll_progress(
-        self, key: Key, body: dict[str, Any] | None, pods: Iterable[dict[str, Any]]
-    ) -> None:
+    async def poll_progress(self, key: Key) -> None:
         """Copy rank 0's /progress into status when its values changed."""
-        current = self._freshest(key, body)
+        observed = self._observe(key)
+        pods = observed.pods
+        current = self._freshest(key, observed.sftjob)
         if current is None or self._session is None:
             return
         status = current.get("status") or {}
@@ -240,13 +273,12 @@ class Controller:
         if report is None:
             return
         async with self._locks[key]:
-            current = self._freshest(key, body) or current
+            current = self._freshest(key, self._observe(key).sftjob) or current
             status = current.get("status") or {}
             if status.get("phase") in ("Succeeded", "Failed") or int(status.get("attempt") or 0) != attempt:
                 return
             patch = progress_patch(status, report)
             if patch:
                 namespace, name = key
-                self._written[key] = await asyncio.to_thread(
-                    self.kube.patch_sftjob_status, namespace, name, patch
-                )
+                written = await asyncio.to_thread(self.kube.patch_sftjob_status, namespace, name, patch)
+                self._written[key] = watched.keep_sftjob(written)

@@ -9,16 +9,17 @@ Kopf keeps its own bookkeeping in annotations (``kubesft.io/*``) and a finalizer
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import kopf
 
-from kubesft_operator import metrics, names
-from kubesft_operator.controller import Controller, Key
-from kubesft_operator.kube import Kube, load_client_config
+from kubesft_operator import metrics, names, watched
+from kubesft_operator.controller import Controller, Key, Observed
+from kubesft_operator.kube import API_CONCURRENCY, Kube, load_client_config
 from kubesft_operator.settings import get_settings
-from kubesft_operator.spec import GROUP, PLURAL, VERSION
+from kubesft_operator.spec import GROUP, KIND, PLURAL, VERSION
 from kubesft_operator.webhook import (
     HANDLER_ID,
     PublishingWebhookServer,
@@ -41,6 +42,25 @@ class _State:
     indexes: ClassVar[dict[str, kopf.Index[Key, dict[str, Any]]]] = {}
 
 
+class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's "essence" of an object, built without deep-copying what it throws away.
+
+    Kopf builds it on every watch event, by default from a deep copy of the whole object,
+    status and managed fields included. The operator has no change-detecting handlers, so the
+    essence only needs labels, annotations and the SFTJob's spec; for Pods and Jobs, which
+    make most of the events, this saves most of the operator's CPU under load.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        meta = body.get("metadata") or {}
+        lean: dict[str, Any] = {
+            "metadata": {key: meta[key] for key in ("labels", "annotations") if key in meta},
+        }
+        if body.get("kind") == KIND:
+            lean["spec"] = body.get("spec") or {}
+        return super().build(body=kopf.Body(cast(kopf.RawBody, lean)), extra_fields=extra_fields)
+
+
 def _controller() -> Controller:
     if _State.controller is None:
         raise kopf.TemporaryError("the operator is still starting", delay=1)
@@ -49,11 +69,15 @@ def _controller() -> Controller:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = LeanDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
+    # Watch only the operator's own Jobs and Pods, not every Pod in the cluster.
+    own = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+    settings.watching.label_selectors["batch", "jobs"] = own
+    settings.watching.label_selectors["", "pods"] = own
     # Events are recorded on purpose by the controller; Kopf posts only its own warnings and errors.
     settings.posting.level = logging.WARNING
     kube = Kube(load_client_config())
@@ -71,9 +95,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             settings.admission.server = PublishingWebhookServer(server, publish)
         else:
             settings.admission.server = server
-    controller = Controller(SETTINGS, kube)
+    # Each reconciliation waits on API calls in threads; a few dozen keep many SFTJobs moving.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="kube-api")
+    )
+    controller = Controller(SETTINGS, kube, _observed)
     await controller.start()
-    controller.requeue_hook = _reconcile_from_indexes
     _State.controller = controller
     metrics.serve(SETTINGS.metrics_port, SETTINGS.listen_address)
 
@@ -86,21 +113,21 @@ async def shut_down(**_: Any) -> None:
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def sftjobs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace or "", name): _plain(body)}
+    return {(namespace or "", name): watched.keep_sftjob(_plain(body))}
 
 
 @kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS)
 def trainer_jobs(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {(namespace or "", labels[names.LABEL_JOB]): _plain(body)}
+    return {(namespace or "", labels[names.LABEL_JOB]): watched.keep_job(_plain(body))}
 
 
 @kopf.index("", "v1", "pods", labels=CHILD_LABELS)
 def trainer_pods(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {(namespace or "", labels[names.LABEL_JOB]): _plain(body)}
+    return {(namespace or "", labels[names.LABEL_JOB]): watched.keep_pod(_plain(body))}
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
@@ -121,11 +148,14 @@ def _lookup(index: str, key: Key) -> list[dict[str, Any]]:
     return list(store[key])
 
 
-async def _reconcile_from_indexes(key: Key) -> None:
+def _observed(key: Key) -> Observed:
+    """What the watches show for ``key`` now: the SFTJob (or None), its Jobs and their Pods."""
     bodies = _lookup("sftjobs", key)
-    if not bodies:
-        return
-    await _controller().reconcile(key, bodies[0], _lookup("trainer_jobs", key), _lookup("trainer_pods", key))
+    return Observed(bodies[0] if bodies else None, _lookup("trainer_jobs", key), _lookup("trainer_pods", key))
+
+
+async def _reconcile_from_indexes(key: Key) -> None:
+    await _controller().reconcile(key)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -135,7 +165,7 @@ async def sftjob_changed(type: str, namespace: str | None, name: str, body: kopf
     if type == "DELETED":
         _controller().forget(key)
         return
-    _controller().observe(key, _plain(body))
+    _controller().observe(key, (body.get("status") or {}).get("phase"))
     await _reconcile_from_indexes(key)
 
 
@@ -156,10 +186,7 @@ async def resync(namespace: str | None, name: str, **kwargs: Any) -> None:
     """Read progress, then reconcile: the periodic pass that makes the operator level-triggered."""
     _remember(kwargs)
     key = (namespace or "", name)
-    bodies = _lookup("sftjobs", key)
-    if not bodies:
-        return
-    await _controller().poll_progress(key, bodies[0], _lookup("trainer_pods", key))
+    await _controller().poll_progress(key)
     await _reconcile_from_indexes(key)
 
 

@@ -23,13 +23,19 @@ class OwnershipConflictError(RuntimeError):
     """An object with a child's deterministic name exists but belongs to something else."""
 
 
+API_CONCURRENCY = 24
+"""API calls in flight at once (worker threads and pooled connections)."""
+
+
 def load_client_config() -> client.ApiClient:
     """In-cluster credentials when in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = API_CONCURRENCY
+    return client.ApiClient(configuration)
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from kubesft_operator import names, spec_changes
@@ -175,6 +176,30 @@ def _deleting(obj: dict[str, Any]) -> bool:
     return bool(obj.get("metadata", {}).get("deletionTimestamp"))
 
 
+@lru_cache(maxsize=2048)
+def _effective_spec(
+    applied_raw: str | None, current_raw: str
+) -> tuple[SFTJobSpec | None, tuple[str, ...], tuple[str, ...]]:
+    """(spec in effect, problems if it is invalid, refused changes) for the JSON of the spec the
+    job started with (None before it started) and of its spec now.
+
+    Cached: every watch event of an SFTJob, its Job or its Pods runs the state machine again,
+    while the spec itself rarely changes.
+    """
+    current = json.loads(current_raw)
+    if applied_raw is None:
+        try:
+            return parse_spec(current), (), ()
+        except InvalidSpecError as exc:
+            return None, tuple(exc.problems), ()
+    applied = json.loads(applied_raw)
+    refused = spec_changes.immutable_changes(applied, current)
+    try:
+        return parse_spec(spec_changes.with_mutable_fields(applied, current)), (), tuple(refused)
+    except InvalidSpecError:
+        return parse_spec(applied), (), tuple(refused or ["spec.runPolicy"])
+
+
 class _Machine:
     """One run of the state machine; ``decide`` is its only entry point."""
 
@@ -260,28 +285,17 @@ class _Machine:
         if not names.is_dns_label(self.job.name):
             self._invalid([names.name_problem(self.job.name)])
             return None
+        current = json.dumps(self.job.spec, sort_keys=True)
+        spec, problems, refused = _effective_spec(applied_raw, current)
+        if spec is None:
+            self._invalid(list(problems))
+            return None
         if applied_raw is None:
-            try:
-                spec = parse_spec(self.job.spec)
-            except InvalidSpecError as exc:
-                self._invalid(exc.problems)
-                return None
-            self.decision.annotations[names.ANNOTATION_APPLIED_SPEC] = json.dumps(
-                self.job.spec, sort_keys=True
-            )
-            self.new.observed_generation = self.job.generation
-            return spec
-        applied = json.loads(applied_raw)
-        refused = spec_changes.immutable_changes(applied, self.job.spec)
-        try:
-            spec = parse_spec(spec_changes.with_mutable_fields(applied, self.job.spec))
-        except InvalidSpecError:
-            spec = parse_spec(applied)
-            refused = refused or ["spec.runPolicy"]
+            self.decision.annotations[names.ANNOTATION_APPLIED_SPEC] = current
         if not refused:
             self.new.observed_generation = self.job.generation
         elif self.job.annotations.get(ANNOTATION_REFUSED_GENERATION) != str(self.job.generation):
-            message = spec_changes.refusal_message(refused, self.old.phase or "Pending")
+            message = spec_changes.refusal_message(list(refused), self.old.phase or "Pending")
             self.decision.events.append(Note("Warning", "SpecChangeRefused", message))
             self.decision.annotations[ANNOTATION_REFUSED_GENERATION] = str(self.job.generation)
         return spec
@@ -375,7 +389,9 @@ class _Machine:
         self.new.attempt, self.new.restarts, self.new.job_name = index, restarts, name
         self.new.phase = "Pending"
         self._condition("Created", "True", "JobCreated", f"created Job {name} (attempt {index})")
-        self._condition("Running", "False", "JobCreated", f"created Job {name}; waiting for its pods")
+        # What the pods will say a moment later, so that moment costs no second status write.
+        self._condition("Running", "False", "PodStarting", "waiting for the trainer pods to start")
+        self.decision.events.append(Note("Normal", "JobCreated", f"created Job {name} (attempt {index})"))
 
     def _restart(
         self, spec: SFTJobSpec, current: int, reason: str, message: str, job: dict[str, Any] | None
@@ -429,6 +445,7 @@ class _Machine:
         suspended = get_condition(self.new.conditions, "Suspended")
         if suspended is not None and (suspended.status == "True" or suspended.reason == "Suspending"):
             self._condition("Suspended", "False", "Resumed", "resumed from the latest checkpoint")
+            self.decision.events.append(Note("Normal", "Resumed", "resuming from the latest checkpoint"))
 
     def _run(
         self,

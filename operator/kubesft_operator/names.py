@@ -26,6 +26,8 @@ ANNOTATION_ATTEMPT = f"{GROUP}/attempt"
 ANNOTATION_RESTARTS = f"{GROUP}/restarts"
 """On a Job: the restart count when it was created, so status can be derived from it."""
 ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+FINALIZER = f"{GROUP}/finalizer"
+"""Kopf's finalizer on SFTJobs: the progress timer needs it to stop cleanly on deletion."""
 
 CONTAINER_NAME = "trainer"
 MAX_NAME_LENGTH = 63

@@ -6,7 +6,6 @@ other changes at admission, and the operator ignores them if they get through.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 MUTABLE_FIELDS: tuple[tuple[str, str], ...] = (
@@ -17,18 +16,15 @@ MUTABLE_FIELDS: tuple[tuple[str, str], ...] = (
 MUTABLE_FIELD_NAMES = ", ".join(f"spec.{a}.{b}" for a, b in MUTABLE_FIELDS)
 
 
-def _without_mutable(spec: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(spec)
-    for section, field in MUTABLE_FIELDS:
-        part = out.get(section)
-        if isinstance(part, dict):
-            part.pop(field, None)
-            if not part:
-                out.pop(section)
-    return out
+_MUTABLE_PATHS = frozenset(f"spec.{section}.{field}" for section, field in MUTABLE_FIELDS)
 
 
 def _diff(old: Any, new: Any, path: str) -> list[str]:
+    if path in _MUTABLE_PATHS:
+        return []
+    if isinstance(old, dict) or isinstance(new, dict):
+        old = {} if old is None else old
+        new = {} if new is None else new
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new)):
@@ -39,15 +35,15 @@ def _diff(old: Any, new: Any, path: str) -> list[str]:
 
 def immutable_changes(applied: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Dotted paths (``spec.training.learningRate``) that differ outside the mutable fields."""
-    return _diff(_without_mutable(applied), _without_mutable(current), "spec")
+    return _diff(applied, current, "spec")
 
 
 def with_mutable_fields(applied: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """The applied spec with the mutable fields taken from the current one."""
-    out = copy.deepcopy(applied)
+    """The applied spec with the mutable fields taken from the current one (inputs are not changed)."""
+    out = dict(applied)
     for section, field in MUTABLE_FIELDS:
         value = (current.get(section) or {}).get(field)
-        target = out.setdefault(section, {})
+        target = out[section] = dict(out.get(section) or {})
         if value is None:
             target.pop(field, None)
         else:

@@ -1,0 +1,238 @@
+"""Apply 200 SFTJobs at once on the local control plane and measure the operator alone.
+
+The process node runs a stand-in (``stand_in_trainer.py``: serves /progress for 3 s, exits 0)
+instead of the trainer, so the figures are the operator's and the control plane's. The operator
+runs as in the e2e tests: ``python -m kubesft_operator`` under the Helm chart's RBAC, with the
+chart's settings. Printed:
+
+- apply -> Job created latency (p50, p99): from the create call returning to the Job appearing
+  on a watch;
+- time from the first apply until every SFTJob is Succeeded or Failed;
+- the operator's peak RSS (VmHWM);
+- API requests per job, from the API server's audit log of the operator's ServiceAccount;
+- lost jobs: SFTJobs that never finished, and SFTJobs with other than exactly one Job.
+
+Run: ``python bench/operator_scale/run.py [--jobs 200]``; figures also go to
+``bench/out/operator_scale.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "hack")]
+
+from kubernetes import client, watch  # noqa: E402
+
+from devcluster.cluster import Cluster, ClusterOptions  # noqa: E402
+from devcluster.node import NodeOptions  # noqa: E402
+from devcluster.pod_runtime import CommandOverride  # noqa: E402
+from kubesft_operator import names  # noqa: E402
+from tests.operator_harness import OperatorInstall, running_operator  # noqa: E402
+
+NAMESPACE = "scale"
+STAND_IN = Path(__file__).with_name("stand_in_trainer.py")
+TERMINAL = ("Succeeded", "Failed")
+
+
+def sftjob(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubesft.io/v1alpha1",
+        "kind": "SFTJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "model": {"uri": "s3://bench/models/tiny", "chatTemplate": "chatml"},
+            "dataset": {"uri": "s3://bench/data/chat.jsonl"},
+            "training": {"maxSteps": 10},
+            "output": {"uri": f"s3://bench/out/{name}"},
+            "resources": {"gpusPerNode": 0, "cpu": "10m", "memory": "64Mi", "sharedMemory": "16Mi"},
+            "runPolicy": {"backoffLimit": 0, "terminationGracePeriodSeconds": 30},
+        },
+    }
+
+
+class Observer:
+    """Watches Jobs and SFTJobs and notes when each first appears or finishes (monotonic time)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.job_seen: dict[str, float] = {}
+        self.jobs_per_sftjob: collections.Counter[str] = collections.Counter()
+        self.finished: dict[str, tuple[float, str]] = {}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._jobs, daemon=True),
+            threading.Thread(target=self._sftjobs, daemon=True),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _jobs(self) -> None:
+        batch = client.BatchV1Api(self.api)
+        while not self._stop.is_set():
+            for event in watch.Watch().stream(batch.list_namespaced_job, NAMESPACE, timeout_seconds=5):
+                job = event["object"]
+                owner = (job.metadata.labels or {}).get(names.LABEL_JOB)
+                if event["type"] == "ADDED" and owner and job.metadata.name not in self.job_seen:
+                    self.job_seen[job.metadata.name] = time.monotonic()
+                    self.jobs_per_sftjob[owner] += 1
+
+    def _sftjobs(self) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        while not self._stop.is_set():
+            stream = watch.Watch().stream(
+                custom.list_namespaced_custom_object,
+                "kubesft.io",
+                "v1alpha1",
+                NAMESPACE,
+                "sftjobs",
+                timeout_seconds=5,
+            )
+            for event in stream:
+                body = event["object"]
+                phase = (body.get("status") or {}).get("phase")
+                name = body["metadata"]["name"]
+                if phase in TERMINAL and name not in self.finished:
+                    self.finished[name] = (time.monotonic(), phase)
+
+
+def rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """VmHWM: peak resident memory so far; VmRSS: resident now."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
+    python = sys.executable
+    override = CommandOverride(
+        command=(python, str(STAND_IN)), pod_labels={names.LABEL_MANAGED_BY: names.MANAGED_BY}
+    )
+    cluster = Cluster.start(ClusterOptions(node=NodeOptions(command_overrides=[override])))
+    try:
+        install = OperatorInstall.apply(cluster)
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        log = Path(tempfile.mkdtemp(prefix="kubesft-scale-")) / "operator.log"
+        with running_operator(install, log) as operator:
+            assert operator.process is not None
+            requests_before = len(cluster.audit_events(user=install.username))
+            idle_rss = rss_mib(operator.process.pid, "VmRSS")
+            observer = Observer(cluster.kube.api)
+            observer.start()
+            custom = client.CustomObjectsApi(cluster.kube.api)
+            applied: dict[str, float] = {}
+
+            def create(name: str) -> None:
+                custom.create_namespaced_custom_object(
+                    "kubesft.io", "v1alpha1", NAMESPACE, "sftjobs", sftjob(name)
+                )
+                applied[name] = time.monotonic()
+
+            started = time.monotonic()
+            with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+                list(pool.map(create, [f"scale-{i:04d}" for i in range(jobs)]))
+            applied_seconds = time.monotonic() - started
+            deadline = started + timeout
+            while len(observer.finished) < jobs and time.monotonic() < deadline:
+                time.sleep(0.5)
+            all_done = max((t for t, _ in observer.finished.values()), default=time.monotonic()) - started
+            time.sleep(2)  # let trailing requests (last status writes, events) reach the audit log
+            observer.stop()
+            import os
+            import signal
+
+            os.kill(operator.process.pid, signal.SIGUSR1)
+            time.sleep(3)
+            rss = rss_mib(operator.process.pid)
+            events = cluster.audit_events(user=install.username)[requests_before:]
+    finally:
+        cluster.stop()
+
+    latencies = [
+        observer.job_seen[names.job_name(name, 0)] - applied[name]
+        for name in applied
+        if names.job_name(name, 0) in observer.job_seen
+    ]
+    by_call = collections.Counter(
+        f"{e.get('verb')} {e.get('objectRef', {}).get('resource', '')}"
+        + (f"/{e['objectRef']['subresource']}" if e.get("objectRef", {}).get("subresource") else "")
+        for e in events
+    )
+    phases = collections.Counter(phase for _, phase in observer.finished.values())
+    lost = sorted(set(applied) - set(observer.finished))
+    wrong_job_count = sorted(name for name in applied if observer.jobs_per_sftjob[name] != 1)
+    result = {
+        "jobs": jobs,
+        "applySeconds": round(applied_seconds, 2),
+        "jobCreatedLatencySeconds": {
+            "p50": round(percentile(latencies, 50), 3) if latencies else None,
+            "p99": round(percentile(latencies, 99), 3) if latencies else None,
+            "max": round(max(latencies), 3) if latencies else None,
+            "mean": round(statistics.fmean(latencies), 3) if latencies else None,
+        },
+        "allTerminalSeconds": round(all_done, 1),
+        "phases": dict(phases),
+        "operatorPeakRssMiB": round(rss, 1),
+        "operatorRssBeforeApplyMiB": round(idle_rss, 1),
+        "apiRequests": len(events),
+        "apiRequestsPerJob": round(len(events) / jobs, 1),
+        "apiRequestsByCall": dict(by_call.most_common()),
+        "lost": lost,
+        "notExactlyOneJob": wrong_job_count,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait for every job to finish"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/out/operator_scale.json")
+    args = parser.parse_args()
+    result = run(args.jobs, args.timeout, args.out)
+    latency = result["jobCreatedLatencySeconds"]
+    print(f"SFTJobs applied:             {result['jobs']} in {result['applySeconds']} s")
+    print(
+        f"apply -> Job created:        p50 {latency['p50']} s, p99 {latency['p99']} s, max {latency['max']} s"
+    )
+    print(f"all terminal after:          {result['allTerminalSeconds']} s  {result['phases']}")
+    print(
+        f"operator peak RSS:           {result['operatorPeakRssMiB']} MiB"
+        f" ({result['operatorRssBeforeApplyMiB']} MiB before the first apply)"
+    )
+    print(f"API requests by the operator: {result['apiRequests']} ({result['apiRequestsPerJob']} per job)")
+    for call, count in result["apiRequestsByCall"].items():
+        print(f"    {count:6d}  {call}")
+    print(f"lost (never finished):       {len(result['lost'])} {result['lost'][:5]}")
+    print(f"not exactly one Job:         {len(result['notExactlyOneJob'])} {result['notExactlyOneJob'][:5]}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
