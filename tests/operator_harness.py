@@ -134,7 +134,7 @@ class OperatorProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "/tmp/traced_operator.py"], env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "kubesft_operator"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         wait_until(
             self._ready, timeout=timeout, describe=lambda: f"the operator never became ready:\n{self.log()}"
