@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import pathlib
 import re
 import shutil
@@ -372,18 +373,58 @@ def _values_leaves(node: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")]
 
 
-def test_every_value_is_in_the_readme_table() -> None:
+def _readme_values_table() -> dict[str, str]:
+    """The README's values table: value path -> its Default cell."""
     readme = (REPO_ROOT / "README.md").read_text()
     section = readme.split("## Install with Helm", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([\w.]+)` \| (.*?) \| .* \|$", section, re.M)
+    assert rows, "the README's Install with Helm section has no values table"
+    return dict(rows)
+
+
+def _value_at(values: dict[str, Any], path: str) -> Any:
+    node: Any = values
+    for key in path.split("."):
+        assert isinstance(node, dict) and key in node, (
+            f"the README documents `{path}`, which values.yaml lacks"
+        )
+        node = node[key]
+    return node
+
+
+def _default_cell(value: Any) -> str | None:
+    """How the table writes a default it can show literally; None for maps described in words."""
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f"`{value}`" if value else '`""`'
+    if isinstance(value, int | float):
+        return f"`{value}`"
+    if value in ([], {}):
+        return f"`{json.dumps(value)}`"
+    return None
+
+
+def test_every_value_is_in_the_readme_table() -> None:
+    table = _readme_values_table()
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     # A map documented as a whole (e.g. `resources`) covers its keys.
-    documented = set(re.findall(r"^\| `([\w.]+)` \|", section, re.M))
     missing = [
         leaf
         for leaf in _values_leaves(values)
-        if not any(".".join(leaf.split(".")[:n]) in documented for n in range(1, leaf.count(".") + 2))
+        if not any(".".join(leaf.split(".")[:n]) in table for n in range(1, leaf.count(".") + 2))
     ]
     assert not missing, f"values missing from the README's values table: {missing}"
+
+
+def test_readme_values_table_defaults_match_values_yaml() -> None:
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    wrong = {}
+    for path, cell in _readme_values_table().items():
+        expected = _default_cell(_value_at(values, path))
+        if expected is not None and cell != expected:
+            wrong[path] = f"README {cell}, values.yaml {expected}"
+    assert not wrong, f"README defaults that differ from values.yaml: {wrong}"
 
 
 # --- alerts -------------------------------------------------------------------------------
