@@ -37,3 +37,7 @@ CHECKPOINT_UPLOAD_SECONDS = Histogram(
 CHECKPOINT_UPLOAD_BYTES = Counter("kubesft_checkpoint_upload_bytes", "Bytes of checkpoints uploaded.")
 CHECKPOINT_UPLOAD_FAILURES = Counter("kubesft_checkpoint_upload_failures", "Checkpoint uploads that failed.")
 CHECKPOINT_LATEST_STEP = Gauge("kubesft_checkpoint_latest_step", "Step of the newest complete checkpoint.")
+CHECKPOINT_RESUMED_FROM_STEP = Gauge(
+    "kubesft_checkpoint_resumed_from_step",
+    "Step of the checkpoint this run resumed from; 0 when it started from the beginning.",
+)

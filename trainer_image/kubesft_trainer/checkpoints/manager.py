@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubesft_trainer import metrics
 from kubesft_trainer.checkpoints.manifest import checkpoint_name
 from kubesft_trainer.checkpoints.preemption import PreemptionSignal
 from kubesft_trainer.checkpoints.resume import download_newest_intact
@@ -113,6 +114,7 @@ class CheckpointManager:
             return None
         step, path = int(chosen["step"]), Path(chosen["path"])
         self.resumed_from_step = step
+        metrics.CHECKPOINT_RESUMED_FROM_STEP.set(step)
         if self.uploader is not None:
             self.uploader.set_latest(step, self.store.location(step))
         log.info("resuming from %s (step %d)", self.store.location(step), step)
