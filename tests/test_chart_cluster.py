@@ -173,27 +173,7 @@ def _operator_install(
     cluster: Cluster, release: str = RELEASE, namespace: str = NAMESPACE
 ) -> OperatorInstall:
     """The operator as the installed release sets it up: its Deployment's env and ServiceAccount."""
-    deployment = cluster.kube.get("apps/v1", "Deployment", f"{release}-kubesft", namespace)
-    assert deployment is not None, "helm install created no Deployment"
-    pod = deployment["spec"]["template"]["spec"]
-    account = pod["serviceAccountName"]
-    env = {}
-    for item in pod["containers"][0]["env"]:
-        # The API server drops empty values; the downward-API namespace is the only reference.
-        source = item.get("valueFrom")
-        if source is None:
-            env[item["name"]] = str(item.get("value", ""))
-        else:
-            assert source["fieldRef"]["fieldPath"] == "metadata.namespace", item
-            env[item["name"]] = namespace
-    return OperatorInstall(
-        cluster=cluster,
-        namespace=namespace,
-        service_account=account,
-        kubeconfig=cluster.kubeconfig_for_service_account(namespace, account),
-        env=env,
-        webhook_configuration=env["KUBESFT_WEBHOOK_CONFIGURATION"],
-    )
+    return OperatorInstall.from_release(cluster, release=release, namespace=namespace)
 
 
 @pytest.fixture(scope="module")

@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "hack")]
 
 from kubernetes import client, watch  # noqa: E402
+from local_operator import OperatorInstall, running_operator  # noqa: E402
 
 from devcluster.cluster import Cluster, ClusterOptions  # noqa: E402
 from devcluster.node import NodeOptions  # noqa: E402
 from devcluster.pod_runtime import CommandOverride  # noqa: E402
 from kubesft_operator import names  # noqa: E402
-from tests.operator_harness import OperatorInstall, running_operator  # noqa: E402
 
 NAMESPACE = "scale"
 STAND_IN = Path(__file__).with_name("stand_in_trainer.py")
@@ -160,11 +160,6 @@ def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
             all_done = max((t for t, _ in observer.finished.values()), default=time.monotonic()) - started
             time.sleep(2)  # let trailing requests (last status writes, events) reach the audit log
             observer.stop()
-            import os
-            import signal
-
-            os.kill(operator.process.pid, signal.SIGUSR1)
-            time.sleep(3)
             rss = rss_mib(operator.process.pid)
             events = cluster.audit_events(user=install.username)[requests_before:]
     finally:
