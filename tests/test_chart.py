@@ -149,8 +149,9 @@ def test_default_install_is_cluster_wide_and_hardened() -> None:
         {},
         {"watchNamespaces": ["team-a", "team-b"]},
         {"leaderElection.enabled": False, "webhook.enabled": False},
+        {"replicas": 2, "webhook.certManager.enabled": True},
     ],
-    ids=["default", "namespaced", "standalone-no-webhook"],
+    ids=["default", "namespaced", "standalone-no-webhook", "cert-manager"],
 )
 def test_operator_settings_accept_the_chart_env(
     values: dict[str, Any], monkeypatch: pytest.MonkeyPatch
@@ -246,6 +247,52 @@ def test_monitoring_objects_select_what_they_should() -> None:
     assert env["KUBESFT_WEBHOOK_CONFIGURATION"] == ""
     (cluster_role,) = find(docs, "ClusterRole")
     assert "validatingwebhookconfigurations" not in str(cluster_role["rules"])
+
+
+@pytest.mark.parametrize(
+    "issuer_ref", [None, {"name": "corp-ca", "kind": "ClusterIssuer"}], ids=["self-signed", "own-issuer"]
+)
+def test_cert_manager_certificate_reaches_the_operator(issuer_ref: dict[str, str] | None) -> None:
+    """The Secret cert-manager fills is the one mounted, at the paths the operator reads."""
+    values: dict[str, Any] = {"webhook.certManager.enabled": True}
+    if issuer_ref:
+        values["webhook.certManager.issuerRef"] = issuer_ref
+    docs = render(values, release="ml", namespace="ml-system")
+    (certificate,) = find(docs, "Certificate")
+    issuers = find(docs, "Issuer")
+    if issuer_ref:
+        assert not issuers
+        assert certificate["spec"]["issuerRef"] == issuer_ref
+    else:
+        (issuer,) = issuers
+        assert issuer["spec"] == {"selfSigned": {}}
+        assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": issuer["metadata"]["name"]}
+    # The API server calls <service>.<namespace>.svc; the certificate must name it.
+    (webhook,) = find(docs, "ValidatingWebhookConfiguration")
+    service = webhook["webhooks"][0]["clientConfig"]["service"]
+    assert f"{service['name']}.{service['namespace']}.svc" in certificate["spec"]["dnsNames"]
+    assert find(docs, "Service", service["name"]), "the webhook configuration names a Service the chart lacks"
+    assert webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        f"ml-system/{certificate['metadata']['name']}"
+    )
+
+    (deployment,) = find(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    env = _env(_operator_container(docs))
+    # cert-manager writes the key pair and its CA as tls.crt, tls.key and ca.crt.
+    for variable, key in (
+        ("KUBESFT_WEBHOOK_CERT_FILE", "tls.crt"),
+        ("KUBESFT_WEBHOOK_KEY_FILE", "tls.key"),
+        ("KUBESFT_WEBHOOK_CA_FILE", "ca.crt"),
+    ):
+        directory, name = env[variable].rsplit("/", 1)
+        assert name == key, variable
+        volume = volumes[mounts[directory]]
+        assert volume["secret"]["secretName"] == certificate["spec"]["secretName"], variable
+    # The chart owns the configuration, so the operator must not write its own.
+    assert env["KUBESFT_WEBHOOK_CONFIGURATION"] == ""
 
 
 def test_dashboard_label_and_namespace_are_configurable() -> None:
