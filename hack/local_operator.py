@@ -79,10 +79,13 @@ class OperatorInstall:
         cls, cluster: Cluster, *, release: str = "kubesft", namespace: str = "kubesft-system"
     ) -> OperatorInstall:
         """The operator as an installed release sets it up: its Deployment's env and ServiceAccount."""
-        deployment = cluster.kube.get("apps/v1", "Deployment", f"{release}-kubesft", namespace)
-        if deployment is None:
-            raise LookupError(f"release {release} has no Deployment {release}-kubesft in {namespace}")
-        return cls._of_deployment(cluster, namespace, deployment)
+        found = cluster.kube.resource("apps/v1", "Deployment").get(
+            namespace=namespace, label_selector=f"app.kubernetes.io/instance={release}"
+        )
+        deployments: list[dict[str, Any]] = found.to_dict()["items"]
+        if len(deployments) != 1:
+            raise LookupError(f"release {release} has {len(deployments)} Deployments in {namespace}, not 1")
+        return cls._of_deployment(cluster, namespace, deployments[0])
 
     @classmethod
     def _of_deployment(cls, cluster: Cluster, namespace: str, deployment: dict[str, Any]) -> OperatorInstall:
@@ -121,9 +124,10 @@ def _plain_env(env: list[dict[str, Any]], namespace: str) -> dict[str, str]:
 class OperatorProcess:
     """``python -m kubesft_operator`` as a child process, with its log in a file.
 
-    ``tie_to_parent``: the kernel kills the operator when the thread that started it exits, so a
-    hard-killed caller leaves no operator behind; only for callers that start it from the thread
-    that lives longest (the main thread).
+    ``tie_to_parent``: the caller alone stops the operator. It runs in a session of its own, so a
+    Ctrl-C in the terminal does not stop it before the caller has cleaned up, and the kernel kills
+    it when the thread that started it exits, so a hard-killed caller leaves no operator behind;
+    only for callers that start it from the thread that lives longest (the main thread).
     """
 
     install: OperatorInstall
@@ -163,6 +167,7 @@ class OperatorProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent if self.tie_to_parent else None,
+                start_new_session=self.tie_to_parent,
             )
         wait_until(
             self._ready, timeout=timeout, describe=lambda: f"the operator never became ready:\n{self.log()}"
