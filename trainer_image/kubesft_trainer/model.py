@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from kubesft_trainer.config import CheckpointSettings, ModelSource
-from kubesft_trainer.errors import ConfigError, ModelError, TrainerError
+from kubesft_trainer.errors import ConfigError, ModelError
+from kubesft_trainer.hub import download_model
 from kubesft_trainer.sources import local_copy
 from kubesft_trainer.templates import template_from_setting
 
@@ -31,15 +32,12 @@ _PROBE_CONVERSATION = [
 
 @dataclass(frozen=True)
 class ModelLocation:
-    """Where ``from_pretrained`` reads the model: a local directory, or a hub id and revision."""
+    """The local directory ``from_pretrained`` reads, and how the spec named the model."""
 
     path: str
-    revision: str | None
     field: str
-
-    @property
-    def description(self) -> str:
-        return self.path if self.revision is None else f"{self.path}@{self.revision}"
+    description: str
+    """The hub id (with ``@revision`` unless it is main) or the URI, for logs and the model card."""
 
 
 @dataclass
@@ -52,8 +50,10 @@ class TokenizerSetup:
     notes: list[str] = field(default_factory=list)
 
 
-def locate_model(source: ModelSource, settings: CheckpointSettings, cache_root: Path) -> ModelLocation:
-    """Resolve ``model.name`` / ``model.uri`` to something ``from_pretrained`` can read."""
+def locate_model(
+    source: ModelSource, settings: CheckpointSettings, cache_root: Path, hf_token: str | None
+) -> ModelLocation:
+    """A local directory holding ``model.name`` (a hub snapshot) or ``model.uri`` (downloaded from S3)."""
     if source.uri is not None:
         try:
             path = local_copy(source.uri, "model.uri", settings, cache_root)
@@ -61,48 +61,23 @@ def locate_model(source: ModelSource, settings: CheckpointSettings, cache_root: 
             raise ModelError(str(error)) from error
         if not path.is_dir():
             raise ModelError(f"model.uri: {source.uri} is not a directory holding a saved model")
-        return ModelLocation(path=str(path), revision=None, field="model.uri")
+        return ModelLocation(path=str(path), field="model.uri", description=source.uri)
     assert source.name is not None
-    return ModelLocation(path=source.name, revision=source.revision, field="model.name")
+    snapshot = download_model(source.name, source.revision, hf_token)
+    name = source.name if source.revision == "main" else f"{source.name}@{source.revision}"
+    return ModelLocation(path=str(snapshot), field="model.name", description=name)
 
 
-def _is_permanent_hub_error(error: BaseException) -> bool:
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    permanent = (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError, EntryNotFoundError)
-    current: BaseException | None = error
-    while current is not None:
-        if isinstance(current, permanent):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+def _load_error(location: ModelLocation, what: str, error: Exception) -> ModelError:
+    # The files are local by now, so what fails to load is the model itself: a retry cannot help.
+    return ModelError(f"{location.field}: cannot load the {what} from {location.description}: {error}")
 
 
-def _load_error(location: ModelLocation, what: str, error: Exception) -> TrainerError:
-    message = f"{location.field}: cannot load the {what} from {location.description}: {error}"
-    if location.revision is None or _is_permanent_hub_error(error):
-        return ModelError(message)
-    # Anything else from the hub (network, rate limits, a 5xx) may pass on a retry.
-    return TrainerError(message)
-
-
-def load_tokenizer(
-    source: ModelSource, location: ModelLocation, hf_token: str | None
-) -> PreTrainedTokenizerBase:
+def load_tokenizer(source: ModelSource, location: ModelLocation) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(
-            location.path,
-            revision=location.revision,
-            trust_remote_code=source.trust_remote_code,
-            token=hf_token,
-        )
+        return AutoTokenizer.from_pretrained(location.path, trust_remote_code=source.trust_remote_code)
     except (OSError, ValueError) as error:
         raise _load_error(location, "tokenizer", error) from error
 
@@ -156,21 +131,22 @@ def _dtype(source: ModelSource) -> Any:
 def load_model(
     source: ModelSource,
     location: ModelLocation,
-    hf_token: str | None,
     tokenizer: PreTrainedTokenizerBase,
     quantization_config: Any | None = None,
+    attention: str | None = None,
 ) -> PreTrainedModel:
-    """Load the causal LM, resized when the tokenizer gained tokens."""
+    """Load the causal LM (with ``attention`` as its attention implementation), resized when the
+    tokenizer gained tokens."""
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {
-        "revision": location.revision,
         "dtype": _dtype(source),
         "trust_remote_code": source.trust_remote_code,
-        "token": hf_token,
     }
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
     try:
         model = AutoModelForCausalLM.from_pretrained(location.path, **kwargs)
     except (OSError, ValueError) as error:

@@ -63,8 +63,10 @@ def sft_kwargs(
     installed: set[str],
     cuda: bool,
     bf16_capable: bool,
+    tuned: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The SFTConfig arguments for this spec. extraArgs come last and may override the non-spec defaults."""
+    """The SFTConfig arguments for this spec, then ``tuned`` (``tuning.tuned_sft_defaults``), then
+    extraArgs, which may override everything the spec does not set."""
     training, checkpoints = config.training, config.checkpoints
     check_extra_args(training.extra_args, installed)
     kwargs: dict[str, Any] = {
@@ -101,6 +103,7 @@ def sft_kwargs(
         "dataset_text_field": "text",
         "trust_remote_code": config.model.trust_remote_code,
     }
+    kwargs.update(tuned or {})
     kwargs.update(training.extra_args)
     return kwargs
 

@@ -36,6 +36,7 @@ from kubesft_trainer.sft_args import build_sft_config, installed_sft_fields, sft
 from kubesft_trainer.status_server import StatusServer
 from kubesft_trainer.summary import TrainingSummary, first_value, last_value, library_versions
 from kubesft_trainer.templates import check_template_fits_data
+from kubesft_trainer.tuning import Accelerator, attention_implementation, tuned_sft_defaults
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -58,14 +59,7 @@ class PreparedRun:
 
     def load_base(self) -> PreTrainedModel:
         """The base model again, unquantized, e.g. to merge the adapter into."""
-        return load_model(self.config.model, self.location, self.env.hf_token, self.tokenizer)
-
-
-def _cuda() -> tuple[bool, bool]:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    return cuda, cuda and torch.cuda.is_bf16_supported()
+        return load_model(self.config.model, self.location, self.tokenizer)
 
 
 def _has_eval(config: TrainerConfig) -> bool:
@@ -114,22 +108,23 @@ def prepare(
     progress_bar: bool,
 ) -> PreparedRun:
     """Check the config, load data and model, and build the SFTTrainer; cheap checks come first."""
-    cuda, bf16_capable = _cuda()
-    check_quantization(config.lora, cuda)
+    accelerator = Accelerator.detect()
+    check_quantization(config.lora, accelerator.cuda)
     kwargs = sft_kwargs(
         config,
         output_dir=output_dir,
         has_eval=_has_eval(config),
         progress_bar=progress_bar,
         installed=installed_sft_fields(),
-        cuda=cuda,
-        bf16_capable=bf16_capable,
+        cuda=accelerator.cuda,
+        bf16_capable=accelerator.bf16_capable,
+        tuned=tuned_sft_defaults(accelerator),
     )
     sft_config = build_sft_config(kwargs)
     cache = env.work_dir / "cache"
     with _local_main_first():
-        location = locate_model(config.model, config.checkpoints, cache)
-        tokenizer = load_tokenizer(config.model, location, env.hf_token)
+        location = locate_model(config.model, config.checkpoints, cache, env.hf_token)
+        tokenizer = load_tokenizer(config.model, location)
         setup = prepare_tokenizer(tokenizer, config.model)
         data = load_data(
             config.dataset,
@@ -142,7 +137,13 @@ def prepare(
     if data.conversational and setup.eos_token is not None and "eos_token" not in config.training.extra_args:
         sft_config.eos_token = setup.eos_token
     with _local_main_first():
-        model = load_model(config.model, location, env.hf_token, tokenizer, quantization_config(config.lora))
+        model = load_model(
+            config.model,
+            location,
+            tokenizer,
+            quantization_config(config.lora),
+            attention_implementation(accelerator, config.training.packing),
+        )
     vocab = tokenizer.get_vocab()
     added_ids = [vocab[token] for token in setup.added_tokens]
     trainer = _sft_trainer(

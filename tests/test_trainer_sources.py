@@ -1,0 +1,107 @@
+"""Model and data sources through the production path: a Hugging Face Hub id read from
+huggingface_hub's cache (offline: no hub is reachable from tests), and s3:// URIs downloaded from
+moto's S3 server with the same boto3 code that talks to AWS."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from tinymodel import chat_rows, write_jsonl
+
+from kubesft_trainer import exit_codes
+from kubesft_trainer.failure_report import ERROR_PREFIX
+from kubesft_trainer.hub import ignored_files
+from tests.trainer_support import last_stderr_line, run_trainer, tiny_model, trainer_config, write_config
+
+if TYPE_CHECKING:
+    from tests.storage_support import MotoS3
+
+pytest_plugins = ("tests.storage_support",)
+pytestmark = pytest.mark.slow
+
+REPO_ID = "kubesft-test/tiny-chat"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def chat_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("data") / "chat.jsonl", chat_rows(40))
+
+
+def _fill_hub_cache(hf_home: Path, model: Path) -> None:
+    """The layout huggingface_hub leaves after downloading ``REPO_ID``: a snapshot per commit and
+    the branch name pointing at it."""
+    repo = hf_home / "hub" / f"models--{REPO_ID.replace('/', '--')}"
+    shutil.copytree(model, repo / "snapshots" / COMMIT)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+
+
+def test_a_hub_model_id_is_read_through_the_hub_cache(model: Path, chat_data: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    _fill_hub_cache(work / "hf", model)
+    raw = trainer_config(model, chat_data, tmp_path / "out", training={"assistantOnlyLoss": True})
+    raw["model"] = {"name": REPO_ID, "chatTemplate": "chatml"}
+    result = run_trainer(write_config(tmp_path / "c.yaml", raw), work, "--validate", HF_TOKEN="hf_test")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"model: {REPO_ID};" in result.stdout
+    assert f"model {REPO_ID}@main is in {work / 'hf' / 'hub'}" in result.stderr
+
+    raw["model"]["revision"] = "v9"
+    result = run_trainer(write_config(tmp_path / "r.yaml", raw), work, "--validate")
+    assert result.returncode == exit_codes.INVALID_DATA, result.stderr[-3000:]
+    line = last_stderr_line(result)
+    assert line.startswith(ERROR_PREFIX)
+    assert f"model.name: {REPO_ID}@v9: cannot download it from the Hugging Face Hub" in line
+    assert "model.tokenSecret" in line, "without a token the message points at the likely cause"
+
+
+def test_pickled_weights_are_skipped_only_when_safetensors_exist() -> None:
+    with_safetensors = ignored_files(["config.json", "model.safetensors", "pytorch_model.bin"])
+    assert "pytorch_model*.bin" in with_safetensors and "*.gguf" in with_safetensors
+    assert "pytorch_model*.bin" not in ignored_files(["config.json", "pytorch_model.bin"])
+    assert "pytorch_model*.bin" not in ignored_files(None)
+
+
+def _upload_folder(moto_s3: MotoS3, bucket: str, folder: Path, prefix: str) -> None:
+    client = moto_s3.client()
+    for path in folder.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder)}")
+
+
+def test_s3_model_and_dataset_are_downloaded_to_the_cache_once(
+    moto_s3: MotoS3, s3_bucket: str, model: Path, chat_data: Path, tmp_path: Path
+) -> None:
+    _upload_folder(moto_s3, s3_bucket, model, "models/tiny")
+    moto_s3.client().upload_file(str(chat_data), s3_bucket, "data/chat.jsonl")
+    raw = trainer_config(model, chat_data, tmp_path / "out", training={"assistantOnlyLoss": True})
+    raw["model"]["uri"] = f"s3://{s3_bucket}/models/tiny"
+    raw["dataset"]["uri"] = f"s3://{s3_bucket}/data/chat.jsonl"
+    raw["checkpoints"]["endpointUrl"] = moto_s3.endpoint_url
+    config = write_config(tmp_path / "c.yaml", raw)
+    work = tmp_path / "work"
+
+    first = run_trainer(config, work, "--validate")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert f"model: s3://{s3_bucket}/models/tiny;" in first.stdout and "40 training rows" in first.stdout
+    assert first.stderr.count("downloading s3://") == 2
+    cached = sorted(p.name for p in (work / "cache").rglob("*") if p.is_file())
+    assert "chat.jsonl" in cached and "model.safetensors" in cached and "tokenizer.json" in cached
+
+    again = run_trainer(config, work, "--validate")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "downloading s3://" not in again.stderr and again.stderr.count("using the cached copy") == 2
+
+    raw["dataset"]["uri"] = f"s3://{s3_bucket}/data/missing.jsonl"
+    missing = run_trainer(write_config(tmp_path / "m.yaml", raw), work, "--validate")
+    assert missing.returncode == exit_codes.INVALID_DATA
+    assert f"dataset.uri: s3://{s3_bucket}/data/missing.jsonl does not exist" in last_stderr_line(missing)
