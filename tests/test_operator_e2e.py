@@ -270,8 +270,11 @@ NO_SECRET = "no-secret"
 LATE_SECRET = "late-credentials"
 PREEMPTED = "preempted"
 SUSPENDED = "suspended"
-LONG_RUN = 120
-"""Steps of the jobs acted on mid-run: enough that the action lands while they train."""
+LONG_RUN = 240
+"""Steps of the jobs acted on mid-run: enough that the action lands while they train, also on
+a fast machine (a few seconds of training there)."""
+HAPPY_STEPS = 150
+"""Enough steps for several progress reads (one a second) while the job trains."""
 
 
 # --- the actions taken on jobs mid-run: each runs in its own thread, and its test checks what it saw
@@ -357,7 +360,7 @@ def e2e(cluster: Cluster, s3: S3Server, tmp_path_factory: pytest.TempPathFactory
             for variable, value in s3.env().items():
                 env.setenv(variable, value)
             run = E2E(cluster, s3, operator, history)
-            run.apply(run.spec(HAPPY, steps=30, save_steps=10))
+            run.apply(run.spec(HAPPY, steps=HAPPY_STEPS, save_steps=50))
             run.apply(run.spec(BAD_DATA, steps=10, save_steps=5, data="bad.jsonl"))
             run.apply(
                 run.spec(NO_SECRET, steps=6, save_steps=3, secret=LATE_SECRET, ttlSecondsAfterFinished=5)
@@ -426,7 +429,7 @@ def test_job_trains_to_success_with_progress_output_and_events(e2e: E2E) -> None
     assert "Running" in e2e.history.phases(HAPPY)
     steps = e2e.history.steps(HAPPY)
     assert len(steps) >= 2, f"status.progress showed steps {steps}"
-    assert status["progress"]["step"] == 30
+    assert status["progress"]["step"] == HAPPY_STEPS
     assert status["outputUri"] == e2e.output_uri(HAPPY)
     assert status["startTime"] <= status["completionTime"]
     assert status["restarts"] == 0
@@ -436,7 +439,7 @@ def test_job_trains_to_success_with_progress_output_and_events(e2e: E2E) -> None
     assert conditions["Created"]["reason"] == "JobCreated"
     keys = e2e.output_keys(HAPPY)
     assert "model.safetensors" in keys and "training_summary.json" in keys, keys
-    assert e2e.summary(HAPPY)["globalStep"] == 30
+    assert e2e.summary(HAPPY)["globalStep"] == HAPPY_STEPS
     reasons = {event.reason for event in e2e.events(HAPPY)}
     assert {"JobCreated", "Training", "Completed"} <= reasons, reasons
 
@@ -498,17 +501,27 @@ def test_deleting_a_job_removes_its_children_and_keeps_checkpoints_and_model(e2e
 
 def test_operator_killed_mid_run_adopts_the_job_and_finishes_it(e2e: E2E) -> None:
     name = "restarted"
-    e2e.apply(e2e.spec(name, steps=120, save_steps=40))
+    e2e.apply(e2e.spec(name, steps=LONG_RUN, save_steps=100))
     before = e2e.wait_until_training(name, min_step=2)
     assert e2e.jobs(name) == [f"{name}-0"]
     e2e.operator.kill()
+    earlier_log = len(e2e.operator.log())
     e2e.operator.start()
+    # The log file holds the killed operator's lines too: wait for the new one's own webhook.
+    wait_until(
+        lambda: "published ValidatingWebhookConfiguration" in e2e.operator.log()[earlier_log:] or None,
+        timeout=60,
+        describe=lambda: (
+            f"the restarted operator never published its webhook:\n{e2e.operator.log()[earlier_log:]}"
+        ),
+    )
 
     status = e2e.wait(name, "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", yaml.safe_dump(status)
     assert e2e.jobs(name) == [f"{name}-0"], "the restarted operator made a second Job"
+    assert f"created Job {e2e.namespace}/{name}" not in e2e.operator.log()[earlier_log:]
     assert status["attempt"] == 0 and status["restarts"] == 0
-    assert status["progress"]["step"] == 120 > before["progress"]["step"]
+    assert status["progress"]["step"] == LONG_RUN > before["progress"]["step"]
     assert status["startTime"] == before["startTime"]
     created = [e for e in e2e.events(name) if e.reason == "JobCreated"]
     assert sum(e.count or 1 for e in created) == 1, [e.message for e in created]
