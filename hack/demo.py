@@ -14,12 +14,23 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from demo_flow import DemoSettings, heading, run_demo
 
 from devcluster.cluster import Cluster
 from devcluster.s3 import S3Server
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Trainer pods mount volumes here. The process node runs their containers from this checkout's
+# virtualenv on the host's filesystem, so a checkout below one of these paths is hidden in pods.
+POD_MOUNT_PATHS = ("/tmp", "/var/lib/kubesft", "/etc/kubesft", "/dev/shm")
+
+
+def checkout_hidden_in_pods() -> str | None:
+    """The pod mount path that hides this checkout from trainer pods, if any."""
+    return next((p for p in POD_MOUNT_PATHS if REPO_ROOT.is_relative_to(p)), None)
 
 
 def say(line: str) -> None:
@@ -54,6 +65,13 @@ def main() -> int:
     )
     parser.add_argument("--steps", type=int, default=DemoSettings.max_steps, help="training steps")
     args = parser.parse_args()
+    hidden_by = checkout_hidden_in_pods()
+    if hidden_by is not None:
+        say(
+            f"make demo: this checkout ({REPO_ROOT}) is below {hidden_by}, where trainer pods mount a "
+            "volume that hides it from them; clone the repository elsewhere (e.g. under $HOME)"
+        )
+        return 2
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     cluster: Cluster | None = None
