@@ -16,7 +16,7 @@ help:
 	@echo "make cluster-up    start the local control plane, process node and S3 (prints KUBECONFIG)"
 	@echo "make cluster-down  stop it"
 	@echo "make bench         run the benchmarks in bench/"
-	@echo "make dashboard-png redraw docs/training-dashboard.png from a real training run"
+	@echo "make dashboard-png redraw docs/training-dashboard.png and docs/operator-dashboard.png from a real run"
 
 # The CPU torch wheel on disk is taken first so nothing pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -55,9 +55,9 @@ cluster-down: $(STAMP)
 bench: $(STAMP) control-plane
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# A real run (local cluster, operator, trainer, Prometheus) drawn with the Training dashboard's queries.
+# A real run (local cluster, operator, trainer, Prometheus) drawn with the dashboards' own queries.
 dashboard-png: $(STAMP) control-plane
-	KUBESFT_DASHBOARD_PNG=$(CURDIR)/docs/training-dashboard.png $(PY) -m pytest tests/test_chart_cluster.py -k render_to_png
+	KUBESFT_DASHBOARD_DIR=$(CURDIR)/docs $(PY) -m pytest tests/test_chart_cluster.py -k render_to_png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,14 @@
-"""Renders the "kubesft / Training" dashboard's panels to a PNG from a Prometheus' data.
+"""Renders a kubesft dashboard's panels to a PNG from a Prometheus' data.
 
-The queries are the dashboard's own (charts/kubesft/dashboards/training.json) with Grafana's
+The queries are the dashboard's own (charts/kubesft/dashboards/<name>.json) with Grafana's
 variables resolved, so the picture shows what the dashboard shows. ``make dashboard-png``
-regenerates docs/training-dashboard.png from a real training run; by hand::
+regenerates docs/training-dashboard.png and docs/operator-dashboard.png from a real training
+run; by hand::
 
-    python hack/render_dashboard_png.py --prometheus http://127.0.0.1:9090 \\
-        --namespace ml --sftjob smollm2-chat --start 1760000000 --end 1760000600 --out out.png
+    python hack/render_dashboard_png.py --prometheus http://127.0.0.1:9090 --dashboard training \\
+        --var namespace=ml --var sftjob=smollm2-chat --start 1760000000 --end 1760000600 --out out.png
+    python hack/render_dashboard_png.py --prometheus http://127.0.0.1:9090 --dashboard operator \\
+        --var job=kubesft-metrics --start 1760000000 --end 1760000600 --out operator.png
 """
 
 from __future__ import annotations
@@ -54,12 +57,36 @@ def render_training_png(
     out: pathlib.Path,
     rate_interval: str = "1m",
 ) -> dict[str, int]:
-    """Draw every training panel; return, per panel title, how many finite points it got."""
-    board = dashboards()["training"]
+    """Draw every training panel for one SFTJob; return, per panel title, how many finite points it got."""
+    return render_dashboard_png(
+        query_range,
+        "training",
+        {"namespace": namespace, "sftjob": sftjob},
+        start=start,
+        end=end,
+        out=out,
+        rate_interval=rate_interval,
+        subject=f"{namespace}/{sftjob}",
+    )
+
+
+def render_dashboard_png(
+    query_range: RangeQuery,
+    dashboard: str,
+    variables: Mapping[str, str],
+    *,
+    start: float,
+    end: float,
+    out: pathlib.Path,
+    rate_interval: str = "1m",
+    subject: str = "",
+) -> dict[str, int]:
+    """Draw every panel of ``dashboard`` (a file stem under charts/kubesft/dashboards) with its
+    template ``variables`` resolved; return, per panel title, how many finite points it got."""
+    board = dashboards()[dashboard]
     step = max(1.0, (end - start) / 300)
     variables = {
-        "namespace": namespace,
-        "sftjob": sftjob,
+        **variables,
         **builtin_variables(rate_interval, f"{max(1, math.ceil(end - start))}s"),
     }
     drawn = [p for p in panels(board) if p["type"] in ("timeseries", "stat", "table")]
@@ -88,6 +115,8 @@ def render_training_png(
                     texts.append("\n".join(f"{k}: {v}" for k, v in sorted(labels.items())))
         points[panel["title"]] = count
         if panel["type"] == "timeseries":
+            # One time axis for every panel, as on a Grafana dashboard.
+            ax.set_xlim(0, (end - start) / 60)
             ax.set_xlabel("minutes", fontsize=8)
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
@@ -102,7 +131,7 @@ def render_training_png(
     for ax in list(axes.flat)[len(drawn) :]:
         ax.axis("off")
     stamp = datetime.datetime.fromtimestamp(start, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    figure.suptitle(f"{board['title']}: {namespace}/{sftjob}, from {stamp}", fontsize=14)
+    figure.suptitle(f"{board['title']}: {subject + ', ' if subject else ''}from {stamp}", fontsize=14)
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=80)
@@ -115,23 +144,35 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--prometheus", required=True, help="base URL of the Prometheus to query")
-    parser.add_argument("--namespace", required=True)
-    parser.add_argument("--sftjob", required=True)
+    parser.add_argument("--dashboard", choices=sorted(dashboards()), default="training")
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a dashboard variable, e.g. namespace=ml, sftjob=smollm2-chat or job=kubesft-metrics",
+    )
     parser.add_argument("--start", type=float, required=True, help="Unix time")
     parser.add_argument("--end", type=float, required=True, help="Unix time")
     parser.add_argument("--rate-interval", default="1m", help="value of $__rate_interval")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     args = parser.parse_args(argv)
+    variables = dict(item.partition("=")[::2] for item in args.var)
     client = PrometheusClient(args.prometheus)
     try:
-        points = render_training_png(
+        points = render_dashboard_png(
             client.query_range,
-            namespace=args.namespace,
-            sftjob=args.sftjob,
+            args.dashboard,
+            variables,
             start=args.start,
             end=args.end,
             out=args.out,
             rate_interval=args.rate_interval,
+            subject=", ".join(f"{k}={v}" for k, v in variables.items()),
+        )
+    except KeyError as err:
+        parser.exit(
+            2, f"render_dashboard_png: the {args.dashboard} dashboard needs --var {err.args[0]}=...\n"
         )
     except PrometheusError as err:
         parser.exit(1, f"render_dashboard_png: {err}\n")

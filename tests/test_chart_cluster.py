@@ -3,9 +3,10 @@
 One module-scoped run: ``helm install``; the operator runs as a local process with a
 kubeconfig of the chart's ServiceAccount (so only the chart's RBAC applies) and the environment
 of the installed Deployment; a real Prometheus scrapes it and, through the chart's PodMonitor
-translated to a scrape config over pod discovery, the trainer pod on its own IP; one SFTJob trains a tiny model to Succeeded and
-is removed by its TTL. The tests then read the API server's audit log, the scrapes, and the
-Prometheus data.
+translated to a scrape config over pod discovery, the trainer pod on its own IP; one SFTJob
+trains a tiny model to Succeeded and is removed by its TTL, and a second one is suspended before
+its pod starts. The tests then read the API server's audit log, the scrapes, and the Prometheus
+data.
 
 What this control plane (Kubernetes 1.20, no kubelet, no kube-proxy) cannot show: the
 Deployment's pods (there is no Deployment controller, so the operator runs beside the cluster
@@ -16,6 +17,7 @@ operator on loopback instead), and the GPU memory panel (the trainer runs on CPU
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import pathlib
@@ -45,7 +47,7 @@ from kubesft_chart import (
 )
 from local_prometheus import LocalPrometheus
 from pod_discovery import PodDiscovery
-from render_dashboard_png import render_training_png
+from render_dashboard_png import render_dashboard_png, render_training_png
 from tinymodel import build_tiny_model, chat_rows, write_jsonl
 
 from devcluster.cluster import Cluster
@@ -62,6 +64,7 @@ pytestmark = pytest.mark.cluster
 RELEASE = "chart-e2e"
 NAMESPACE = "kubesft-chart"
 SFTJOB = "chart-e2e"
+SUSPENDED = "chart-e2e-suspended"
 # Distinct from the peering object other tests' operators use in the same session.
 VALUES = {"leaderElection.peeringName": "chart-e2e"}
 MONITORING = {
@@ -73,9 +76,9 @@ MONITORING = {
 # Seconds between scrapes: the run lasts seconds, not the 15-30 s a cluster would use.
 SCRAPE_INTERVAL = "1s"
 RATE_INTERVAL = "5s"
-# Set to a path (make dashboard-png) to write the rendered training panels there, from a longer run.
-PNG_TARGET = os.environ.get("KUBESFT_DASHBOARD_PNG")
-MAX_STEPS = 600 if PNG_TARGET else 120
+# Set to a directory (make dashboard-png) to write the rendered dashboards there, from a longer run.
+PNG_DIR = os.environ.get("KUBESFT_DASHBOARD_DIR")
+MAX_STEPS = 600 if PNG_DIR else 120
 
 
 @dataclass
@@ -85,17 +88,19 @@ class ChartRun:
     job_namespace: str
     started: float
     finished: float
+    # When the second SFTJob was gone and the operator last scraped, still running.
+    settled: float = 0.0
     operator_scrape: str = ""
     trainer_scrape: str = ""
     final_status: dict[str, Any] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _sftjob(namespace: str, s3: Any, prefix: str) -> dict[str, Any]:
+def _sftjob(namespace: str, s3: Any, prefix: str, name: str = SFTJOB) -> dict[str, Any]:
     return {
         "apiVersion": "kubesft.io/v1alpha1",
         "kind": "SFTJob",
-        "metadata": {"name": SFTJOB, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "model": {"uri": s3.uri(f"{prefix}/model"), "chatTemplate": "chatml"},
             "dataset": {"uri": s3.uri(f"{prefix}/data/chat.jsonl"), "evalFraction": 0.1},
@@ -137,6 +142,28 @@ def _stage_inputs(s3: Any, directory: pathlib.Path, prefix: str) -> None:
         if path.is_file():
             client.upload_file(str(path), s3.bucket, f"{prefix}/model/{path.relative_to(model)}")
     client.upload_file(str(data), s3.bucket, f"{prefix}/data/chat.jsonl")
+
+
+def _suspend_while_waiting(cluster: Cluster, namespace: str, s3: Any, operator: OperatorProcess) -> None:
+    """A second SFTJob, suspended while its pod waits for a Secret that does not exist.
+
+    Kubernetes 1.20 has no Job .spec.suspend, so the operator suspends by deleting the Job: this
+    exercises the chart's Job delete grant on every run, without a second training.
+    """
+    job = _sftjob(namespace, s3, "chart-e2e", name=SUSPENDED)
+    job["spec"]["checkpoints"]["credentialsSecret"] = {"name": "not-created"}
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(job))
+    trainer_job = f"{SUSPENDED}-0"
+    wait_until(
+        lambda: cluster.kube.get("batch/v1", "Job", trainer_job, namespace),
+        timeout=60,
+        describe=lambda: f"no Job for the second SFTJob:\n{operator.log()[-3000:]}",
+    )
+    suspend = {"spec": {"runPolicy": {"suspend": True}}}
+    cluster.kubectl("patch", "sft", SUSPENDED, "-n", namespace, "--type=merge", "-p", json.dumps(suspend))
+    cluster.kube.wait_for_deletion("batch/v1", "Job", trainer_job, namespace, timeout=120)
+    wait_for_phase(cluster, namespace, SUSPENDED, "Suspended", timeout=120)
+    cluster.kubectl("delete", "sft", SUSPENDED, "-n", namespace, "--timeout=60s")
 
 
 def _fetch(url: str) -> str:
@@ -234,9 +261,11 @@ def chart_run(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
             )
             assert run.final_status.get("phase") == "Succeeded", yaml.safe_dump(run.final_status)
             cluster.kube.wait_for_deletion("kubesft.io/v1alpha1", "SFTJob", SFTJOB, job_namespace, timeout=60)
+            _suspend_while_waiting(cluster, job_namespace, s3, operator)
             # A few more scrapes of the operator after the job is gone.
             time.sleep(3)
             run.operator_scrape = operator.metrics()
+            run.settled = time.time()
         # The operator has stopped, so its audit trail is complete.
         run.audit = cluster.audit_events(install.username)
         yield run
@@ -287,12 +316,6 @@ GRANTED_BUT_NOT_EXERCISED: dict[tuple[str, str, str], str] = {
     "(Kubernetes 1.21+, not on this 1.20 control plane); this run trains on one node",
     ("", "services", "get"): _ADOPT + " (multi-node jobs only)",
 }
-# Verbs this run uses only if its attempt fails and is retried, which a slow machine can cause.
-GRANTED_AND_SOMETIMES_EXERCISED: dict[tuple[str, str, str], str] = {
-    ("batch", "jobs", "delete"): "removing the Job of an attempt that failed or was superseded by a "
-    "retry, and suspending on 1.20 (delete and recreate); this run succeeds on its first attempt "
-    "unless the trainer is retried",
-}
 
 
 def _granted(cluster: Cluster) -> set[tuple[str, str, str]]:
@@ -337,7 +360,7 @@ def test_chart_grants_nothing_the_operator_does_not_use(cluster: Cluster, chart_
     unused = granted - used
     stale = set(GRANTED_BUT_NOT_EXERCISED) - unused
     assert not stale, f"listed as not exercised, but used or no longer granted: {sorted(stale)}"
-    unexplained = sorted(unused - set(GRANTED_BUT_NOT_EXERCISED) - set(GRANTED_AND_SOMETIMES_EXERCISED))
+    unexplained = sorted(unused - set(GRANTED_BUT_NOT_EXERCISED))
     assert not unexplained, f"granted but never used, with no reason given: {unexplained}"
 
 
@@ -415,8 +438,12 @@ def test_alert_expressions_evaluate_and_stay_quiet_for_a_healthy_run(chart_run: 
     assert not firing, f"alerts firing for a healthy run: {firing}"
 
 
+def _png_path(name: str, tmp_path: pathlib.Path) -> pathlib.Path:
+    return (pathlib.Path(PNG_DIR) if PNG_DIR else tmp_path) / f"{name}-dashboard.png"
+
+
 def test_training_panels_render_to_png(chart_run: ChartRun, tmp_path: pathlib.Path) -> None:
-    out = pathlib.Path(PNG_TARGET) if PNG_TARGET else tmp_path / "training-dashboard.png"
+    out = _png_path("training", tmp_path)
     points = render_training_png(
         chart_run.prometheus.query_range,
         namespace=chart_run.job_namespace,
@@ -428,6 +455,28 @@ def test_training_panels_render_to_png(chart_run: ChartRun, tmp_path: pathlib.Pa
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     missing = [title for title, count in points.items() if count == 0 and title not in CUDA_ONLY_PANELS]
+    assert not missing, f"panels drawn without data: {missing}"
+
+
+# Panels of the operator dashboard that one successful job leaves empty: nothing failed.
+QUIET_OPERATOR_PANELS = {"Failed by reason"}
+
+
+def test_operator_panels_render_to_png(chart_run: ChartRun, tmp_path: pathlib.Path) -> None:
+    out = _png_path("operator", tmp_path)
+    job = _variables(chart_run)["job"]
+    points = render_dashboard_png(
+        chart_run.prometheus.query_range,
+        "operator",
+        {"job": job},
+        start=chart_run.started,
+        end=chart_run.settled,
+        out=out,
+        rate_interval=RATE_INTERVAL,
+        subject=f"job={job}",
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = [title for title, count in points.items() if count == 0 and title not in QUIET_OPERATOR_PANELS]
     assert not missing, f"panels drawn without data: {missing}"
 
 
