@@ -13,6 +13,7 @@ API server's audit log of a real run: each verb here was used, and nothing used 
 - apiGroups: ["batch"]
   resources: ["jobs"]
   # get: adopt its own Job after a create conflict (restarted between creating and recording it).
+  # delete: the Job of a failed or superseded attempt, and suspension before Kubernetes 1.22.
   # patch: Job .spec.suspend (Kubernetes 1.22+) and activeDeadlineSeconds changes.
   verbs: ["get", "list", "watch", "create", "delete", "patch"]
 - apiGroups: [""]
