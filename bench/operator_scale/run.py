@@ -22,6 +22,7 @@ import argparse
 import collections
 import concurrent.futures
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -120,6 +121,24 @@ def rss_mib(pid: int, field: str = "VmHWM") -> float:
     raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reconcile_seconds(metrics_text: str) -> tuple[int, float]:
+    """(count, total seconds) of the operator's kubesft_reconcile_duration_seconds histogram."""
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics_text.splitlines()
+        if line.startswith("kubesft_reconcile_duration_seconds_")
+    }
+    return int(values.get("kubesft_reconcile_duration_seconds_count", 0)), values.get(
+        "kubesft_reconcile_duration_seconds_sum", 0.0
+    )
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
@@ -139,6 +158,7 @@ def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
             assert operator.process is not None
             requests_before = len(cluster.audit_events(user=install.username))
             idle_rss = rss_mib(operator.process.pid, "VmRSS")
+            cpu_before = cpu_seconds(operator.process.pid)
             observer = Observer(cluster.kube.api)
             observer.start()
             custom = client.CustomObjectsApi(cluster.kube.api)
@@ -161,6 +181,9 @@ def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
             time.sleep(2)  # let trailing requests (last status writes, events) reach the audit log
             observer.stop()
             rss = rss_mib(operator.process.pid)
+            operator_cpu = cpu_seconds(operator.process.pid) - cpu_before
+            reconciles, reconcile_total = reconcile_seconds(operator.metrics())
+            load = os.getloadavg()
             events = cluster.audit_events(user=install.username)[requests_before:]
     finally:
         cluster.stop()
@@ -191,6 +214,11 @@ def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
         "phases": dict(phases),
         "operatorPeakRssMiB": round(rss, 1),
         "operatorRssBeforeApplyMiB": round(idle_rss, 1),
+        "operatorCpuSeconds": round(operator_cpu, 1),
+        "reconciles": reconciles,
+        "reconcileSecondsMean": round(reconcile_total / reconciles, 4) if reconciles else None,
+        "machineLoadAverage": [round(x, 1) for x in load],
+        "machineCpus": os.cpu_count(),
         "apiRequests": len(events),
         "apiRequestsPerJob": round(len(events) / jobs, 1),
         "apiRequestsByCall": dict(by_call.most_common()),
@@ -220,6 +248,13 @@ def main() -> None:
     print(
         f"operator peak RSS:           {result['operatorPeakRssMiB']} MiB"
         f" ({result['operatorRssBeforeApplyMiB']} MiB before the first apply)"
+    )
+    print(
+        f"operator CPU:                {result['operatorCpuSeconds']} s over the run;"
+        f" {result['reconciles']} reconciles, mean {result['reconcileSecondsMean']} s"
+    )
+    print(
+        f"machine:                     {result['machineCpus']} CPUs, load average {result['machineLoadAverage']}"
     )
     print(f"API requests by the operator: {result['apiRequests']} ({result['apiRequestsPerJob']} per job)")
     for call, count in result["apiRequestsByCall"].items():
