@@ -310,7 +310,8 @@ def test_sigterm_saves_the_current_step_to_s3_before_exiting_as_preempted(
 def test_training_goes_on_while_storage_is_down_and_the_next_save_lands(
     make_job: Callable[..., Job], moto_s3: MotoS3
 ) -> None:
-    job = make_job("outage", 400, saveSteps=3)
+    save_steps = 3
+    job = make_job("outage", 400, saveSteps=save_steps)
     run = job.start("run")
     before = run.wait_for("a complete checkpoint", lambda o: o.latest_step is not None)
     assert before.latest_step in job.complete_steps()
@@ -326,11 +327,11 @@ def test_training_goes_on_while_storage_is_down_and_the_next_save_lands(
         )
         assert "failed" in down.progress["checkpointStatus"], down.progress
         # Training goes on through several save points while nothing can be uploaded.
-        later = run.wait_for("training past two more saves", lambda o: o.step >= down.step + 2 * 3)
+        later = run.wait_for("training past two more saves", lambda o: o.step >= down.step + 2 * save_steps)
         assert later.metric("kubesft_train_global_step") == pytest.approx(later.step, abs=1)
         stuck_at = later.latest_step
         # latest still names a checkpoint that was complete before the outage, never a newer one.
-        assert stuck_at is not None and stuck_at <= down.step and stuck_at < later.step - 3
+        assert stuck_at is not None and stuck_at <= down.step
     finally:
         moto_s3.start()
     assert stuck_at in job.complete_steps()
@@ -339,8 +340,11 @@ def test_training_goes_on_while_storage_is_down_and_the_next_save_lands(
         "a save landing after storage came back",
         lambda o: o.latest_step is not None and o.latest_step > later.step,
     )
-    assert after.progress["checkpointStatus"].endswith("complete"), after.progress
-    assert after.metric("kubesft_checkpoint_latest_step") == after.latest_step
+    assert after.latest_step is not None and "failed" not in after.progress["checkpointStatus"], (
+        after.progress
+    )
+    # /metrics is read just after /progress, so it may already show a newer save.
+    assert (after.metric("kubesft_checkpoint_latest_step") or 0) >= after.latest_step
     assert after.latest_step in job.complete_steps()
 
     run.process.send_signal(signal.SIGTERM)

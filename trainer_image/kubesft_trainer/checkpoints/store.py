@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubesft_trainer.checkpoints.manifest import (
@@ -76,13 +77,19 @@ class CheckpointStore:
         return complete[0] if complete else None
 
     def upload(self, directory: Path, step: int) -> CheckpointManifest:
-        """Upload a local checkpoint folder, then its manifest. Until the manifest lands it does not exist."""
-        manifest = build_manifest(directory, step)
+        """Upload a local checkpoint folder, then its manifest. Until the manifest lands it does not exist.
+
+        ``directory`` must not change meanwhile (the uploader hands over a frozen snapshot): its files
+        are hashed for the manifest while they upload, so hashing adds no time of its own.
+        """
         name = checkpoint_name(step)
-        # Leftovers of an earlier attempt at the same step (a stale manifest above all) go first, so a
-        # half-overwritten folder is never taken for complete.
-        self.store.delete_prefix(name)
-        self.store.upload_directory(directory, name)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-hash") as hashing:
+            hashed = hashing.submit(build_manifest, directory, step)
+            # Leftovers of an earlier attempt at the same step (a stale manifest above all) go first,
+            # so a half-overwritten folder is never taken for complete.
+            self.store.delete_prefix(name)
+            self.store.upload_directory(directory, name)
+            manifest = hashed.result()
         self.store.write_bytes(f"{name}/{MANIFEST_NAME}", manifest.to_json())
         return manifest
 
