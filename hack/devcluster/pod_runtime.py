@@ -288,7 +288,9 @@ class PodRuntime:
 
     def step(self, reader: ObjectReader, claim_dir: Any, network: Any) -> bool:
         """Advance the pod: start what is due, collect what exited. Returns True if status changed."""
-        if self.failure is None and not self.terminating:
+        # A config error stays in the status until the next try, as the kubelet keeps it.
+        retry_due = self.config_error is None or time.monotonic() >= self.retry_at
+        if self.failure is None and not self.terminating and retry_due:
             previous_error = self.config_error
             try:
                 self._start_due(reader, claim_dir, network)
@@ -311,8 +313,6 @@ class PodRuntime:
         return changed
 
     def _start_due(self, reader: ObjectReader, claim_dir: Any, network: Any) -> None:
-        if self.config_error is not None and time.monotonic() < self.retry_at:
-            return
         now = time.monotonic()
         due = [
             r
