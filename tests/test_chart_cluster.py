@@ -79,6 +79,8 @@ RATE_INTERVAL = "5s"
 # Set to a directory (make dashboard-png) to write the rendered dashboards there, from a longer run.
 PNG_DIR = os.environ.get("KUBESFT_DASHBOARD_DIR")
 MAX_STEPS = 600 if PNG_DIR else 120
+# Seconds the training may take; the longer run gets room for a busy machine.
+TRAINING_TIMEOUT = 1800 if PNG_DIR else 600
 
 
 @dataclass
@@ -249,7 +251,9 @@ def chart_run(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 timeout=300,
                 describe=lambda: f"the trainer never served a step on /metrics:\n{operator.log()[-3000:]}",
             )
-            done = wait_for_phase(cluster, job_namespace, SFTJOB, "Succeeded", "Failed", timeout=600)
+            done = wait_for_phase(
+                cluster, job_namespace, SFTJOB, "Succeeded", "Failed", timeout=TRAINING_TIMEOUT
+            )
             run = ChartRun(
                 install=install,
                 prometheus=prometheus,
