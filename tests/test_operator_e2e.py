@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 from tinymodel import build_tiny_model, chat_rows, write_jsonl
 
 from devcluster.cluster import Cluster
@@ -183,6 +184,19 @@ class E2E:
         except AssertionError as error:
             raise AssertionError(f"{error}\noperator log tail:\n{self.operator.log()[-4000:]}") from None
         return dict(job.get("status") or {})
+
+    def wait_finished_or_gone(self, name: str) -> None:
+        """Wait until SFTJob ``name`` succeeded or failed, or was deleted (by a test or its TTL)."""
+
+        def finished() -> bool | None:
+            job = self.get(name)
+            return job is None or (job.get("status") or {}).get("phase") in ("Succeeded", "Failed") or None
+
+        wait_until(
+            finished,
+            timeout=TRAIN_TIMEOUT,
+            describe=lambda: f"{name} never finished:\n{yaml.safe_dump(self.status(name))}",
+        )
 
     def wait_until_training(self, name: str, min_step: int = 1) -> dict[str, Any]:
         """Wait until the operator has copied a step >= ``min_step`` from rank 0 into the status."""
@@ -494,6 +508,25 @@ def test_deleting_a_job_removes_its_children_and_keeps_checkpoints_and_model(e2e
     e2e.cluster.kube.wait_for_deletion("v1", "ConfigMap", f"{HAPPY}-config", e2e.namespace)
     assert [manifest.step for manifest in e2e.checkpoints(HAPPY).complete()] == kept
     assert "model.safetensors" in e2e.output_keys(HAPPY)
+
+
+def test_operator_metrics_count_the_jobs_of_the_module(e2e: E2E) -> None:
+    """The counters of the module's operator: five SFTJobs, four of them trained (one after a
+    preemption, one after a suspension, which is no restart), one failed on its data."""
+    for name in (HAPPY, PREEMPTED, SUSPENDED, BAD_DATA, NO_SECRET):
+        e2e.wait_finished_or_gone(name)
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(e2e.operator.metrics())
+        for sample in family.samples
+    }
+    assert samples[("kubesft_sftjobs_created_total", ())] == 5
+    assert samples[("kubesft_sftjobs_succeeded_total", ())] == 4
+    assert samples[("kubesft_sftjobs_failed_total", (("reason", "InvalidData"),))] == 1
+    assert samples[("kubesft_sftjob_restarts_total", ())] == 1
+    assert samples[("kubesft_sftjob_duration_seconds_count", ())] == 5
+    failed_now = ("kubesft_sftjobs", (("namespace", NAMESPACE), ("phase", "Failed")))
+    assert samples[failed_now] == 1
 
 
 # --- the operator restart, last: it kills the module's operator ---------------------------------
