@@ -134,6 +134,8 @@ class OperatorProcess:
     log_path: Path
     overrides: dict[str, str] = field(default_factory=dict)
     tie_to_parent: bool = False
+    # What follows the interpreter: the operator image's command, or e.g. a profiling wrapper.
+    python_args: tuple[str, ...] = ("-m", "kubesft_operator")
     process: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     health_port: int = 0
@@ -161,7 +163,7 @@ class OperatorProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "kubesft_operator"],
+                [sys.executable, *self.python_args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -222,14 +224,21 @@ class OperatorProcess:
 
 @contextlib.contextmanager
 def running_operator(
-    install: OperatorInstall, log_path: Path, *, tie_to_parent: bool = False, **overrides: str
+    install: OperatorInstall,
+    log_path: Path,
+    *,
+    tie_to_parent: bool = False,
+    python_args: tuple[str, ...] = ("-m", "kubesft_operator"),
+    **overrides: str,
 ) -> Iterator[OperatorProcess]:
     """Start the operator; on exit delete the SFTJobs it still handles, stop it, remove its webhook.
 
     The webhook configuration goes too: with failurePolicy Fail, one left pointing at a stopped
     operator would refuse every later SFTJob in the session.
     """
-    operator = OperatorProcess(install, log_path, dict(overrides), tie_to_parent=tie_to_parent)
+    operator = OperatorProcess(
+        install, log_path, dict(overrides), tie_to_parent=tie_to_parent, python_args=python_args
+    )
     operator.start()
     try:
         yield operator

@@ -23,6 +23,7 @@ import collections
 import concurrent.futures
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -44,6 +45,7 @@ from kubesft_operator import names  # noqa: E402
 
 NAMESPACE = "scale"
 STAND_IN = Path(__file__).with_name("stand_in_trainer.py")
+PROFILED_OPERATOR = Path(__file__).with_name("profiled_operator.py")
 TERMINAL = ("Succeeded", "Failed")
 
 
@@ -144,7 +146,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
+def run(jobs: int, timeout: float, out: Path, profile: Path | None = None) -> dict[str, Any]:
     python = sys.executable
     override = CommandOverride(
         command=(python, str(STAND_IN)), pod_labels={names.LABEL_MANAGED_BY: names.MANAGED_BY}
@@ -154,7 +156,13 @@ def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
         install = OperatorInstall.apply(cluster)
         cluster.kubectl("create", "namespace", NAMESPACE)
         log = Path(tempfile.mkdtemp(prefix="kubesft-scale-")) / "operator.log"
-        with running_operator(install, log) as operator:
+        profiling: dict[str, Any] = {}
+        if profile is not None:
+            profiling = {
+                "python_args": (str(PROFILED_OPERATOR),),
+                "KUBESFT_BENCH_PROFILE_DIR": str(profile),
+            }
+        with running_operator(install, log, **profiling) as operator:
             assert operator.process is not None
             requests_before = len(cluster.audit_events(user=install.username))
             idle_rss = rss_mib(operator.process.pid, "VmRSS")
@@ -164,11 +172,15 @@ def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
             custom = client.CustomObjectsApi(cluster.kube.api)
             applied: dict[str, float] = {}
 
+            create_seconds: list[float] = []
+
             def create(name: str) -> None:
+                called = time.monotonic()
                 custom.create_namespaced_custom_object(
                     "kubesft.io", "v1alpha1", NAMESPACE, "sftjobs", sftjob(name)
                 )
                 applied[name] = time.monotonic()
+                create_seconds.append(applied[name] - called)
 
             started = time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
@@ -181,6 +193,9 @@ def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
             time.sleep(2)  # let trailing requests (last status writes, events) reach the audit log
             observer.stop()
             rss = rss_mib(operator.process.pid)
+            if profile is not None:
+                operator.process.send_signal(signal.SIGUSR1)  # memory.txt: live memory now
+                time.sleep(5)
             operator_cpu = cpu_seconds(operator.process.pid) - cpu_before
             reconciles, reconcile_total = reconcile_seconds(operator.metrics())
             load = os.getloadavg()
@@ -204,6 +219,12 @@ def run(jobs: int, timeout: float, out: Path) -> dict[str, Any]:
     result = {
         "jobs": jobs,
         "applySeconds": round(applied_seconds, 2),
+        # The API server's own latency for one write under this load, as this client sees it; the
+        # operator needs two writes (ConfigMap, Job) before a Job exists.
+        "createCallSeconds": {
+            "p50": round(percentile(create_seconds, 50), 3),
+            "p99": round(percentile(create_seconds, 99), 3),
+        },
         "jobCreatedLatencySeconds": {
             "p50": round(percentile(latencies, 50), 3) if latencies else None,
             "p99": round(percentile(latencies, 99), 3) if latencies else None,
@@ -237,10 +258,20 @@ def main() -> None:
         "--timeout", type=float, default=600.0, help="seconds to wait for every job to finish"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench/out/operator_scale.json")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the operator under cProfile and tracemalloc and write cpu.txt and memory.txt"
+        " here (slower: its figures are not the benchmark's)",
+    )
     args = parser.parse_args()
-    result = run(args.jobs, args.timeout, args.out)
+    result = run(args.jobs, args.timeout, args.out, args.profile)
     latency = result["jobCreatedLatencySeconds"]
     print(f"SFTJobs applied:             {result['jobs']} in {result['applySeconds']} s")
+    create_call = result["createCallSeconds"]
+    print(
+        f"one SFTJob create call:      p50 {create_call['p50']} s, p99 {create_call['p99']} s (API server latency)"
+    )
     print(
         f"apply -> Job created:        p50 {latency['p50']} s, p99 {latency['p99']} s, max {latency['max']} s"
     )
