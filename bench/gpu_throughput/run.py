@@ -32,6 +32,7 @@ and exits 0 (so ``make bench`` goes on), measuring nothing. Figures go to stdout
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import statistics
@@ -56,8 +57,8 @@ PEAK_BF16_TFLOPS = {
     "B200": 2250.0,
     "A100": 312.0,
     "L40S": 362.1,
+    "L40": 181.0,
     "L4": 121.0,
-    "A10": 125.0,
 }
 """Dense bf16 tensor-core peak by GPU name, in TFLOP/s (first name contained in the device's wins)."""
 
@@ -388,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for arm in args.arms:
                 if cuda:
+                    gc.collect()  # the previous arm's model and optimizer, before measuring memory
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()
                 scratch = root / f"{name}-{arm}"
