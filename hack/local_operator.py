@@ -35,6 +35,11 @@ SETUP_KINDS = ("CustomResourceDefinition", "Namespace", *RBAC_KINDS, "ClusterKop
 _priorities = itertools.count(1000)
 
 
+def next_peering_priority() -> int:
+    """A peering priority above every operator started before in this process, live or killed."""
+    return next(_priorities)
+
+
 @dataclass
 class OperatorInstall:
     """The chart's objects for one release, applied to the cluster, and what the operator needs."""
@@ -156,7 +161,7 @@ class OperatorProcess:
             "KUBESFT_WEBHOOK_SERVICE_NAME": "",
             "KUBESFT_WEBHOOK_HOST": "127.0.0.1",
             # A restarted operator must not wait for its dead predecessor's peering record to expire.
-            "KUBESFT_PEERING_PRIORITY": str(next(_priorities)),
+            "KUBESFT_PEERING_PRIORITY": str(next_peering_priority()),
             "PYTHONUNBUFFERED": "1",
             **self.overrides,
         }

@@ -8,6 +8,7 @@ from local_operator import (
     SETUP_KINDS,
     OperatorInstall,
     OperatorProcess,
+    next_peering_priority,
     running_operator,
     wait_for_phase,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "SETUP_KINDS",
     "OperatorInstall",
     "OperatorProcess",
+    "next_peering_priority",
     "running_operator",
     "wait_for_phase",
 ]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ import pytest
 from kubesft_trainer.checkpoints import CheckpointStore, CorruptCheckpointError
 from kubesft_trainer.checkpoints.manifest import MANIFEST_NAME, sha256_of
 from kubesft_trainer.checkpoints.resume import download_newest_intact
+from kubesft_trainer.checkpoints.uploader import CheckpointUploader, Snapshot, UploadState
 from kubesft_trainer.storage import open_store
 
 if TYPE_CHECKING:
@@ -182,3 +184,43 @@ def test_retention_keeps_exactly_keep_complete_checkpoints(
     assert deleted == sorted({5, 10, 12, 15} - set(kept))
     folders = {key.split("/")[0] for key in store.store.list_keys()}
     assert folders == {f"checkpoint-{step}" for step in [*kept, 25]}
+
+
+def _wait_for_state(
+    uploader: CheckpointUploader, probe: Callable[[UploadState], bool], what: str
+) -> UploadState:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = uploader.state()
+        if probe(state):
+            return state
+        time.sleep(0.02)
+    raise AssertionError(f"{what} never happened; the uploader's state is {uploader.state()}")
+
+
+def test_upload_status_keeps_naming_the_failure_until_an_upload_lands(
+    store: CheckpointStore, moto_s3: MotoS3, tmp_path: Path
+) -> None:
+    uploader = CheckpointUploader(store, keep=3, first_retry_seconds=0.05, max_retry_seconds=0.2)
+    uploader.submit(Snapshot(1, fake_checkpoint(tmp_path / "c1", 1, weights_bytes=1000)))
+    _wait_for_state(uploader, lambda s: s.latest_step == 1, "the first upload")
+
+    moto_s3.stop()
+    try:
+        uploader.submit(Snapshot(2, fake_checkpoint(tmp_path / "c2", 2, weights_bytes=1000)))
+        failed = _wait_for_state(uploader, lambda s: s.failures > 0, "a failed upload")
+        assert failed.last_error is not None and failed.last_error.startswith("checkpoint-2, attempt 1: ")
+        # A newer save replaces the failing one; its upload must still say that storage is failing.
+        uploader.submit(Snapshot(3, fake_checkpoint(tmp_path / "c3", 3, weights_bytes=1000)))
+        retrying = _wait_for_state(
+            uploader, lambda s: (s.status or "").startswith("uploading checkpoint-3"), "the newer upload"
+        )
+        assert "(the last upload failed: checkpoint-" in (retrying.status or ""), retrying
+        assert retrying.latest_step == 1
+    finally:
+        moto_s3.start()
+
+    landed = _wait_for_state(uploader, lambda s: s.latest_step == 3, "the upload after storage came back")
+    uploader.finish(deadline=None)
+    assert landed.status == "checkpoint-3 complete" and landed.last_error is None
+    assert [m.step for m in store.complete()] == [3, 1]

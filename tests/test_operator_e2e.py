@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 from prometheus_client.parser import text_string_to_metric_families
 from tinymodel import build_tiny_model, chat_rows, write_jsonl
 
@@ -59,7 +59,9 @@ TRAIN_TIMEOUT = 240.0
 
 @dataclass
 class StatusHistory:
-    """Every distinct (phase, step) each SFTJob of a namespace showed, polled in a thread."""
+    """Every distinct (phase, step) each SFTJob of a namespace showed, from a watch in a thread.
+
+    A watch delivers every write, so a phase the operator held for a moment is seen too."""
 
     api: client.CustomObjectsApi
     namespace: str
@@ -68,7 +70,7 @@ class StatusHistory:
     _thread: threading.Thread | None = None
 
     def start(self) -> StatusHistory:
-        self._thread = threading.Thread(target=self._poll, name="sftjob-status-history", daemon=True)
+        self._thread = threading.Thread(target=self._watch, name="sftjob-status-history", daemon=True)
         self._thread.start()
         return self
 
@@ -77,20 +79,32 @@ class StatusHistory:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def _poll(self) -> None:
-        while not self._stop.wait(0.25):
+    def _watch(self) -> None:
+        resource_version = ""
+        while not self._stop.is_set():
+            stream = watch.Watch().stream(
+                self.api.list_namespaced_custom_object,
+                *GROUP_VERSION[:2],
+                self.namespace,
+                GROUP_VERSION[2],
+                resource_version=resource_version,
+                timeout_seconds=2,
+            )
             try:
-                listing = self.api.list_namespaced_custom_object(
-                    *GROUP_VERSION[:2], self.namespace, GROUP_VERSION[2]
-                )
-            except client.ApiException:
-                continue
-            for item in listing.get("items", []):
-                status = item.get("status") or {}
-                entry = (status.get("phase") or "", (status.get("progress") or {}).get("step"))
-                history = self.seen.setdefault(item["metadata"]["name"], [])
-                if not history or history[-1] != entry:
-                    history.append(entry)
+                for event in stream:
+                    item = event["object"]
+                    resource_version = item["metadata"]["resourceVersion"]
+                    if event["type"] == "DELETED":
+                        continue
+                    status = item.get("status") or {}
+                    entry = (status.get("phase") or "", (status.get("progress") or {}).get("step"))
+                    history = self.seen.setdefault(item["metadata"]["name"], [])
+                    if not history or history[-1] != entry:
+                        history.append(entry)
+            except client.ApiException as error:
+                if error.status == 410:  # too old to resume: start from now
+                    resource_version = ""
+                time.sleep(0.2)
 
     def phases(self, name: str) -> list[str]:
         out: list[str] = []

@@ -14,7 +14,7 @@ import yaml
 
 from devcluster.cluster import Cluster
 from devcluster.kube import wait_until
-from tests.operator_harness import OperatorInstall, running_operator, wait_for_phase
+from tests.operator_harness import OperatorInstall, next_peering_priority, running_operator, wait_for_phase
 from tests.operator_objects import spec_dict
 
 pytestmark = pytest.mark.cluster
@@ -25,29 +25,40 @@ def test_standby_replica_takes_over_when_the_active_one_stops(
 ) -> None:
     install = OperatorInstall.apply(cluster)
     logs = tmp_path_factory.mktemp("peering")
+    # Above any operator an earlier test killed, whose record stays in the peering object for its
+    # lifetime and would keep both replicas paused.
+    standby_priority = next_peering_priority()
+    active_priority = next_peering_priority()
     with contextlib.ExitStack() as stack:
         active = stack.enter_context(
             running_operator(
-                install, logs / "active.log", KUBESFT_WEBHOOK_ENABLED="false", KUBESFT_PEERING_PRIORITY="200"
+                install,
+                logs / "active.log",
+                KUBESFT_WEBHOOK_ENABLED="false",
+                KUBESFT_PEERING_PRIORITY=str(active_priority),
             )
         )
         standby = stack.enter_context(
             running_operator(
-                install, logs / "standby.log", KUBESFT_WEBHOOK_ENABLED="false", KUBESFT_PEERING_PRIORITY="100"
+                install,
+                logs / "standby.log",
+                KUBESFT_WEBHOOK_ENABLED="false",
+                KUBESFT_PEERING_PRIORITY=str(standby_priority),
             )
         )
+
         # Kopf starts paused and resumes only if no peer has a higher priority: the standby never does.
+        def peers() -> dict[str, dict[str, object]]:
+            peering = cluster.kube.get("kopf.dev/v1", "ClusterKopfPeering", "kubesft") or {}
+            return dict(peering.get("status") or {})
+
         wait_until(
             lambda: (
-                len(
-                    (cluster.kube.get("kopf.dev/v1", "ClusterKopfPeering", "kubesft") or {}).get("status")
-                    or {}
-                )
-                == 2
+                {active_priority, standby_priority} <= {peer.get("priority") for peer in peers().values()}
                 or None
             ),
-            timeout=30,
-            describe=lambda: "both replicas never appeared in the peering object",
+            timeout=60,
+            describe=lambda: f"both replicas never appeared in the peering object: {peers()}",
         )
         job = {
             "apiVersion": "kubesft.io/v1alpha1",

@@ -14,7 +14,9 @@ TRAINING_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "dat
 
 def _imports_with_blocked(modules: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
     names = ", ".join(repr(name) for name in blocked)
-    code = f"import sys\nfor name in ({names}):\n    sys.modules[name] = None\nimport {modules}\nprint('ok')\n"
+    code = (
+        f"import sys\nfor name in ({names}):\n    sys.modules[name] = None\nimport {modules}\nprint('ok')\n"
+    )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
 
 
@@ -45,7 +47,10 @@ def test_trainer_extra_has_no_operator_dependencies() -> None:
 
 def test_dockerfile_installs_the_trainer_extra_and_runs_as_the_pods_user() -> None:
     dockerfile = (ROOT / "trainer_image/Dockerfile").read_text()
-    assert "'.[trainer]'" in dockerfile and "operator" not in dockerfile.split("RUN pip install", 1)[1].split("\n")[0]
+    assert (
+        "'.[trainer]'" in dockerfile
+        and "operator" not in dockerfile.split("RUN pip install", 1)[1].split("\n")[0]
+    )
     assert "USER 1000:1000" in dockerfile
     assert "HF_HOME=/var/lib/kubesft/hf" in dockerfile
     assert 'ENTRYPOINT ["python", "-m", "kubesft_trainer"]' in dockerfile

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import pty
+import re
+import struct
 import subprocess
+import termios
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +26,7 @@ from kubesft_trainer.runtime_env import RuntimeEnv
 from kubesft_trainer.templates import builtin_template
 from kubesft_trainer.train import prepare
 from tests.trainer_support import (
+    ROOT,
     free_port,
     last_stderr_line,
     run_trainer,
@@ -32,6 +39,9 @@ from tests.trainer_support import (
 )
 
 pytestmark = pytest.mark.slow
+
+PROGRESS_BAR = re.compile(r"\| *(\d+)/\1 \[\d\d:\d\d<")
+"""A finished tqdm bar, e.g. ``100%|██████████| 5/5 [00:02<00:00,  2.1it/s]``."""
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +114,9 @@ def test_validate_prints_the_first_example_with_its_loss_spans_marked(
     assert f"<|im_start|>user\n{first[1]['content']}<|im_end|>" in result.stdout
     assert "96 training rows" in result.stdout
     assert not (tmp_path / "out").exists()
+    pad_note = "the tokenizer has no pad token; padding with <|pad|> so EOS stays in the loss"
+    assert f"note: {pad_note}" in result.stdout
+    assert f"WARNING kubesft_trainer.model: {pad_note}" in result.stderr
 
 
 def _loaded_and_generating(directory: Path) -> list[int]:
@@ -130,7 +143,7 @@ def test_conversational_run_learns_and_writes_model_card_summary_and_curve(
         chat_data,
         output,
         dataset={"evalFraction": 0.1},
-        training={"assistantOnlyLoss": True, "maxSteps": 24, "evalSteps": 12},
+        training={"assistantOnlyLoss": True, "maxSteps": 24, "evalSteps": 10},
     )
     result = run_trainer(write_config(tmp_path / "c.yaml", raw), tmp_path / "work")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -151,6 +164,9 @@ def test_conversational_run_learns_and_writes_model_card_summary_and_curve(
     assert config["architectures"] == ["LlamaForCausalLM"]
     assert len(_loaded_and_generating(output)) > 0
     assert "step 24/24 (100%) | loss" in result.stderr
+    evaluations = re.findall(r"step (\d+)/24 eval_loss", result.stderr)
+    assert evaluations == ["10", "20", "24"], "every evalSteps steps and once at the end"
+    assert not PROGRESS_BAR.search(result.stderr), "no progress bars when stderr is not a terminal"
 
 
 @pytest.mark.parametrize(
@@ -168,6 +184,38 @@ def test_prompt_completion_and_text_formats_train(
     facts = summary(tmp_path / "out")
     assert facts["rowFormat"] == row_format
     assert facts["finalTrainLoss"] < facts["firstTrainLoss"]
+
+
+def _run_on_a_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run with stderr on a pseudo-terminal, as ``kubectl logs -f``'s user or a local shell sees it."""
+    controller, terminal = pty.openpty()
+    # A new pseudo-terminal is 0 columns wide, and tqdm draws nothing in no room.
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=terminal, cwd=ROOT)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO once the process has exited and closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    return process.wait(timeout=600), b"".join(chunks).decode(errors="replace")
+
+
+def test_a_progress_bar_is_drawn_only_on_a_terminal(model: Path, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "rows.jsonl", text_rows(40))
+    raw = trainer_config(model, data, tmp_path / "out", training={"maxSteps": 5, "loggingSteps": 1})
+    command = trainer_command("--config", str(write_config(tmp_path / "c.yaml", raw)))
+    code, output = _run_on_a_terminal(command, trainer_env(tmp_path / "work"))
+    assert code == 0, output[-3000:]
+    bars = [match.group(0) for match in PROGRESS_BAR.finditer(output)]
+    assert any(bar.startswith("| 5/5") for bar in bars), output[-3000:]
+    assert "step 5/5 (100%) | loss" in output, "the log lines go on above the bar"
+    assert "{'loss'" not in output, "transformers' raw dict printing is replaced by the log line"
 
 
 def _digest(directory: Path) -> str:

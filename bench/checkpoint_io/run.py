@@ -21,7 +21,8 @@ Figures also go to ``bench/out/checkpoint_io.json``. Moto keeps objects in memor
 them from one Python process, so absolute MB/s are far below a real S3 or MinIO; the ratios are
 the point.
 
-Run: ``python bench/checkpoint_io/run.py [--rounds 3] [--mib 256] [--steps 60] [--save-steps 15]``.
+Run: ``python bench/checkpoint_io/run.py [--rounds 3] [--mib 256] [--steps 60] [--save-steps 15]
+[--only upload|training]``.
 """
 
 from __future__ import annotations
@@ -302,6 +303,7 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=256, help="size of the checkpoint for the throughput part")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--save-steps", type=int, default=15)
+    parser.add_argument("--only", choices=["upload", "training"], help="run one of the two parts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.update(CREDENTIALS)
@@ -316,12 +318,17 @@ def main() -> None:
         scratch = Path(tmp)
         (scratch / "io").mkdir()
         (scratch / "train").mkdir()
-        upload = throughput(endpoint, scratch / "io", args.rounds, args.mib)
-        training = stall(endpoint, scratch / "train", args.rounds, args.steps, args.save_steps)
+        results: dict[str, Any] = {}
+        if args.only in (None, "upload"):
+            results["upload"] = throughput(endpoint, scratch / "io", args.rounds, args.mib)
+        if args.only in (None, "training"):
+            results["training"] = stall(endpoint, scratch / "train", args.rounds, args.steps, args.save_steps)
     out = ROOT / "bench/out/checkpoint_io.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    out.write_text(json.dumps({"upload": upload, "training": training, "machine": machine}, indent=2) + "\n")
+    if out.exists():
+        results = {**json.loads(out.read_text()), **results}
+    results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def main() -> None:
         bf16=False,
         use_cpu=True,
         logging_steps=10,
-        save_strategy="no",
+        # TRL's default save strategy, as in kubesft's run: one checkpoint, at the last step.
         report_to="none",
         disable_tqdm=True,
     )

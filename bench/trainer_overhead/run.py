@@ -4,7 +4,8 @@ Both train the same tiny Llama (built here, random weights) on the same conversa
 same settings (ChatML, assistant-only loss, batch 8, max length 256, fp32 on CPU), each in its
 own process, alternating, several rounds. kubesft's figure is ``tokensPerSecond`` from its
 ``training_summary.json``; the script's is the same quantity (TRL's token count over
-``train_runtime``), so start-up, data checks and output writing are outside both.
+``train_runtime``), so start-up, data checks and output writing are outside both. Both save one
+checkpoint, at the last step (TRL's default save strategy; kubesft's saveSteps is beyond the run).
 
 Printed: each round, the medians, and the ratio script / kubesft (1.00 = no overhead; the target
 is at most 1.05). Figures also go to ``bench/out/trainer_overhead.json``.

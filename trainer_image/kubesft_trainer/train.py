@@ -296,8 +296,6 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
                 exit_codes.PREEMPTED,
                 f"preempted at step {step}; the checkpoint is saved and the job resumes from it",
             )
-        if run.data.eval is not None and run.trainer.state.global_step % config.training.eval_steps:
-            run.trainer.evaluate()
         resumed_from_step = manager.progress_fields().get("resumed_from_step")
         _write_outputs(run, result, started_at, resumed_from_step)
         manager.finish(timeout=None)

@@ -42,6 +42,8 @@ class UploadState:
     latest_uri: str | None = None
     failures: int = 0
     status: str | None = None
+    last_error: str | None = None
+    """The newest upload failure since the last complete upload; None once one lands."""
 
 
 class CheckpointUploader:
@@ -140,7 +142,12 @@ class CheckpointUploader:
         attempts = 0
         while True:
             attempts += 1
-            self._set(status=f"uploading {checkpoint_name(snapshot.step)}")
+            with self._lock:
+                uploading = f"uploading {checkpoint_name(snapshot.step)}"
+                if self._state.last_error is not None:
+                    # A retry or a newer save must not hide that storage is failing.
+                    uploading += f" (the last upload failed: {self._state.last_error})"
+                self._state = replace(self._state, status=uploading)
             started = time.monotonic()
             try:
                 manifest = self.store.upload(snapshot.directory, snapshot.step)
@@ -153,6 +160,7 @@ class CheckpointUploader:
                         self._state,
                         failures=failures,
                         status=f"upload of {checkpoint_name(snapshot.step)} failed (attempt {attempts}): {error}",
+                        last_error=f"{checkpoint_name(snapshot.step)}, attempt {attempts}: {error}",
                     )
                 log.warning(
                     "upload of %s failed (attempt %d, %d failures so far): %s",
@@ -170,7 +178,9 @@ class CheckpointUploader:
             metrics.CHECKPOINT_LATEST_STEP.set(manifest.step)
             uri = self.store.location(manifest.step)
             log.info("checkpoint %s complete (%.1f MB in %.1f s)", uri, manifest.total_bytes / 1e6, elapsed)
-            self._set(latest_step=manifest.step, latest_uri=uri, status=f"{manifest.name} complete")
+            self._set(
+                latest_step=manifest.step, latest_uri=uri, status=f"{manifest.name} complete", last_error=None
+            )
             self._retain()
             return
 
