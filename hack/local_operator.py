@@ -33,6 +33,8 @@ from devcluster.processes import die_with_parent, free_port
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 SETUP_KINDS = ("CustomResourceDefinition", "Namespace", *RBAC_KINDS, "ClusterKopfPeering", "KopfPeering")
 _priorities = itertools.count(1000)
+IMAGE_COMMAND = (str(Path(__file__).with_name("operator_as_in_its_image.py")),)
+"""``python -m kubesft_operator`` without what the operator image does not install."""
 
 
 def next_peering_priority() -> int:
@@ -140,7 +142,7 @@ class OperatorProcess:
     overrides: dict[str, str] = field(default_factory=dict)
     tie_to_parent: bool = False
     # What follows the interpreter: the operator image's command, or e.g. a profiling wrapper.
-    python_args: tuple[str, ...] = ("-m", "kubesft_operator")
+    python_args: tuple[str, ...] = IMAGE_COMMAND
     process: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     health_port: int = 0
@@ -233,7 +235,7 @@ def running_operator(
     log_path: Path,
     *,
     tie_to_parent: bool = False,
-    python_args: tuple[str, ...] = ("-m", "kubesft_operator"),
+    python_args: tuple[str, ...] = IMAGE_COMMAND,
     **overrides: str,
 ) -> Iterator[OperatorProcess]:
     """Start the operator; on exit delete the SFTJobs it still handles, stop it, remove its webhook.

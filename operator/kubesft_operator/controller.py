@@ -16,10 +16,9 @@ from typing import Any, cast
 
 import aiohttp
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from kubesft_operator import metrics, names, watched
-from kubesft_operator.kube import Kube
+from kubesft_operator.kube import ApiError, Kube
 from kubesft_operator.lifecycle import (
     Decision,
     DeleteJob,
@@ -94,7 +93,7 @@ class Controller:
         self._waiting: set[Key] = set()
 
     async def start(self) -> None:
-        version = await asyncio.to_thread(self.kube.server_version)
+        version = await self.kube.server_version()
         self.job_suspend_supported = version >= JOB_SUSPEND_SINCE
         self._session = aiohttp.ClientSession()
         logger.info(
@@ -106,6 +105,7 @@ class Controller:
     async def stop(self) -> None:
         if self._session is not None:
             await self._session.close()
+        await self.kube.close()
 
     def forget(self, key: Key) -> None:
         self._written.pop(key, None)
@@ -172,25 +172,23 @@ class Controller:
             if isinstance(action, EnsureChildren):
                 await self._ensure_children(key, owner, action)
             elif isinstance(action, DeleteJob):
-                await asyncio.to_thread(self.kube.delete_job, namespace, action.name)
+                await self.kube.delete_job(namespace, action.name)
             elif isinstance(action, SuspendJob):
-                await asyncio.to_thread(
-                    self.kube.patch_job, namespace, action.name, {"spec": {"suspend": action.suspend}}
-                )
+                await self.kube.patch_job(namespace, action.name, {"spec": {"suspend": action.suspend}})
             elif isinstance(action, SetJobDeadline):
                 deadline = {"spec": {"activeDeadlineSeconds": action.seconds}}
-                await asyncio.to_thread(self.kube.patch_job, namespace, action.name, deadline)
+                await self.kube.patch_job(namespace, action.name, deadline)
             elif isinstance(action, DeleteSFTJob):
                 logger.info("deleting SFTJob %s/%s: ttlSecondsAfterFinished has passed", namespace, name)
-                await asyncio.to_thread(self.kube.delete_sftjob, namespace, name)
+                await self.kube.delete_sftjob(namespace, name)
                 return
         if decision.annotations:
-            body = await asyncio.to_thread(self._annotate, body, decision.annotations)
+            body = await self._annotate(body, decision.annotations)
             self._written[key] = watched.keep_sftjob(body)
         old = SFTJobStatus.model_validate(body.get("status") or {})
         changes = status_patch(body.get("status") or {}, decision.status)
         if changes:
-            body = await asyncio.to_thread(self.kube.patch_sftjob_status, namespace, name, changes)
+            body = await self.kube.patch_sftjob_status(namespace, name, changes)
             self._written[key] = watched.keep_sftjob(body)
             created_at = parse_time(body["metadata"].get("creationTimestamp"))
             metrics.record_transition(old, decision.status, created_at)
@@ -205,7 +203,7 @@ class Controller:
         if decision.requeue_after is not None:
             self._requeue(key, decision.requeue_after)
 
-    def _annotate(self, body: dict[str, Any], annotations: dict[str, str | None]) -> dict[str, Any]:
+    async def _annotate(self, body: dict[str, Any], annotations: dict[str, str | None]) -> dict[str, Any]:
         """Write annotations, adding Kopf's finalizer in the same request when it is missing.
 
         Kopf would add the finalizer itself, but with a resourceVersion check that keeps losing
@@ -220,11 +218,11 @@ class Controller:
                 "resourceVersion": meta["resourceVersion"],
             }
             try:
-                return self.kube.patch_sftjob(meta["namespace"], meta["name"], {"metadata": locked})
-            except ApiException as exc:
+                return await self.kube.patch_sftjob(meta["namespace"], meta["name"], {"metadata": locked})
+            except ApiError as exc:
                 if exc.status != 409:
                     raise
-        return self.kube.patch_sftjob(
+        return await self.kube.patch_sftjob(
             meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}
         )
 
@@ -234,8 +232,8 @@ class Controller:
             children.append(render_service(owner))
         job = render_job(owner, action.spec, action.attempt, self.defaults)
         for child in children:
-            await asyncio.to_thread(self.kube.create_or_adopt, child)
-        created, fresh = await asyncio.to_thread(self.kube.create_or_adopt, job)
+            await self.kube.create_or_adopt(child)
+        created, fresh = await self.kube.create_or_adopt(job)
         self._created[key][created["metadata"]["name"]] = watched.keep_job(created)
         if fresh:
             logger.info("created Job %s/%s", owner.namespace, created["metadata"]["name"])
@@ -280,5 +278,5 @@ class Controller:
             patch = progress_patch(status, report)
             if patch:
                 namespace, name = key
-                written = await asyncio.to_thread(self.kube.patch_sftjob_status, namespace, name, patch)
+                written = await self.kube.patch_sftjob_status(namespace, name, patch)
                 self._written[key] = watched.keep_sftjob(written)

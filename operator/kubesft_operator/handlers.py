@@ -8,8 +8,6 @@ Kopf keeps its own bookkeeping in annotations (``kubesft.io/*``) and a finalizer
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 from typing import Any, ClassVar, cast
 
@@ -17,7 +15,7 @@ import kopf
 
 from kubesft_operator import metrics, names, watched
 from kubesft_operator.controller import Controller, Key, Observed
-from kubesft_operator.kube import API_CONCURRENCY, Kube, load_client_config
+from kubesft_operator.kube import Kube, find_connection
 from kubesft_operator.settings import get_settings
 from kubesft_operator.spec import GROUP, KIND, PLURAL, VERSION
 from kubesft_operator.webhook import (
@@ -80,7 +78,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["", "pods"] = own
     # Events are recorded on purpose by the controller; Kopf posts only its own warnings and errors.
     settings.posting.level = logging.WARNING
-    kube = Kube(load_client_config())
+    kube = Kube(lambda: find_connection(settings))
+    await kube.start()
     if SETTINGS.webhook_enabled:
         server = webhook_server(SETTINGS)
         if SETTINGS.webhook_configuration:
@@ -89,16 +88,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
                 body = validating_configuration(
                     SETTINGS.webhook_configuration, client_config, SETTINGS.webhook_failure_policy
                 )
-                await asyncio.to_thread(kube.apply_webhook_configuration, body)
+                await kube.apply_webhook_configuration(body)
                 logger.info("published ValidatingWebhookConfiguration %s", SETTINGS.webhook_configuration)
 
             settings.admission.server = PublishingWebhookServer(server, publish)
         else:
             settings.admission.server = server
-    # Each reconciliation waits on API calls in threads; a few dozen keep many SFTJobs moving.
-    asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="kube-api")
-    )
     controller = Controller(SETTINGS, kube, _observed)
     await controller.start()
     _State.controller = controller

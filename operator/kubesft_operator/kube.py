@@ -1,46 +1,69 @@
-"""The few Kubernetes API calls the operator makes, on the official client, returning plain dicts.
+"""The few Kubernetes API calls the operator makes: JSON over Kopf's own HTTP stack (aiohttp).
 
-Calls are blocking; the controller runs them in worker threads.
+The official ``kubernetes`` client is not used. Importing it costs the operator about 60 MiB of
+memory, more than it holds for 200 SFTJobs (``bench/operator_scale``), and Kopf, which imports it
+whenever it is installed, then logs in through it too. Credentials come from Kopf's own login
+functions, in a pod (the service account) or from a kubeconfig, as Kopf finds them for itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
+from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+import aiohttp
+import kopf
 
 from kubesft_operator.spec import GROUP, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+API_CONCURRENCY = 24
+"""API calls in flight at once (pooled connections)."""
+REQUEST_TIMEOUT_SECONDS = 60
+SFTJOBS = f"/apis/{GROUP}/{VERSION}"
+WEBHOOK_CONFIGURATIONS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+_CHILDREN = {
+    "Job": ("/apis/batch/v1", "jobs"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Service": ("/api/v1", "services"),
+}
+
+
+class ApiError(Exception):
+    """The API server refused a request; ``status`` is the HTTP status (404, 409, ...)."""
+
+    def __init__(self, status: int, method: str, path: str, message: str) -> None:
+        super().__init__(f"{method} {path}: {status} {message}")
+        self.status = status
 
 
 class OwnershipConflictError(RuntimeError):
     """An object with a child's deterministic name exists but belongs to something else."""
 
 
-API_CONCURRENCY = 24
-"""API calls in flight at once (worker threads and pooled connections)."""
-
-
-def load_client_config() -> client.ApiClient:
-    """In-cluster credentials when in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    configuration = client.Configuration.get_default_copy()
-    configuration.connection_pool_maxsize = API_CONCURRENCY
-    return client.ApiClient(configuration)
-
-
-def _json(response: Any) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(response.data)
-    return data
+def find_connection(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    """The pod's service account when in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    info = kopf.login_with_service_account(settings=settings)
+    if info is not None:
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+        if host and port:
+            # The Service's address, as the official client uses: no cluster DNS needed.
+            host = f"[{host}]" if ":" in host else host
+            info = dataclasses.replace(info, server=f"https://{host}:{port}")
+        return info
+    info = kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError(
+            "no Kubernetes credentials: not in a pod with a service account token, and neither "
+            "KUBECONFIG nor ~/.kube/config names a kubeconfig"
+        )
+    return info
 
 
 def _controller_uid(obj: dict[str, Any]) -> str | None:
@@ -50,113 +73,146 @@ def _controller_uid(obj: dict[str, Any]) -> str | None:
     return None
 
 
+def _child_path(kind: str, namespace: str, name: str | None = None) -> str:
+    if kind not in _CHILDREN:
+        raise ValueError(f"the operator does not manage a {kind}")
+    prefix, plural = _CHILDREN[kind]
+    return f"{prefix}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+
+def _sftjob_path(namespace: str, name: str) -> str:
+    return f"{SFTJOBS}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
 class Kube:
-    """Typed access to the objects of an SFTJob."""
+    """Typed access to the objects of an SFTJob. Call ``start`` before, ``close`` after."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self.version = client.VersionApi(api)
-        self.admission = client.AdmissionregistrationV1Api(api)
+    def __init__(self, connect: Callable[[], kopf.ConnectionInfo]) -> None:
+        self._connect = connect
+        self._session: aiohttp.ClientSession | None = None
+        self._server = ""
 
-    def server_version(self) -> tuple[int, int]:
-        info = self.version.get_code()
-        minor = "".join(ch for ch in str(info.minor) if ch.isdigit()) or "0"
-        return int(str(info.major)), int(minor)
+    async def start(self) -> None:
+        info = self._connect()
+        self._server = info.server.rstrip("/")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=API_CONCURRENCY, ssl=info.as_ssl_context()),
+            headers=info.as_http_headers(),
+            auth=info.as_aiohttp_basic_auth(),
+            proxy=info.proxy_url,
+            trust_env=info.trust_env,
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            json_serialize=json.dumps,
+        )
 
-    def _create_raw(self, obj: dict[str, Any]) -> dict[str, Any]:
-        namespace, kind = obj["metadata"]["namespace"], obj["kind"]
-        if kind == "Job":
-            return _json(self.batch.create_namespaced_job(namespace, obj, _preload_content=False))
-        if kind == "ConfigMap":
-            return _json(self.core.create_namespaced_config_map(namespace, obj, _preload_content=False))
-        if kind == "Service":
-            return _json(self.core.create_namespaced_service(namespace, obj, _preload_content=False))
-        raise ValueError(f"cannot create a {kind}")
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    def _read_raw(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        if kind == "Job":
-            return _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
-        if kind == "ConfigMap":
-            return _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
-        if kind == "Service":
-            return _json(self.core.read_namespaced_service(name, namespace, _preload_content=False))
-        raise ValueError(f"cannot read a {kind}")
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        for attempt in (1, 2):
+            if self._session is None:
+                await self.start()
+            assert self._session is not None
+            async with self._session.request(
+                method,
+                self._server + path,
+                data=None if body is None else json.dumps(body),
+                headers={"Content-Type": content_type},
+            ) as response:
+                payload = await response.read()
+                if response.status == 401 and attempt == 1:
+                    # A projected service account token rotates: log in again with the new one.
+                    logger.info("the API server refused the credentials; logging in again")
+                    await self.close()
+                    continue
+                if response.status >= 400:
+                    raise ApiError(response.status, method, path, _message(payload))
+                result: dict[str, Any] = json.loads(payload) if payload else {}
+                return result
+        raise AssertionError("unreachable")
 
-    def create_or_adopt(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    async def server_version(self) -> tuple[int, int]:
+        info = await self._request("GET", "/version")
+        minor = "".join(ch for ch in str(info.get("minor")) if ch.isdigit()) or "0"
+        return int(str(info.get("major"))), int(minor)
+
+    async def create_or_adopt(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create ``obj``; if its name is taken by a child of the same owner, return that one.
 
         The second value says whether this call created the object.
         """
+        meta, kind = obj["metadata"], obj["kind"]
         try:
-            return self._create_raw(obj), True
-        except ApiException as exc:
+            return await self._request("POST", _child_path(kind, meta["namespace"]), obj), True
+        except ApiError as exc:
             if exc.status != 409:
                 raise
-        meta = obj["metadata"]
-        existing = self._read_raw(obj["kind"], meta["namespace"], meta["name"])
-        owner = obj["metadata"]["ownerReferences"][0]["uid"]
+        path = _child_path(kind, meta["namespace"], meta["name"])
+        existing = await self._request("GET", path)
+        owner = meta["ownerReferences"][0]["uid"]
         if _controller_uid(existing) != owner:
             raise OwnershipConflictError(
-                f"{obj['kind']} {meta['namespace']}/{meta['name']} exists and is not owned by this "
+                f"{kind} {meta['namespace']}/{meta['name']} exists and is not owned by this "
                 "SFTJob (an earlier SFTJob of the same name may still be being deleted)"
             )
-        if obj["kind"] == "ConfigMap" and existing.get("data") != obj.get("data"):
-            existing = _json(
-                self.core.patch_namespaced_config_map(
-                    meta["name"],
-                    meta["namespace"],
-                    {"data": obj["data"]},
-                    _content_type=MERGE_PATCH,
-                    _preload_content=False,
-                )
-            )
+        if kind == "ConfigMap" and existing.get("data") != obj.get("data"):
+            existing = await self._request("PATCH", path, {"data": obj["data"]}, MERGE_PATCH)
         return existing, False
 
-    def apply_webhook_configuration(self, body: dict[str, Any]) -> None:
+    async def apply_webhook_configuration(self, body: dict[str, Any]) -> None:
         """Create the ValidatingWebhookConfiguration, or point the existing one at this operator."""
         try:
-            self.admission.create_validating_webhook_configuration(body)
+            await self._request("POST", WEBHOOK_CONFIGURATIONS, body)
             return
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 409:
                 raise
         patch = {"metadata": {"labels": body["metadata"]["labels"]}, "webhooks": body["webhooks"]}
-        self.admission.patch_validating_webhook_configuration(
-            body["metadata"]["name"], patch, _content_type=MERGE_PATCH
+        await self._request(
+            "PATCH", f"{WEBHOOK_CONFIGURATIONS}/{body['metadata']['name']}", patch, MERGE_PATCH
         )
 
-    def delete_job(self, namespace: str, name: str) -> None:
-        """Delete a Job and, in the background, its pods (each gets its grace period)."""
+    async def _delete(self, path: str) -> None:
+        """Delete, and the dependents in the background (each pod gets its grace period)."""
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         try:
-            self.batch.delete_namespaced_job(
-                name, namespace, body=client.V1DeleteOptions(propagation_policy="Background")
-            )
-        except ApiException as exc:
+            await self._request("DELETE", path, options)
+        except ApiError as exc:
             if exc.status != 404:
                 raise
 
-    def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.batch.patch_namespaced_job(name, namespace, patch, _content_type=MERGE_PATCH)
+    async def delete_job(self, namespace: str, name: str) -> None:
+        await self._delete(_child_path("Job", namespace, name))
 
-    def patch_sftjob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, patch, _content_type=MERGE_PATCH
+    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self._request("PATCH", _child_path("Job", namespace, name), patch, MERGE_PATCH)
+
+    async def patch_sftjob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return await self._request("PATCH", _sftjob_path(namespace, name), patch, MERGE_PATCH)
+
+    async def patch_sftjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        return await self._request(
+            "PATCH", _sftjob_path(namespace, name) + "/status", {"status": status}, MERGE_PATCH
         )
-        return result
 
-    def patch_sftjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE_PATCH
-        )
-        return result
+    async def delete_sftjob(self, namespace: str, name: str) -> None:
+        await self._delete(_sftjob_path(namespace, name))
 
-    def delete_sftjob(self, namespace: str, name: str) -> None:
-        try:
-            self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background"
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+
+def _message(payload: bytes) -> str:
+    """The message of a Kubernetes Status body, or the raw text."""
+    try:
+        status = json.loads(payload)
+    except ValueError:
+        return payload.decode(errors="replace")[:500]
+    if isinstance(status, dict) and status.get("message"):
+        return str(status["message"])
+    return payload.decode(errors="replace")[:500]
