@@ -129,6 +129,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuLedger:
+    """CPU seconds of each process on the machine's hot path, read at named moments.
+
+    The process node and this client share this process; the stand-in trainers are its
+    children and count once the node has reaped them.
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.readings: dict[str, dict[str, float]] = {}
+
+    def read(self, moment: str) -> None:
+        usage = os.times()
+        reading = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        reading["process node + client"] = usage.user + usage.system
+        reading["stand-in trainers"] = usage.children_user + usage.children_system
+        reading["machine (all CPUs)"] = machine_cpu_seconds()
+        self.readings[moment] = reading
+
+    def between(self, start: str, end: str) -> dict[str, float]:
+        first, last = self.readings[start], self.readings[end]
+        return {name: round(last[name] - first[name], 1) for name in first}
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine (all CPUs), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def reconcile_seconds(metrics_text: str) -> tuple[int, float]:
     """(count, total seconds) of the operator's kubesft_reconcile_duration_seconds histogram."""
     values = {
@@ -167,6 +198,11 @@ def run(jobs: int, timeout: float, out: Path, profile: Path | None = None) -> di
             requests_before = len(cluster.audit_events(user=install.username))
             idle_rss = rss_mib(operator.process.pid, "VmRSS")
             cpu_before = cpu_seconds(operator.process.pid)
+            ledger = CpuLedger(
+                {"operator": operator.process.pid}
+                | {process.name: process.pid for process in cluster.control_plane.processes}
+            )
+            ledger.read("start")
             observer = Observer(cluster.kube.api)
             observer.start()
             custom = client.CustomObjectsApi(cluster.kube.api)
@@ -187,11 +223,15 @@ def run(jobs: int, timeout: float, out: Path, profile: Path | None = None) -> di
                 list(pool.map(create, [f"scale-{i:04d}" for i in range(jobs)]))
             applied_seconds = time.monotonic() - started
             deadline = started + timeout
+            while len(observer.job_seen) < jobs and time.monotonic() < deadline:
+                time.sleep(0.05)
+            ledger.read("every Job created")
             while len(observer.finished) < jobs and time.monotonic() < deadline:
                 time.sleep(0.5)
             all_done = max((t for t, _ in observer.finished.values()), default=time.monotonic()) - started
             time.sleep(2)  # let trailing requests (last status writes, events) reach the audit log
             observer.stop()
+            ledger.read("end")
             rss = rss_mib(operator.process.pid)
             if profile is not None:
                 operator.process.send_signal(signal.SIGUSR1)  # memory.txt: live memory now
@@ -231,6 +271,7 @@ def run(jobs: int, timeout: float, out: Path, profile: Path | None = None) -> di
             "max": round(max(latencies), 3) if latencies else None,
             "mean": round(statistics.fmean(latencies), 3) if latencies else None,
         },
+        "everyJobCreatedSeconds": round(max(observer.job_seen.values(), default=started) - started, 2),
         "allTerminalSeconds": round(all_done, 1),
         "phases": dict(phases),
         "operatorPeakRssMiB": round(rss, 1),
@@ -239,6 +280,9 @@ def run(jobs: int, timeout: float, out: Path, profile: Path | None = None) -> di
         "reconciles": reconciles,
         "reconcileSecondsMean": round(reconcile_total / reconciles, 4) if reconciles else None,
         "machineLoadAverage": [round(x, 1) for x in load],
+        # Who used the CPUs from the first apply until the last Job existed, and over the run.
+        "cpuSecondsUntilEveryJob": ledger.between("start", "every Job created"),
+        "cpuSecondsOverTheRun": ledger.between("start", "end"),
         "machineCpus": os.cpu_count(),
         "apiRequests": len(events),
         "apiRequestsPerJob": round(len(events) / jobs, 1),
@@ -287,6 +331,12 @@ def main() -> None:
     print(
         f"machine:                     {result['machineCpus']} CPUs, load average {result['machineLoadAverage']}"
     )
+    window = result["everyJobCreatedSeconds"]
+    busy = result["cpuSecondsUntilEveryJob"]["machine (all CPUs)"] / max(window * result["machineCpus"], 1e-9)
+    print(f"every Job created after:     {window} s (the machine's CPUs {busy:.0%} busy until then)")
+    print("CPU seconds, first apply -> every Job created | whole run:")
+    for name, seconds in result["cpuSecondsUntilEveryJob"].items():
+        print(f"    {name:28s} {seconds:7.1f} | {result['cpuSecondsOverTheRun'][name]:7.1f}")
     print(f"API requests by the operator: {result['apiRequests']} ({result['apiRequestsPerJob']} per job)")
     for call, count in result["apiRequestsByCall"].items():
         print(f"    {count:6d}  {call}")
