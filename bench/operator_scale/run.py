@@ -132,8 +132,8 @@ def cpu_seconds(pid: int) -> float:
 class CpuLedger:
     """CPU seconds of each process on the machine's hot path, read at named moments.
 
-    The process node and this client share this process; the stand-in trainers are its
-    children and count once the node has reaped them.
+    The process node and this client share this process; its children (the stand-in trainers
+    and the node's helper commands that set up each pod's sandbox) count once reaped.
     """
 
     def __init__(self, pids: dict[str, int]) -> None:
@@ -144,7 +144,7 @@ class CpuLedger:
         usage = os.times()
         reading = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         reading["process node + client"] = usage.user + usage.system
-        reading["stand-in trainers"] = usage.children_user + usage.children_system
+        reading["pods + node helper commands"] = usage.children_user + usage.children_system
         reading["machine (all CPUs)"] = machine_cpu_seconds()
         self.readings[moment] = reading
 
@@ -180,7 +180,8 @@ def percentile(values: list[float], q: float) -> float:
 def run(jobs: int, timeout: float, out: Path, profile: Path | None = None) -> dict[str, Any]:
     python = sys.executable
     override = CommandOverride(
-        command=(python, str(STAND_IN)), pod_labels={names.LABEL_MANAGED_BY: names.MANAGED_BY}
+        # -S -I: the stand-in needs only the standard library, so skip the venv's site setup.
+        command=(python, "-S", "-I", str(STAND_IN)), pod_labels={names.LABEL_MANAGED_BY: names.MANAGED_BY}
     )
     cluster = Cluster.start(ClusterOptions(node=NodeOptions(command_overrides=[override])))
     try:
