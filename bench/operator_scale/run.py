@@ -181,7 +181,8 @@ def run(jobs: int, timeout: float, out: Path, profile: Path | None = None) -> di
     python = sys.executable
     override = CommandOverride(
         # -S -I: the stand-in needs only the standard library, so skip the venv's site setup.
-        command=(python, "-S", "-I", str(STAND_IN)), pod_labels={names.LABEL_MANAGED_BY: names.MANAGED_BY}
+        command=(python, "-S", "-I", str(STAND_IN)),
+        pod_labels={names.LABEL_MANAGED_BY: names.MANAGED_BY},
     )
     cluster = Cluster.start(ClusterOptions(node=NodeOptions(command_overrides=[override])))
     try:
