@@ -753,3 +753,15 @@ def test_dashboards_and_alerts_only_use_metrics_the_code_defines() -> None:
                 used.setdefault(name, set()).add(f"alert {rule['alert']}")
     undefined = {name: sorted(where) for name, where in used.items() if name not in series}
     assert not undefined, f"metrics used but not defined in the code: {undefined}"
+
+
+def test_every_alert_has_a_runbook_in_the_readme() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    runbooks = readme.split("## Alerts and runbooks", 1)[1].split("\n## ", 1)[0]
+    sections = dict(
+        (part.split("\n", 1)[0].strip(), part.split("\n", 1)[1].strip() if "\n" in part else "")
+        for part in runbooks.split("\n### ")[1:]
+    )
+    assert sorted(sections) == sorted(ALERTS), "README runbook sections differ from the alerts"
+    empty = [alert for alert, text in sections.items() if len(text.split()) < 15]
+    assert not empty, f"runbooks too short to act on: {empty}"

@@ -89,6 +89,9 @@ def test_crd_installs_and_examples_pass_server_side_dry_run(cluster: Cluster, na
         )
         assert result.returncode == 0, f"{example.name} refused by the API server:\n{result.stderr}"
         assert "(server dry run)" in result.stdout
+    # The structural schema carries the models' descriptions, so `kubectl explain` shows them.
+    explained = cluster.kubectl("explain", "sftjob.spec.training.assistantOnlyLoss").stdout
+    assert "assistantOnlyLoss" in explained and "assistant" in explained.split("DESCRIPTION:", 1)[1]
 
 
 def test_job_pod_runs_as_process_and_job_completes(cluster: Cluster, namespace: str) -> None:
@@ -102,9 +105,21 @@ def test_job_pod_runs_as_process_and_job_completes(cluster: Cluster, namespace: 
         },
         namespace,
     )
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "stringData": {"token": "s3cret"},
+        },
+        namespace,
+    )
     script = """
         import os, socket
         print(open("/etc/kubesft/config.yaml").read().strip())
+        print("secret", open("/var/run/creds/token").read())
+        open("/opt/kubesft/scratch/note", "w").write("kept")
+        print("scratch", open("/opt/kubesft/scratch/note").read())
         print("pod", os.environ["POD_NAME"], os.environ["POD_NAMESPACE"], os.environ["POD_IP"], socket.gethostname())
         print("path", os.environ["PATH"].split(":")[0])
         open("/dev/termination-log", "w").write("all done")
@@ -118,9 +133,17 @@ def test_job_pod_runs_as_process_and_job_completes(cluster: Cluster, namespace: 
                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                 {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             ],
-            "volumeMounts": [{"name": "settings", "mountPath": "/etc/kubesft", "readOnly": True}],
+            "volumeMounts": [
+                {"name": "settings", "mountPath": "/etc/kubesft", "readOnly": True},
+                {"name": "creds", "mountPath": "/var/run/creds", "readOnly": True},
+                {"name": "scratch", "mountPath": "/opt/kubesft/scratch"},
+            ],
         },
-        volumes=[{"name": "settings", "configMap": {"name": "settings"}}],
+        volumes=[
+            {"name": "settings", "configMap": {"name": "settings"}},
+            {"name": "creds", "secret": {"secretName": "creds"}},
+            {"name": "scratch", "emptyDir": {}},
+        ],
     )
     kube.apply(job, namespace)
     kube.wait_for_condition("batch/v1", "Job", "hello", namespace, "Complete", timeout=60)
@@ -136,12 +159,15 @@ def test_job_pod_runs_as_process_and_job_completes(cluster: Cluster, namespace: 
         "Completed",
         "all done",
     )
+    assert pod["status"]["startTime"]
     logs = cluster.node.logs(namespace, name).splitlines()
     assert logs[0] == "greeting: hello"
-    assert logs[1] == f"pod {name} {namespace} {pod['status']['podIP']} {name}"
-    assert logs[2] == f"path {REPO / '.venv' / 'bin'}"
-    # The mount lived only in the pod's mount namespace.
-    assert not Path("/etc/kubesft").exists()
+    assert logs[1:3] == ["secret s3cret", "scratch kept"]
+    assert logs[3] == f"pod {name} {namespace} {pod['status']['podIP']} {name}"
+    assert logs[4] == f"path {REPO / '.venv' / 'bin'}"
+    # The mounts lived only in the pod's mount namespace.
+    assert not Path("/etc/kubesft").exists() and not Path("/var/run/creds").exists()
+    assert not Path("/opt/kubesft").exists()
 
 
 def test_failing_command_fails_pod_and_job_retries_to_backoff_limit(cluster: Cluster, namespace: str) -> None:
@@ -319,6 +345,9 @@ def test_two_pods_share_a_port_and_reach_each_other_by_headless_service_name(
     for me in ("a", "b"):
         pod = kube.wait_for_pod_phase(namespace, f"peer-{me}", "Running")
         addresses[me] = pod["status"]["podIP"]
+        assert pod["status"]["startTime"]
+        (container,) = pod["status"]["containerStatuses"]
+        assert "running" in container["state"] and container["state"]["running"]["startedAt"]
     assert addresses["a"] != addresses["b"]
     for me, other in (("a", "b"), ("b", "a")):
         cluster.node.wait_for_log(namespace, f"peer-{me}", f"{me} reached {other}.peers: {other}")

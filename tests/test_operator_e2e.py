@@ -541,6 +541,10 @@ def test_operator_metrics_count_the_jobs_of_the_module(e2e: E2E) -> None:
     assert samples[("kubesft_sftjob_duration_seconds_count", ())] == 5
     failed_now = ("kubesft_sftjobs", (("namespace", NAMESPACE), ("phase", "Failed")))
     assert samples[failed_now] == 1
+    # Every event and timer tick reconciles: far more reconciles than jobs, each one timed.
+    assert samples[("kubesft_reconcile_duration_seconds_count", ())] > 5 * 5
+    assert samples[("kubesft_reconcile_duration_seconds_sum", ())] > 0
+    assert ("kubesft_reconcile_errors_total", ()) in samples
 
 
 # --- the operator restart, last: it kills the module's operator ---------------------------------

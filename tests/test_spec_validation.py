@@ -204,7 +204,10 @@ def test_examples_are_valid_sftjobs(path: pathlib.Path) -> None:
 def test_examples_cover_the_documented_cases() -> None:
     specs = {p.name: SFTJobSpec.model_validate(yaml.safe_load(p.read_text())["spec"]) for p in EXAMPLES}
     assert any(
-        s.model.name == "HuggingFaceTB/SmolLM2-135M" and s.training.assistant_only_loss
+        s.model.name == "HuggingFaceTB/SmolLM2-135M"
+        and s.model.chat_template == "chatml"
+        and s.dataset.format == "messages"
+        and s.training.assistant_only_loss
         for s in specs.values()
     )
     assert any(s.lora.enabled for s in specs.values())

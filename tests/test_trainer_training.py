@@ -302,7 +302,13 @@ def test_metrics_and_progress_are_served_during_a_run(model: Path, chat_data: Pa
     import shutil
 
     port = free_port()
-    raw = trainer_config(model, chat_data, tmp_path / "out", training={"maxSteps": 400, "loggingSteps": 2})
+    raw = trainer_config(
+        model,
+        chat_data,
+        tmp_path / "out",
+        training={"maxSteps": 400, "loggingSteps": 2, "evalSteps": 2},
+        dataset={"evalFraction": 0.2},
+    )
     process = subprocess.Popen(
         trainer_command("--config", str(write_config(tmp_path / "c.yaml", raw))),
         env=trainer_env(tmp_path / "work", KUBESFT_METRICS_PORT=str(port)),
@@ -318,7 +324,11 @@ def test_metrics_and_progress_are_served_during_a_run(model: Path, chat_data: Pa
                 metrics_text = _get(f"http://127.0.0.1:{port}/metrics").decode()
             except OSError:
                 progress = None
-            if progress and progress["step"] >= 4 and progress.get("loss") is not None:
+            if (
+                progress
+                and progress["step"] >= 4
+                and None not in (progress.get("loss"), progress.get("evalLoss"))
+            ):
                 break
             time.sleep(0.2)
     finally:
@@ -328,11 +338,22 @@ def test_metrics_and_progress_are_served_during_a_run(model: Path, chat_data: Pa
     assert progress["totalSteps"] == 400
     assert 0 < progress["percent"] < 100 and progress["learningRate"] > 0
     assert progress["tokensPerSecond"] > 0 and progress["updatedAt"].endswith("Z")
+    assert progress["loss"] > 0 and progress["evalLoss"] > 0 and progress["epoch"] > 0
+    assert progress["etaSeconds"] > 0
     assert _metric(metrics_text, "kubesft_train_global_step") >= 4
     assert _metric(metrics_text, "kubesft_train_max_steps") == 400
     assert _metric(metrics_text, "kubesft_train_tokens_total") > 0
-    for name in ("kubesft_train_loss", "kubesft_train_learning_rate", "kubesft_train_grad_norm"):
+    for name in (
+        "kubesft_train_loss",
+        "kubesft_train_learning_rate",
+        "kubesft_train_grad_norm",
+        "kubesft_train_epoch",
+        "kubesft_train_tokens_per_second",
+        "kubesft_eval_loss",
+    ):
         assert _metric(metrics_text, name) > 0
+    # On CPU there is no GPU memory to report, and a 0 would read as a measurement.
+    assert "kubesft_gpu_memory_allocated_bytes" not in metrics_text
     assert f'kubesft_train_info{{dataset="{chat_data}",model="{model}"}} 1.0' in metrics_text
     promtool = shutil.which("promtool")
     assert promtool, "promtool missing: run `make control-plane`"

@@ -98,7 +98,7 @@ class World:
     pods: list[dict[str, Any]]
     now: datetime
     job_suspend_supported: bool = False
-    """Whether the API server honours Job .spec.suspend (Kubernetes 1.21 and later)."""
+    """Whether the API server honours Job .spec.suspend (on by default from Kubernetes 1.22)."""
 
 
 @dataclass(frozen=True)

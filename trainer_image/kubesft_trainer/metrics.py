@@ -6,7 +6,9 @@ label ``kubesft.io/job`` into ``sftjob``.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+import threading
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 
 TRAIN_LOSS = Gauge("kubesft_train_loss", "Training loss at the latest logging step.")
 TRAIN_LEARNING_RATE = Gauge("kubesft_train_learning_rate", "Learning rate at the latest logging step.")
@@ -20,8 +22,11 @@ TRAIN_TOKENS_PER_SECOND = Gauge(
 )
 EVAL_LOSS = Gauge("kubesft_eval_loss", "Evaluation loss at the latest evaluation.")
 GPU_MEMORY_ALLOCATED = Gauge(
-    "kubesft_gpu_memory_allocated_bytes", "GPU memory held by tensors on rank 0's device (CUDA only)."
+    "kubesft_gpu_memory_allocated_bytes",
+    "GPU memory held by tensors on rank 0's device (CUDA only).",
+    registry=None,
 )
+"""Served only once ``export_gpu_memory`` is called: on a CPU run a 0 would read as a measurement."""
 TRAIN_INFO = Info("kubesft_train", "What this trainer fine-tunes: labels model and dataset.")
 
 CHECKPOINT_SAVE_SECONDS = Histogram(
@@ -41,3 +46,15 @@ CHECKPOINT_RESUMED_FROM_STEP = Gauge(
     "kubesft_checkpoint_resumed_from_step",
     "Step of the checkpoint this run resumed from; 0 when it started from the beginning.",
 )
+
+
+_gpu_memory_lock = threading.Lock()
+_gpu_memory_served: list[bool] = []
+
+
+def export_gpu_memory() -> None:
+    """Serve ``kubesft_gpu_memory_allocated_bytes`` from now on (rank 0, on CUDA); idempotent."""
+    with _gpu_memory_lock:
+        if not _gpu_memory_served:
+            REGISTRY.register(GPU_MEMORY_ALLOCATED)
+            _gpu_memory_served.append(True)

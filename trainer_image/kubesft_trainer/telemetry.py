@@ -45,6 +45,8 @@ class TelemetryCallback(TrainerCallback):
         self._write_line = write_line or log.info
         self._clock = clock
         self._gpu_memory = gpu_memory
+        if gpu_memory is not None:
+            metrics.export_gpu_memory()
         self._last_tokens: float | None = None
         self._last_time = clock()
 
