@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from kubesft_trainer.checkpoints import CheckpointStore, CorruptCheckpointError
 from kubesft_trainer.checkpoints.manifest import MANIFEST_NAME, sha256_of
 from kubesft_trainer.checkpoints.resume import download_newest_intact
 from kubesft_trainer.checkpoints.uploader import CheckpointUploader, Snapshot, UploadState
-from kubesft_trainer.storage import open_store
+from kubesft_trainer.storage import StorageError, open_store
 
 if TYPE_CHECKING:
     from tests.storage_support import MotoS3
@@ -97,7 +98,7 @@ def test_an_upload_killed_half_way_never_becomes_latest(
         from pathlib import Path
         from kubesft_trainer.checkpoints import CheckpointStore
         from kubesft_trainer.config import CheckpointSettings
-        from kubesft_trainer.storage import open_store
+        from kubesft_trainer.storage import StorageError, open_store
         settings = CheckpointSettings(uri={store.uri!r}, endpoint_url={moto_s3.endpoint_url!r})
         CheckpointStore(open_store(settings.uri, settings)).upload(Path({str(big)!r}), 20)
         """
@@ -224,3 +225,41 @@ def test_upload_status_keeps_naming_the_failure_until_an_upload_lands(
     uploader.finish(deadline=None)
     assert landed.status == "checkpoint-3 complete" and landed.last_error is None
     assert [m.step for m in store.complete()] == [3, 1]
+
+
+def test_with_storage_down_retries_back_off_and_finish_gives_up_at_its_deadline(
+    store: CheckpointStore, moto_s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uploader = CheckpointUploader(store, keep=3, first_retry_seconds=0.1, max_retry_seconds=0.3)
+    uploader.submit(Snapshot(1, fake_checkpoint(tmp_path / "c1", 1, weights_bytes=1000)))
+    _wait_for_state(uploader, lambda s: s.latest_step == 1, "the first upload")
+
+    attempts: list[tuple[float, float]] = []
+    upload = store.upload
+
+    def recorded(directory: Path, step: int) -> object:
+        started = time.monotonic()
+        try:
+            return upload(directory, step)
+        finally:
+            attempts.append((started, time.monotonic()))
+
+    monkeypatch.setattr(store, "upload", recorded)
+    moto_s3.stop()
+    try:
+        uploader.submit(Snapshot(2, fake_checkpoint(tmp_path / "c2", 2, weights_bytes=1000)))
+        _wait_for_state(uploader, lambda s: s.failures >= 4, "four failed uploads")
+        backed_off = list(attempts)
+        with pytest.raises(StorageError, match="checkpoint-2"):
+            uploader.finish(deadline=time.monotonic() + 2)
+    finally:
+        moto_s3.start()
+    # Between a failed attempt's end and the next one's start: the backoff, doubling from 0.1 s
+    # up to the 0.3 s cap.
+    waits = [later[0] - earlier[1] for earlier, later in itertools.pairwise(backed_off)]
+    assert len(waits) >= 3
+    for number, wait in enumerate(waits[:3]):
+        assert wait >= min(0.1 * 2**number, 0.3) - 0.01, waits
+    # The failed upload left the complete checkpoint the latest one.
+    latest = store.latest()
+    assert latest is not None and latest.step == 1
