@@ -105,3 +105,40 @@ def test_s3_model_and_dataset_are_downloaded_to_the_cache_once(
     missing = run_trainer(write_config(tmp_path / "m.yaml", raw), work, "--validate")
     assert missing.returncode == exit_codes.INVALID_DATA
     assert f"dataset.uri: s3://{s3_bucket}/data/missing.jsonl does not exist" in last_stderr_line(missing)
+
+
+def test_the_models_own_template_is_kept_an_inline_one_used_and_dtype_honoured(
+    model: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from kubesft_trainer.config import ModelSource
+    from kubesft_trainer.model import ModelLocation, load_model, load_tokenizer, prepare_tokenizer
+
+    own = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    chat_model = tmp_path / "chat-model"
+    shutil.copytree(model, chat_model)
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    tokenizer.chat_template = own
+    tokenizer.save_pretrained(chat_model)
+    location = ModelLocation(path=str(chat_model), field="model.uri", description=str(chat_model))
+    conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+
+    kept = load_tokenizer(ModelSource(uri=str(chat_model)), location)
+    setup = prepare_tokenizer(kept, ModelSource(uri=str(chat_model)))
+    assert kept.chat_template == own and setup.eos_token is None
+    assert str(kept.apply_chat_template(conversation, tokenize=False)).startswith(
+        "<|im_start|>user\nhi<|im_end|>"
+    )
+
+    inline = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    source = ModelSource.model_validate({"uri": str(chat_model), "chatTemplate": inline})
+    replaced = load_tokenizer(source, location)
+    prepare_tokenizer(replaced, source)
+    assert replaced.apply_chat_template(conversation, tokenize=False) == "user: hi\nassistant: hello\n"
+
+    import torch
+
+    for dtype, expected in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        source = ModelSource(uri=str(chat_model), dtype=dtype)
+        assert load_model(source, location, replaced).dtype == expected
