@@ -98,7 +98,6 @@ class Kube:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=API_CONCURRENCY, ssl=info.as_ssl_context()),
             headers=info.as_http_headers(),
-            auth=info.as_aiohttp_basic_auth(),
             proxy=info.proxy_url,
             trust_env=info.trust_env,
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
