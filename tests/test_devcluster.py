@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import textwrap
 import urllib.request
 from pathlib import Path
@@ -492,3 +494,46 @@ def test_second_cluster_runs_alongside_survives_node_loss_and_leaves_nothing_beh
     assert not any(ns in namespaces for ns in netns)
     assert not directory.exists()
     assert cgroup is None or not cgroup.exists()
+
+
+def test_cluster_up_prints_a_working_kubeconfig_and_down_leaves_nothing_running(tmp_path: Path) -> None:
+    """`make cluster-up` / `make cluster-down`, as a person runs them, in a runs folder of its own."""
+    env = {**os.environ, "KUBESFT_DEVCLUSTER_ROOT": str(tmp_path), "PYTHONPATH": str(REPO / "hack")}
+
+    def devcluster(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "devcluster", command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    started = devcluster("up")
+    try:
+        assert started.returncode == 0, started.stderr
+        (export,) = [line for line in started.stdout.splitlines() if line.startswith("export KUBECONFIG=")]
+        kubeconfig = export.split("=", 1)[1]
+        owner = json.loads((tmp_path / "cluster-up.json").read_text())["owner"][0]
+        nodes = subprocess.run(
+            ["kubectl", f"--kubeconfig={kubeconfig}", "get", "nodes", "--no-headers"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert nodes.stdout.split()[:2] == ["devcluster-node", "Ready"]
+        # A second `up` finds the running cluster instead of starting another.
+        again = devcluster("up")
+        assert again.returncode == 0 and export in again.stdout.splitlines()
+        assert "S3 endpoint" in started.stderr and "pod logs:" in started.stderr
+    finally:
+        stopped = devcluster("down")
+    assert stopped.returncode == 0 and "devcluster: stopped" in stopped.stdout, stopped.stderr
+    assert wait_pids_gone([owner], 10) == []
+    assert not (tmp_path / "cluster-up.json").exists()
+    gone = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", "--request-timeout=5s", "get", "nodes"],
+        capture_output=True,
+        text=True,
+    )
+    assert gone.returncode != 0, "the API server still answers after `down`"
