@@ -36,6 +36,36 @@ def test_crd_schema_covers_every_spec_field() -> None:
     walk(SFTJobSpec, schema, "spec")
 
 
+def test_every_spec_field_is_described_and_bounded() -> None:
+    """Descriptions for `kubectl explain`, and bounds so the API server refuses absurd values."""
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    problems: list[str] = []
+
+    def walk(node: dict, path: str, described: bool = True) -> None:
+        if described and not node.get("description"):
+            problems.append(f"{path}: no description")
+        if node.get("x-kubernetes-preserve-unknown-fields"):
+            return  # PodSpec fragments (affinity, tolerations) and extraArgs: checked where used
+        kind = node.get("type")
+        if kind in ("integer", "number") and ("minimum" not in node or "maximum" not in node):
+            problems.append(f"{path}: no minimum or maximum")
+        elif kind == "string" and not {"maxLength", "pattern", "enum"} & node.keys():
+            problems.append(f"{path}: no length, pattern or choices")
+        elif kind == "array":
+            if "maxItems" not in node:
+                problems.append(f"{path}: no maxItems")
+            walk(node["items"], f"{path}[]", described=False)
+        elif kind == "object" and "additionalProperties" in node:
+            if "maxProperties" not in node:
+                problems.append(f"{path}: no maxProperties")
+            walk(node["additionalProperties"], f"{path}{{}}", described=False)
+        for name, child in (node.get("properties") or {}).items():
+            walk(child, f"{path}.{name}")
+
+    walk(schema, "spec")
+    assert not problems, "\n".join(problems)
+
+
 def test_crd_is_structural() -> None:
     crd = build_crd()
     version = crd["spec"]["versions"][0]

@@ -161,6 +161,16 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         with_changes(runPolicy={"queueName": "Team_A"}),
         "spec.runPolicy.queueName",
     ),
+    (
+        "empty LoRA target module",
+        with_changes(lora={"enabled": True, "targetModules": ["q_proj", ""]}),
+        "spec.lora.targetModules[1]: must not be empty",
+    ),
+    (
+        "node selector value longer than a label value",
+        with_changes(resources__nodeSelector={"pool": "x" * 64}),
+        "spec.resources.nodeSelector.pool: must have at most 63 characters",
+    ),
 ]
 
 

@@ -6,9 +6,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from kubesft_trainer.config import SecretKeyRef, SpecModel, TrainerConfig
@@ -140,8 +148,8 @@ class Resources(SpecModel):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         default="IfNotPresent", description="When the kubelet pulls the image."
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the pods must match."
+    node_selector: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
+        default_factory=dict, description="Node labels the pods must match.", max_length=64
     )
     tolerations: list[dict[str, Any]] = Field(
         default_factory=list,

@@ -8,9 +8,9 @@ it must stay importable without torch, transformers or TRL.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from kubesft_trainer.sft_config_fields import (
@@ -457,7 +457,7 @@ class LoraSettings(SpecModel):
     r: int = Field(default=16, description="LoRA rank.", ge=1, le=1024)
     alpha: int = Field(default=32, description="LoRA scaling alpha.", ge=1, le=4096)
     dropout: float = Field(default=0.05, description="Dropout on the LoRA path.", ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(
+    target_modules: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(
         default_factory=lambda: ["all-linear"],
         description="Module names to adapt, or all-linear.",
         min_length=1,

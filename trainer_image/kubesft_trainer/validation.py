@@ -51,9 +51,12 @@ def _message(error: ErrorDetails) -> str:
     if kind == "string_pattern_mismatch":
         return f"{value!r} does not match the pattern {ctx.get('pattern')}"
     if kind in ("too_short", "string_too_short"):
-        return f"must not be empty or shorter than {ctx.get('min_length')}"
+        least = ctx.get("min_length")
+        unit = "characters" if kind == "string_too_short" else "items"
+        return "must not be empty" if least == 1 else f"must have at least {least} {unit}"
     if kind in ("too_long", "string_too_long"):
-        return f"must be at most {ctx.get('max_length')} long"
+        unit = "characters" if kind == "string_too_long" else "items"
+        return f"must have at most {ctx.get('max_length')} {unit}"
     message = error["msg"]
     if kind == "value_error":
         return message.removeprefix("Value error, ")
