@@ -189,6 +189,17 @@ def test_namespaced_install_uses_roles_per_namespace() -> None:
     (cluster_role,) = find(docs, "ClusterRole")
     cluster_resources = {resource for _, resource, _ in _rules_by_verb(cluster_role["rules"])}
     assert cluster_resources == {"customresourcedefinitions", "validatingwebhookconfigurations"}
+    # No more than the cluster-wide install grants, which the audit-log test in
+    # test_chart_cluster.py proves is all used (or says why not), with namespaced peering objects
+    # in place of the cluster-wide one.
+    (default_role,) = find(render(), "ClusterRole")
+    cluster_wide = {
+        (group, resource.replace("clusterkopfpeerings", "kopfpeerings"), verb)
+        for group, resource, verb in _rules_by_verb(default_role["rules"])
+    }
+    for role in [*roles, cluster_role]:
+        extra = _rules_by_verb(role["rules"]) - cluster_wide
+        assert not extra, f"{role['kind']} {role['metadata'].get('namespace', '')} grants more: {extra}"
     peerings = find(docs, "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
     assert not find(docs, "ClusterKopfPeering")
