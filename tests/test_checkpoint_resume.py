@@ -315,6 +315,12 @@ def test_training_goes_on_while_storage_is_down_and_the_next_save_lands(
     run = job.start("run")
     before = run.wait_for("a complete checkpoint", lambda o: o.latest_step is not None)
     assert before.latest_step in job.complete_steps()
+    # /metrics is read after /progress, so it has counted at least the upload that /progress names.
+    uploaded_before = before.metric("kubesft_checkpoint_upload_bytes_total") or 0
+    assert uploaded_before > 0
+    assert (before.metric("kubesft_checkpoint_upload_seconds_count") or 0) >= 1
+    assert (before.metric("kubesft_checkpoint_save_seconds_count") or 0) >= 1
+    assert (before.metric("kubesft_checkpoint_latest_step") or 0) >= before.latest_step
 
     moto_s3.stop()
     try:
@@ -343,6 +349,7 @@ def test_training_goes_on_while_storage_is_down_and_the_next_save_lands(
     assert after.latest_step is not None and "failed" not in after.progress["checkpointStatus"], (
         after.progress
     )
+    assert (after.metric("kubesft_checkpoint_upload_bytes_total") or 0) > uploaded_before
     # /metrics is read just after /progress, so it may already show a newer save.
     assert (after.metric("kubesft_checkpoint_latest_step") or 0) >= after.latest_step
     assert after.latest_step in job.complete_steps()

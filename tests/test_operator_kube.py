@@ -4,7 +4,6 @@ errors it raises. The operator's image has no official client, so this is all it
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import kopf
@@ -14,7 +13,7 @@ from devcluster.cluster import Cluster
 from kubesft_operator.kube import ApiError, Kube, OwnershipConflictError, find_connection
 
 
-def _configmap(namespace: str, owner_uid: str, data: dict[str, str]) -> dict[str, Any]:
+def _configmap(namespace: str, owner: dict[str, Any], data: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -23,10 +22,10 @@ def _configmap(namespace: str, owner_uid: str, data: dict[str, str]) -> dict[str
             "namespace": namespace,
             "ownerReferences": [
                 {
-                    "apiVersion": "kubesft.io/v1alpha1",
-                    "kind": "SFTJob",
-                    "name": "owner",
-                    "uid": owner_uid,
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
                     "controller": True,
                 }
             ],
@@ -40,7 +39,14 @@ def test_children_are_created_once_adopted_after_and_never_taken_from_another_ow
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(cluster.control_plane.admin_kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    mine, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    # Owners that exist (the garbage collector deletes children of owners that do not); any kind
+    # will do for the client, which only compares the controller's uid.
+    mine, theirs = (
+        cluster.kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}, namespace)[
+            0
+        ]
+        for name in ("owner-a", "owner-b")
+    )
 
     async def scenario() -> None:
         kube = Kube(lambda: find_connection(kopf.OperatorSettings()))
@@ -68,4 +74,4 @@ def test_children_are_created_once_adopted_after_and_never_taken_from_another_ow
     asyncio.run(scenario())
     configmap = cluster.kube.core.read_namespaced_config_map("trainer-config", namespace)
     assert configmap.data == {"a": "2"}
-    assert configmap.metadata.owner_references[0].uid == mine
+    assert configmap.metadata.owner_references[0].uid == mine["metadata"]["uid"]
