@@ -266,7 +266,7 @@ def running_operator(
 
 
 def _delete_all_sftjobs(cluster: Cluster, timeout: float = 60.0) -> None:
-    """Delete every SFTJob while the operator can still remove its finalizer."""
+    """Delete every SFTJob, and wait until they are gone."""
     cluster.kubectl("delete", "sftjobs", "--all-namespaces", "--all", "--wait=false", check=False)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -522,18 +522,36 @@ def test_namespaced_release_runs_under_its_roles(cluster: Cluster, tmp_path: pat
                 "runPolicy": {"backoffLimit": 0},
             },
         }
+        # The watched one carries the finalizer that earlier versions added: the operator removes it.
+        marked: dict[str, Any] = yaml.safe_load(yaml.safe_dump(job))
+        marked["metadata"]["finalizers"] = ["kubesft.io/finalizer"]
         with running_operator(install, tmp_path / "operator.log") as operator:
-            for name in (watched, unwatched):
-                cluster.kubectl("apply", "-n", name, "-f", "-", input=yaml.safe_dump(job))
+            cluster.kubectl("apply", "-n", watched, "-f", "-", input=yaml.safe_dump(marked))
+            cluster.kubectl("apply", "-n", unwatched, "-f", "-", input=yaml.safe_dump(job))
             wait_until(
                 lambda: cluster.kube.get("batch/v1", "Job", "namespaced-0", watched),
                 timeout=60,
                 describe=lambda: f"no trainer Job in the watched namespace:\n{operator.log()[-3000:]}",
             )
+
+            def finalizers() -> list[str]:
+                sftjob = cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", "namespaced", watched)
+                assert sftjob is not None, "the SFTJob is gone"
+                return list(sftjob["metadata"].get("finalizers") or [])
+
+            wait_until(
+                lambda: True if not finalizers() else None,
+                timeout=60,
+                describe=lambda: f"the operator kept the old finalizer: {finalizers()}",
+            )
             # The operator has handled the watched job; the other one stays untouched.
             other = cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", "namespaced", unwatched) or {}
             assert not other.get("status"), other.get("status")
             assert cluster.kube.get("batch/v1", "Job", "namespaced-0", unwatched) is None
+            operator.stop()
+            # SFTJobs carry no finalizer: with no operator running, deleting a handled one completes.
+            cluster.kubectl("delete", "sftjob", "namespaced", "-n", watched, "--timeout=30s")
+            assert cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", "namespaced", watched) is None
         forbidden = {
             (e["objectRef"]["resource"], e["verb"])
             for e in cluster.audit_events(install.username)

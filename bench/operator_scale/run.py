@@ -253,6 +253,7 @@ def run(jobs: int, timeout: float, out: Path, profile: Path | None = None) -> di
     by_call = collections.Counter(
         f"{e.get('verb')} {e.get('objectRef', {}).get('resource', '')}"
         + (f"/{e['objectRef']['subresource']}" if e.get("objectRef", {}).get("subresource") else "")
+        + f" -> {(e.get('responseStatus') or {}).get('code', '?')}"
         for e in events
     )
     phases = collections.Counter(phase for _, phase in observer.finished.values())

@@ -18,7 +18,7 @@ import aiohttp
 import kopf
 
 from kubesft_operator import metrics, names, watched
-from kubesft_operator.kube import ApiError, Kube
+from kubesft_operator.kube import Kube
 from kubesft_operator.lifecycle import (
     Decision,
     DeleteJob,
@@ -204,24 +204,7 @@ class Controller:
             self._requeue(key, decision.requeue_after)
 
     async def _annotate(self, body: dict[str, Any], annotations: dict[str, str | None]) -> dict[str, Any]:
-        """Write annotations, adding Kopf's finalizer in the same request when it is missing.
-
-        Kopf would add the finalizer itself, but with a resourceVersion check that keeps losing
-        to the operator's own writes; one request instead of several retries.
-        """
         meta = body["metadata"]
-        finalizers = list(meta.get("finalizers") or [])
-        if names.FINALIZER not in finalizers:
-            locked = {
-                "annotations": annotations,
-                "finalizers": [*finalizers, names.FINALIZER],
-                "resourceVersion": meta["resourceVersion"],
-            }
-            try:
-                return await self.kube.patch_sftjob(meta["namespace"], meta["name"], {"metadata": locked})
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
         return await self.kube.patch_sftjob(
             meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}
         )

@@ -3,11 +3,14 @@
 The handlers are level-triggered. An event on an SFTJob, on one of its Jobs or on one of their
 Pods reconciles that SFTJob from the indexes; a timer per SFTJob reads progress and reconciles
 again, so time-driven transitions (deadline, TTL) and anything a lost event missed still happen.
-Kopf keeps its own bookkeeping in annotations (``kubesft.io/*``) and a finalizer, never in status.
+Kopf keeps its own bookkeeping in annotations (``kubesft.io/*``), never in status. SFTJobs carry
+no finalizer: deleting one leaves nothing to clean up (owner references remove the children, and
+object storage is kept), so it never waits for the operator.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, ClassVar, cast
 
@@ -183,6 +186,20 @@ async def resync(namespace: str | None, name: str, **kwargs: Any) -> None:
     key = (namespace or "", name)
     await _controller().poll_progress(key)
     await _reconcile_from_indexes(key)
+
+
+def _timers_without_finalizer(registry: kopf.OperatorRegistry) -> None:
+    """Kopf gives every timer a finalizer so it can stop it before the object goes; this timer
+    only reads and reconciles, and stops harmlessly on the deletion event. Without the finalizer
+    an SFTJob is deleted even while no operator runs, and Kopf removes the finalizer that earlier
+    versions added. Kopf has no public switch for timers, hence the registry's own list."""
+    spawning = registry._spawning
+    spawning._handlers[:] = [
+        dataclasses.replace(handler, requires_finalizer=False) for handler in spawning.get_all_handlers()
+    ]
+
+
+_timers_without_finalizer(kopf.get_default_registry())
 
 
 if SETTINGS.webhook_enabled:

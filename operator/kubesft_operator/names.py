@@ -27,7 +27,8 @@ ANNOTATION_RESTARTS = f"{GROUP}/restarts"
 """On a Job: the restart count when it was created, so status can be derived from it."""
 ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 FINALIZER = f"{GROUP}/finalizer"
-"""Kopf's finalizer on SFTJobs: the progress timer needs it to stop cleanly on deletion."""
+"""Kopf's finalizer name. SFTJobs carry none; Kopf removes it from those that earlier versions
+marked with it."""
 
 CONTAINER_NAME = "trainer"
 MAX_NAME_LENGTH = 63
