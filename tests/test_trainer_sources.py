@@ -4,6 +4,7 @@ moto's S3 server with the same boto3 code that talks to AWS."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -142,3 +143,46 @@ def test_the_models_own_template_is_kept_an_inline_one_used_and_dtype_honoured(
     for dtype, expected in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
         source = ModelSource(uri=str(chat_model), dtype=dtype)
         assert load_model(source, location, replaced).dtype == expected
+
+
+def _model_with_its_own_code(model: Path, directory: Path) -> Path:
+    """The tiny model as a hub repository with custom code would ship it: ``auto_map`` classes."""
+    shutil.copytree(model, directory)
+    (directory / "configuration_tiny.py").write_text(
+        "from transformers import LlamaConfig\n\n\nclass TinyConfig(LlamaConfig):\n"
+        '    model_type = "kubesft-tiny"\n'
+    )
+    (directory / "modeling_tiny.py").write_text(
+        "from transformers import LlamaForCausalLM\n\nfrom .configuration_tiny import TinyConfig\n\n\n"
+        "class TinyForCausalLM(LlamaForCausalLM):\n    config_class = TinyConfig\n"
+    )
+    config = json.loads((directory / "config.json").read_text())
+    config.update(
+        model_type="kubesft-tiny",
+        architectures=["TinyForCausalLM"],
+        auto_map={
+            "AutoConfig": "configuration_tiny.TinyConfig",
+            "AutoModelForCausalLM": "modeling_tiny.TinyForCausalLM",
+        },
+    )
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def test_a_model_with_its_own_code_loads_only_with_trust_remote_code(
+    model: Path, chat_data: Path, tmp_path: Path
+) -> None:
+    custom = _model_with_its_own_code(model, tmp_path / "custom-model")
+    raw = trainer_config(custom, chat_data, tmp_path / "out")
+    refused = run_trainer(write_config(tmp_path / "refused.yaml", raw), tmp_path / "work", "--validate")
+    assert refused.returncode == exit_codes.INVALID_DATA, refused.stderr[-3000:]
+    line = last_stderr_line(refused)
+    assert f"model.uri: {custom} needs its own Python code to load" in line
+    assert "model.trustRemoteCode: true" in line
+
+    raw["model"]["trustRemoteCode"] = True
+    trusted = run_trainer(write_config(tmp_path / "trusted.yaml", raw), tmp_path / "work", "--validate")
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
+    # The class came from the model's own file, run as transformers runs remote code.
+    modules = tmp_path / "work" / "hf" / "modules" / "transformers_modules"
+    assert list(modules.rglob("modeling_tiny.py")), "the model's code was not loaded"

@@ -150,6 +150,11 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(location.path, **kwargs)
     except (OSError, ValueError) as error:
+        if "trust_remote_code" in str(error) and not source.trust_remote_code:
+            raise ModelError(
+                f"{location.field}: {location.description} needs its own Python code to load; set "
+                "model.trustRemoteCode: true if you trust that code"
+            ) from error
         raise _load_error(location, "model", error) from error
     embeddings = int(cast("torch.Tensor", model.get_input_embeddings().weight).shape[0])
     if len(tokenizer) > embeddings:
