@@ -776,3 +776,22 @@ def test_every_alert_has_a_runbook_in_the_readme() -> None:
     assert sorted(sections) == sorted(ALERTS), "README runbook sections differ from the alerts"
     empty = [alert for alert, text in sections.items() if len(text.split()) < 15]
     assert not empty, f"runbooks too short to act on: {empty}"
+
+
+def test_every_metric_is_documented_once_in_the_readme() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(kubesft_[a-z_]+)(?:\{[a-z_,]*\})?` \|", readme, flags=re.MULTILINE)
+    twice = sorted({name for name in rows if rows.count(name) > 1})
+    assert not twice, f"metrics with more than one README row: {twice}"
+    series = defined_series()
+    expansions = ("", "_total", "_bucket", "_sum", "_count", "_info")
+    unknown = [name for name in rows if not any(name + end in series for end in expansions)]
+    assert not unknown, f"the README documents metrics the code does not define: {unknown}"
+    # x_created: prometheus_client's creation time of each counter and histogram, not a metric of ours.
+    undocumented = sorted(
+        name
+        for name in series
+        if not name.endswith("_created")
+        and not any(name == row or name in {row + end for end in expansions} for row in rows)
+    )
+    assert not undocumented, f"metrics the code defines that the README does not document: {undocumented}"
