@@ -98,7 +98,7 @@ def test_an_upload_killed_half_way_never_becomes_latest(
         from pathlib import Path
         from kubesft_trainer.checkpoints import CheckpointStore
         from kubesft_trainer.config import CheckpointSettings
-        from kubesft_trainer.storage import StorageError, open_store
+        from kubesft_trainer.storage import open_store
         settings = CheckpointSettings(uri={store.uri!r}, endpoint_url={moto_s3.endpoint_url!r})
         CheckpointStore(open_store(settings.uri, settings)).upload(Path({str(big)!r}), 20)
         """

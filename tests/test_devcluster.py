@@ -99,21 +99,20 @@ def test_crd_installs_and_examples_pass_server_side_dry_run(cluster: Cluster, na
 def test_job_pod_runs_as_process_and_job_completes(cluster: Cluster, namespace: str) -> None:
     kube = cluster.kube
     kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "settings"},
-            "data": {"config.yaml": "greeting: hello\n"},
-        },
-        namespace,
-    )
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "creds"},
-            "stringData": {"token": "s3cret"},
-        },
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "settings"},
+                "data": {"config.yaml": "greeting: hello\n"},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "creds"},
+                "stringData": {"token": "s3cret"},
+            },
+        ],
         namespace,
     )
     script = """

@@ -177,7 +177,7 @@ def test_a_model_with_its_own_code_loads_only_with_trust_remote_code(
     refused = run_trainer(write_config(tmp_path / "refused.yaml", raw), tmp_path / "work", "--validate")
     assert refused.returncode == exit_codes.INVALID_DATA, refused.stderr[-3000:]
     line = last_stderr_line(refused)
-    assert f"model.uri: {custom} needs its own Python code to load" in line
+    assert f"model.uri: the model of {custom} needs its own Python code to load" in line
     assert "model.trustRemoteCode: true" in line
 
     raw["model"]["trustRemoteCode"] = True

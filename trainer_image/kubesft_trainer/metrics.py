@@ -6,7 +6,7 @@ label ``kubesft.io/job`` into ``sftjob``.
 
 from __future__ import annotations
 
-import threading
+import functools
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 
@@ -48,13 +48,7 @@ CHECKPOINT_RESUMED_FROM_STEP = Gauge(
 )
 
 
-_gpu_memory_lock = threading.Lock()
-_gpu_memory_served: list[bool] = []
-
-
+@functools.cache
 def export_gpu_memory() -> None:
-    """Serve ``kubesft_gpu_memory_allocated_bytes`` from now on (rank 0, on CUDA); idempotent."""
-    with _gpu_memory_lock:
-        if not _gpu_memory_served:
-            REGISTRY.register(GPU_MEMORY_ALLOCATED)
-            _gpu_memory_served.append(True)
+    """Serve ``kubesft_gpu_memory_allocated_bytes`` from now on (rank 0, on CUDA); once only."""
+    REGISTRY.register(GPU_MEMORY_ALLOCATED)
