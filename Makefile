@@ -35,7 +35,7 @@ test: $(STAMP) control-plane
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check operator trainer_image hack tests bench
+	$(VENV)/bin/ruff format --check api operator trainer_image testing demo hack tests bench
 	$(VENV)/bin/mypy
 
 crds: $(STAMP)
@@ -44,20 +44,20 @@ crds: $(STAMP)
 	$(PY) hack/gen_reference.py
 
 demo: $(STAMP) control-plane
-	$(PY) hack/demo.py
+	$(PY) -m demo
 
 cluster-up: $(STAMP) control-plane
-	PYTHONPATH=hack $(PY) -m devcluster up
+	$(PY) -m testing.devcluster up
 
 cluster-down: $(STAMP)
-	PYTHONPATH=hack $(PY) -m devcluster down
+	$(PY) -m testing.devcluster down
 
 bench: $(STAMP) control-plane
 	@for b in bench/*/run.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # A real run (local cluster, operator, trainer, Prometheus) drawn with the dashboards' own queries.
 dashboard-png: $(STAMP) control-plane
-	KUBESFT_DASHBOARD_DIR=$(CURDIR)/docs $(PY) -m pytest tests/test_chart_cluster.py -k render_to_png --timeout=2400
+	KUBESFT_DASHBOARD_DIR=$(CURDIR)/docs $(PY) -m pytest tests/e2e/test_chart_cluster.py -k render_to_png --timeout=2400
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Regenerates trainer_image/kubesft_trainer/sft_config_fields.py from the installed TRL."""
+"""Regenerates api/kubesft_api/sft_config_fields.py from the installed TRL."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import trl
 from trl import SFTConfig
 
-TARGET = pathlib.Path(__file__).resolve().parents[1] / "trainer_image/kubesft_trainer/sft_config_fields.py"
+TARGET = pathlib.Path(__file__).resolve().parents[1] / "api/kubesft_api/sft_config_fields.py"
 BEGIN = "# BEGIN GENERATED FIELDS"
 END = "# END GENERATED FIELDS"
 

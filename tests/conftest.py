@@ -1,17 +1,30 @@
-"""Session fixtures for tests against the local cluster (see hack/devcluster and README "Development")."""
+"""Markers by folder, and the session fixtures for tests against the local cluster.
+
+``tests/unit/<area>/`` runs without a cluster; everything under ``tests/e2e/`` is marked
+``cluster`` here (the local control plane of testing/devcluster, see README "Development").
+"""
 
 from __future__ import annotations
 
 import secrets
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from devcluster.cluster import Cluster
-from devcluster.kube import Kube
-from devcluster.s3 import S3Server
+from testing.devcluster.cluster import Cluster
+from testing.devcluster.kube import Kube
+from testing.devcluster.s3 import S3Server
+
+E2E = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")

@@ -45,13 +45,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "hack")]
+sys.path[:0] = [str(ROOT)]
 
-from tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
-
+from kubesft_api.checkpoints import CheckpointSettings  # noqa: E402
+from kubesft_api.trainer_config import TrainerConfig  # noqa: E402
 from kubesft_trainer.checkpoints import CheckpointStore  # noqa: E402
-from kubesft_trainer.config import CheckpointSettings, TrainerConfig  # noqa: E402
-from kubesft_trainer.storage import open_store  # noqa: E402
+from kubesft_trainer.storage.objects import open_store  # noqa: E402
+from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
 
 REGION = "us-east-1"
 CREDENTIALS = {
@@ -208,7 +208,7 @@ def train_once(
     endpoint: str | None, model: Path, data: Path, scratch: Path, steps: int, save_steps: int
 ) -> dict[str, float]:
     """One training run in this process; returns its runtime and the save pauses it recorded."""
-    from kubesft_trainer.runtime_env import RuntimeEnv
+    from kubesft_trainer.config.runtime_env import RuntimeEnv
     from kubesft_trainer.train import train
 
     checkpoints: dict[str, Any] = {"saveSteps": save_steps if endpoint else steps}

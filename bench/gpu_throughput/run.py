@@ -8,7 +8,7 @@ The two arms, on the same model files, data, batch size and max length:
   user's first script would (padding to the longest row of each batch, bf16, SDPA).
 - ``kubesft``: the trainer's own ``prepare()`` on a TrainerConfig with ``packing: true``:
   best-fit-decreasing packing, padding-free batches, precision ``auto`` (bf16), and what
-  ``kubesft_trainer.tuning`` adds: FlashAttention 2 for packed batches when ``flash_attn`` is
+  ``kubesft_trainer.config.tuning`` adds: FlashAttention 2 for packed batches when ``flash_attn`` is
   installed (SDPA otherwise) and Liger kernels when ``liger_kernel`` is installed on Ampere or newer.
 
 tokens/s counts the tokens trained on (TRL's ``num_tokens``: padding excluded), between the end
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "trainer_image")]
+sys.path[:0] = [str(ROOT), str(ROOT / "api"), str(ROOT / "trainer_image")]
 
 PEAK_BF16_TFLOPS = {
     "H200": 989.4,
@@ -216,7 +216,7 @@ def run_trl_defaults(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from kubesft_trainer.templates import builtin_template
+    from kubesft_trainer.model.templates import builtin_template
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.chat_template = builtin_template("chatml").source
@@ -258,8 +258,8 @@ def run_trl_defaults(
 def run_kubesft(
     model_dir: Path, data: Path, scratch: Path, steps: int, batch: int, max_length: int, cuda: bool
 ) -> tuple[Meter, dict[str, Any]]:
-    from kubesft_trainer.config import TrainerConfig
-    from kubesft_trainer.runtime_env import RuntimeEnv
+    from kubesft_api.trainer_config import TrainerConfig
+    from kubesft_trainer.config.runtime_env import RuntimeEnv
     from kubesft_trainer.train import prepare
 
     config = TrainerConfig.model_validate(
@@ -308,7 +308,7 @@ def peak_tflops(device_name: str, override: float | None) -> float | None:
 def mean_example_tokens(data: Path, model_dir: Path, max_length: int) -> float:
     from transformers import AutoTokenizer
 
-    from kubesft_trainer.templates import builtin_template
+    from kubesft_trainer.model.templates import builtin_template
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     template = builtin_template("chatml").source
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[ArmResult] = []
     with tempfile.TemporaryDirectory(prefix="kubesft-gpu-bench-") as tmp:
         root = Path(tmp)
-        from tinymodel import build_tiny_model, write_jsonl
+        from testing.tinymodel import build_tiny_model, write_jsonl
 
         tokenizer_dir = build_tiny_model(root / "tokenizer")
         data = write_jsonl(root / "chat.jsonl", synthetic_rows(args.rows, max_words=args.max_length // 2))

@@ -33,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "hack")]
+sys.path[:0] = [str(ROOT)]
 
 from kubernetes import client, watch  # noqa: E402
-from local_operator import OperatorInstall, running_operator  # noqa: E402
 
-from devcluster.cluster import Cluster, ClusterOptions  # noqa: E402
-from devcluster.node import NodeOptions  # noqa: E402
-from devcluster.pod_runtime import CommandOverride  # noqa: E402
 from kubesft_operator import names  # noqa: E402
+from testing.devcluster.cluster import Cluster, ClusterOptions  # noqa: E402
+from testing.devcluster.node import NodeOptions  # noqa: E402
+from testing.devcluster.operator_install import OperatorInstall, running_operator  # noqa: E402
+from testing.devcluster.pod_runtime import CommandOverride  # noqa: E402
 
 NAMESPACE = "scale"
 STAND_IN = Path(__file__).with_name("stand_in_trainer.py")

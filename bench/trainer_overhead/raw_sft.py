@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 CHATML = (
-    Path(__file__).resolve().parents[2] / "trainer_image/kubesft_trainer/templates/chatml.jinja"
+    Path(__file__).resolve().parents[2] / "trainer_image/kubesft_trainer/model/templates/chatml.jinja"
 ).read_text()
 
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "hack")]
+sys.path[:0] = [str(ROOT)]
 
-from tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
+from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
 
 
 def _env(work: Path) -> dict[str, str]:

@@ -17,7 +17,10 @@ from typing import Any, cast
 import aiohttp
 import kopf
 
+from kubesft_api.status import SFTJobStatus
+from kubesft_api.times import now_utc, parse_time
 from kubesft_operator import metrics, names, watched
+from kubesft_operator.attempts import rank0_ip
 from kubesft_operator.kube import Kube
 from kubesft_operator.lifecycle import (
     Decision,
@@ -40,8 +43,6 @@ from kubesft_operator.render import (
     render_service,
 )
 from kubesft_operator.settings import TRAINER_METRICS_PORT, OperatorSettings
-from kubesft_operator.spec import SFTJobStatus
-from kubesft_operator.status import now_utc, parse_time, rank0_ip
 
 logger = logging.getLogger(__name__)
 

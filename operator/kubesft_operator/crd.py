@@ -13,16 +13,8 @@ from typing import Any
 
 import yaml
 
-from kubesft_operator.spec import (
-    GROUP,
-    KIND,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
-    VERSION,
-    SFTJobSpec,
-    SFTJobStatus,
-)
+from kubesft_api.sftjob import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, SFTJobSpec
+from kubesft_api.status import SFTJobStatus
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRD_PATHS = (REPO_ROOT / "crds/sftjob.yaml", REPO_ROOT / "charts/kubesft/crds/sftjob.yaml")

@@ -16,11 +16,11 @@ from typing import Any, ClassVar, cast
 
 import kopf
 
+from kubesft_api.sftjob import GROUP, KIND, PLURAL, VERSION
 from kubesft_operator import metrics, names, watched
 from kubesft_operator.controller import Controller, Key, Observed
 from kubesft_operator.kube import Kube, find_connection
 from kubesft_operator.settings import get_settings
-from kubesft_operator.spec import GROUP, KIND, PLURAL, VERSION
 from kubesft_operator.webhook import (
     HANDLER_ID,
     PublishingWebhookServer,

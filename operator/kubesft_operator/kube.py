@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from kubesft_operator.spec import GROUP, PLURAL, VERSION
+from kubesft_api.sftjob import GROUP, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 

@@ -18,26 +18,14 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
+from kubesft_api.sftjob import InvalidSpecError, SFTJobSpec, parse_spec
+from kubesft_api.status import Phase, SFTJobStatus
+from kubesft_api.times import parse_time, rfc3339
 from kubesft_operator import names, spec_changes
+from kubesft_operator.attempts import AttemptState, observe_attempt
+from kubesft_operator.conditions import drop_condition, get_condition, headline, set_condition
 from kubesft_operator.progress import finished_progress, progress_text
 from kubesft_operator.render import Attempt
-from kubesft_operator.spec import (
-    InvalidSpecError,
-    Phase,
-    SFTJobSpec,
-    SFTJobStatus,
-    parse_spec,
-)
-from kubesft_operator.status import (
-    AttemptState,
-    drop_condition,
-    get_condition,
-    headline,
-    observe_attempt,
-    parse_time,
-    rfc3339,
-    set_condition,
-)
 
 ANNOTATION_REFUSED_GENERATION = "kubesft.io/refused-generation"
 TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})

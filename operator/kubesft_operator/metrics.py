@@ -10,8 +10,8 @@ import prometheus_client
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from kubesft_operator.spec import SFTJobStatus
-from kubesft_operator.status import parse_time
+from kubesft_api.status import SFTJobStatus
+from kubesft_api.times import parse_time
 
 PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
 DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)

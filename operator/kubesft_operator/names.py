@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from kubesft_operator.spec import GROUP
+from kubesft_api.sftjob import GROUP
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"

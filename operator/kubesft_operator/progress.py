@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from kubesft_trainer.progress_report import ProgressReport
+from kubesft_api.progress import ProgressReport
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
+from kubesft_api.sftjob import GROUP, KIND, VERSION, SFTJobSpec
 from kubesft_operator import names
 from kubesft_operator.settings import TRAINER_METRICS_PORT
-from kubesft_operator.spec import GROUP, KIND, VERSION, SFTJobSpec
 
 CONFIG_DIR = "/etc/kubesft"
 CONFIG_KEY = "config.yaml"

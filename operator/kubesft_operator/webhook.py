@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kubesft_api.sftjob import GROUP, PLURAL, VERSION, InvalidSpecError, parse_spec
 from kubesft_operator import names, spec_changes
 from kubesft_operator.settings import OperatorSettings
-from kubesft_operator.spec import GROUP, PLURAL, VERSION, InvalidSpecError, parse_spec
 
 logger = logging.getLogger(__name__)
 

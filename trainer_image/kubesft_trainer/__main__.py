@@ -1,6 +1,6 @@
 """``python -m kubesft_trainer``: train (or, with --validate, check) from a trainer config.
 
-Exit codes follow ``kubesft_trainer.exit_codes``; a failure's one-line reason is the last
+Exit codes follow ``kubesft_api.exit_codes``; a failure's one-line reason is the last
 stderr line (``kubesft: error: …``) and, inside a pod, the container's termination message.
 """
 
@@ -13,11 +13,11 @@ import sys
 import traceback
 from pathlib import Path
 
-from kubesft_trainer import exit_codes
+from kubesft_api import exit_codes
+from kubesft_trainer.config.runtime_env import RuntimeEnv
 from kubesft_trainer.errors import ConfigError, TrainerError
-from kubesft_trainer.failure_report import report_failure
 from kubesft_trainer.launcher import launch, write_outcome
-from kubesft_trainer.runtime_env import RuntimeEnv
+from kubesft_trainer.reporting.failure_report import report_failure
 
 log = logging.getLogger("kubesft_trainer")
 
@@ -63,7 +63,7 @@ def _configure_logging(env: RuntimeEnv) -> None:
 
 
 def _run(args: argparse.Namespace, argv: list[str], env: RuntimeEnv) -> tuple[int, str | None]:
-    from kubesft_trainer.config_file import load_config
+    from kubesft_trainer.config.file import load_config
 
     path = args.config or env.config_path
     if path is None:

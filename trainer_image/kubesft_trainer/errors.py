@@ -7,7 +7,7 @@ the exit code and a one-line reason (``kubesft: error: ...`` on stderr and in
 
 from __future__ import annotations
 
-from kubesft_trainer import exit_codes
+from kubesft_api import exit_codes
 
 
 class TrainerError(Exception):

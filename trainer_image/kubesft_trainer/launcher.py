@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubesft_trainer import exit_codes
-from kubesft_trainer.runtime_env import RuntimeEnv
+from kubesft_api import exit_codes
+from kubesft_trainer.config.runtime_env import RuntimeEnv
 
 log = logging.getLogger(__name__)
 

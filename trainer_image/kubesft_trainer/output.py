@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kubesft_trainer.config import TrainerConfig
-from kubesft_trainer.loss_curve import write_loss_curve
-from kubesft_trainer.model_card import render_model_card
-from kubesft_trainer.summary import TrainingSummary
+from kubesft_api.trainer_config import TrainerConfig
+from kubesft_trainer.reporting.loss_curve import write_loss_curve
+from kubesft_trainer.reporting.model_card import render_model_card
+from kubesft_trainer.reporting.summary import TrainingSummary
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def write_merged(staging: Path, merge: Callable[[Path, Path], None]) -> str:
 
 def upload(staging: Path, config: TrainerConfig) -> int:
     """Copy the staged outputs to ``output.uri``; returns the bytes written."""
-    from kubesft_trainer.storage import open_store
+    from kubesft_trainer.storage.objects import open_store
 
     assert config.output.uri is not None
     started = time.monotonic()

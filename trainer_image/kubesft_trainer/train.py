@@ -11,17 +11,19 @@ import sys
 import tempfile
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from kubesft_trainer import exit_codes, metrics
-from kubesft_trainer.config import TrainerConfig
-from kubesft_trainer.data import PreparedData, load_data
+from kubesft_api import exit_codes
+from kubesft_api.times import now_text
+from kubesft_api.trainer_config import TrainerConfig
+from kubesft_trainer.config.runtime_env import RuntimeEnv
+from kubesft_trainer.config.sft_args import build_sft_config, installed_sft_fields, sft_kwargs
+from kubesft_trainer.config.tuning import Accelerator, attention_implementation, tuned_sft_defaults
+from kubesft_trainer.data.example_view import describe_example
+from kubesft_trainer.data.loading import PreparedData, load_data
 from kubesft_trainer.errors import ConfigError, DataError
-from kubesft_trainer.example_view import describe_example
-from kubesft_trainer.lora import check_quantization, peft_config, quantization_config, write_merged_model
-from kubesft_trainer.model import (
+from kubesft_trainer.model.loading import (
     ModelLocation,
     TokenizerSetup,
     load_model,
@@ -29,14 +31,18 @@ from kubesft_trainer.model import (
     locate_model,
     prepare_tokenizer,
 )
+from kubesft_trainer.model.lora import (
+    check_quantization,
+    peft_config,
+    quantization_config,
+    write_merged_model,
+)
+from kubesft_trainer.model.templates import check_template_fits_data
 from kubesft_trainer.output import MERGED_DIR, upload, write_companions
-from kubesft_trainer.progress_tracker import ProgressTracker
-from kubesft_trainer.runtime_env import RuntimeEnv
-from kubesft_trainer.sft_args import build_sft_config, installed_sft_fields, sft_kwargs
-from kubesft_trainer.status_server import StatusServer
-from kubesft_trainer.summary import TrainingSummary, first_value, last_value, library_versions
-from kubesft_trainer.templates import check_template_fits_data
-from kubesft_trainer.tuning import Accelerator, attention_implementation, tuned_sft_defaults
+from kubesft_trainer.reporting import metrics
+from kubesft_trainer.reporting.progress_tracker import ProgressTracker
+from kubesft_trainer.reporting.status_server import StatusServer
+from kubesft_trainer.reporting.summary import TrainingSummary, first_value, last_value, library_versions
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -215,14 +221,10 @@ def _summary(
         lora=config.lora.enabled,
         merged_model_path=merged,
         started_at=started_at,
-        finished_at=_now(),
+        finished_at=now_text(),
         versions=library_versions(),
         config=config.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _write_outputs(run: PreparedRun, result: Any, started_at: str, resumed_from_step: int | None) -> None:
@@ -261,9 +263,9 @@ def _progress_bar_context(progress_bar: bool) -> AbstractContextManager[Any]:
 def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
     """Train to the end (exit 0) or until SIGTERM, after saving a checkpoint (exit 75)."""
     from kubesft_trainer.checkpoints import CheckpointManager
-    from kubesft_trainer.telemetry import TelemetryCallback
+    from kubesft_trainer.reporting.telemetry import TelemetryCallback
 
-    started_at = _now()
+    started_at = now_text()
     progress_bar = env.is_rank_zero and sys.stderr.isatty()
     tracker = ProgressTracker()
     server = StatusServer(env.metrics_port, tracker.report).start() if env.is_rank_zero else None

@@ -12,9 +12,9 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from kubesft_trainer import metrics
 from kubesft_trainer.checkpoints.manifest import checkpoint_name
 from kubesft_trainer.checkpoints.preemption import PreemptionSignal
+from kubesft_trainer.reporting import metrics
 
 log = logging.getLogger(__name__)
 

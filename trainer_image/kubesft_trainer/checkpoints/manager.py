@@ -10,15 +10,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubesft_trainer import metrics
+from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_trainer.checkpoints.manifest import checkpoint_name
 from kubesft_trainer.checkpoints.preemption import PreemptionSignal
 from kubesft_trainer.checkpoints.resume import download_newest_intact
 from kubesft_trainer.checkpoints.snapshot import snapshot
 from kubesft_trainer.checkpoints.store import CheckpointStore
 from kubesft_trainer.checkpoints.uploader import CheckpointUploader, Snapshot
-from kubesft_trainer.config import CheckpointSettings
-from kubesft_trainer.storage import open_store
+from kubesft_trainer.reporting import metrics
+from kubesft_trainer.storage.objects import open_store
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback

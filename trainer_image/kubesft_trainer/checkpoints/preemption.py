@@ -13,7 +13,7 @@ import threading
 import time
 from types import FrameType
 
-from kubesft_trainer import exit_codes
+from kubesft_api import exit_codes
 from kubesft_trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from kubesft_trainer.checkpoints.manifest import (
     step_of,
     verify_files,
 )
-from kubesft_trainer.storage import ObjectStore, StorageError
+from kubesft_trainer.storage.objects import ObjectStore, StorageError
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kubesft_trainer import metrics
 from kubesft_trainer.checkpoints.manifest import checkpoint_name
 from kubesft_trainer.checkpoints.store import CheckpointStore
-from kubesft_trainer.storage import StorageError
+from kubesft_trainer.reporting import metrics
+from kubesft_trainer.storage.objects import StorageError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,68 @@
+"""spec.checkpoints: where checkpoints go, so a preempted or suspended job resumes where it stopped."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from kubesft_api.base import SpecModel
+from kubesft_api.refs import S3CredentialsRef
+from kubesft_api.uris import check_uri
+
+
+class CheckpointSettings(SpecModel):
+    """Where checkpoints go so a preempted or suspended job resumes where it stopped."""
+
+    uri: str | None = Field(
+        default=None,
+        description=(
+            "Checkpoint location: s3://bucket/prefix, or an absolute path on a shared volume. "
+            "Unset keeps checkpoints inside the pod only, so a restart starts over."
+        ),
+        max_length=2048,
+    )
+    credentials_secret: S3CredentialsRef | None = Field(
+        default=None,
+        description=(
+            "Secret with S3 credentials, used for every s3:// URI of the job (model, dataset, "
+            "checkpoints, output). Unset uses the pod's ambient credentials (e.g. IRSA)."
+        ),
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint for MinIO or another S3-compatible store; unset means AWS.",
+        max_length=2048,
+        pattern=r"^https?://[^\s/]+(/.*)?$",
+    )
+    region: str = Field(
+        default="us-east-1",
+        description="S3 region.",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9-]+$",
+    )
+    save_steps: int = Field(
+        default=500,
+        description="Save (and upload) a checkpoint every this many steps.",
+        ge=1,
+        le=100_000_000,
+    )
+    keep: int = Field(
+        default=3,
+        description="Complete checkpoints to keep; older ones are deleted.",
+        ge=1,
+        le=1000,
+    )
+    resume: Literal["auto", "never"] = Field(
+        default="auto",
+        description="auto resumes from the newest complete checkpoint; never starts over.",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        return check_uri(value, ("s3",), "checkpoints.uri")

@@ -1,0 +1,91 @@
+"""spec.resources.env and envFrom: variables for the trainer, secrets only by reference."""
+
+from __future__ import annotations
+
+import re
+from typing import Self
+
+from pydantic import (
+    Field,
+    model_validator,
+)
+
+from kubesft_api.base import SpecModel
+from kubesft_api.refs import SecretKeyRef
+from kubesft_api.validation import field_error
+
+_SECRET_LIKE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY|API_KEY)", re.I)
+_ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+class ConfigMapKeyRef(SpecModel):
+    """A key inside a ConfigMap."""
+
+    name: str = Field(description="ConfigMap name.", min_length=1, max_length=253)
+    key: str = Field(description="Key inside the ConfigMap.", min_length=1, max_length=253)
+
+
+class FieldRef(SpecModel):
+    """A field of the pod, e.g. metadata.name."""
+
+    field_path: str = Field(description="Path of the pod field.", min_length=1, max_length=253)
+
+
+class EnvVarSource(SpecModel):
+    """Where an environment variable's value comes from. Exactly one is set."""
+
+    secret_key_ref: SecretKeyRef | None = Field(default=None, description="A Secret key.")
+    config_map_key_ref: ConfigMapKeyRef | None = Field(default=None, description="A ConfigMap key.")
+    field_ref: FieldRef | None = Field(default=None, description="A pod field.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        chosen = [n for n in ("secret_key_ref", "config_map_key_ref", "field_ref") if getattr(self, n)]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one of secretKeyRef, configMapKeyRef or fieldRef")
+        return self
+
+
+class EnvVar(SpecModel):
+    """An environment variable for the trainer. Secrets only by reference."""
+
+    name: str = Field(description="Variable name.", min_length=1, max_length=253, pattern=_ENV_NAME)
+    value: str | None = Field(
+        default=None,
+        description="Literal value, for non-secret settings only.",
+        max_length=65536,
+    )
+    value_from: EnvVarSource | None = Field(
+        default=None, description="Value taken from a Secret, ConfigMap or pod field."
+    )
+
+    @model_validator(mode="after")
+    def _reference_secrets(self) -> Self:
+        if self.value is not None and self.value_from is not None:
+            raise field_error("value", "set value or valueFrom, not both")
+        if self.value is not None and _SECRET_LIKE.search(self.name):
+            raise field_error(
+                "value",
+                f"{self.name} looks like a secret; do not write it inline, use valueFrom.secretKeyRef",
+            )
+        return self
+
+
+class LocalObjectRef(SpecModel):
+    """A Secret or ConfigMap by name."""
+
+    name: str = Field(description="Object name.", min_length=1, max_length=253)
+
+
+class EnvFromSource(SpecModel):
+    """All keys of a Secret or ConfigMap as environment variables."""
+
+    prefix: str | None = Field(default=None, description="Prefix added to every key.", max_length=253)
+    secret_ref: LocalObjectRef | None = Field(default=None, description="A Secret.")
+    config_map_ref: LocalObjectRef | None = Field(default=None, description="A ConfigMap.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.secret_ref is None) == (self.config_map_ref is None):
+            raise ValueError("set exactly one of secretRef or configMapRef")
+        return self

@@ -1,0 +1,59 @@
+"""status of an SFTJob: phase, conditions and progress, written by the operator only."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+)
+from pydantic.alias_generators import to_camel
+
+from kubesft_api.progress import ProgressReport
+
+Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
+ConditionType = Literal["Created", "Running", "Suspended", "Succeeded", "Failed"]
+
+
+class StatusModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Condition(StatusModel):
+    """One aspect of the job's state, as Kubernetes conditions are written."""
+
+    type: ConditionType = Field(description="Condition type.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="CamelCase reason, e.g. Preempted.", max_length=128)
+    message: str = Field(default="", description="What happened and what to do about it.", max_length=32768)
+    last_transition_time: str | None = Field(default=None, description="When status last changed.")
+
+
+class SFTJobStatus(StatusModel):
+    """status of an SFTJob, written by the operator only."""
+
+    phase: Phase | None = Field(default=None, description="Pending, Running, Suspended, Succeeded or Failed.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Created, Running, Suspended, Succeeded, Failed.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    start_time: str | None = Field(default=None, description="When training first started.")
+    completion_time: str | None = Field(default=None, description="When the job succeeded or failed.")
+    restarts: int = Field(
+        default=0, description="Attempts started after a retryable failure or preemption.", ge=0
+    )
+    attempt: int = Field(default=0, description="Index of the current trainer Job.", ge=0)
+    job_name: str | None = Field(default=None, description="Name of the current trainer Job.")
+    progress: ProgressReport | None = Field(default=None, description="Training progress read from rank 0.")
+    progress_text: str | None = Field(
+        default=None, description="Progress as step/total (percent), for kubectl get."
+    )
+    eta_text: str | None = Field(default=None, description="Time left, e.g. 12m, for kubectl get -o wide.")
+    latest_checkpoint: str | None = Field(default=None, description="URI of the newest complete checkpoint.")
+    output_uri: str | None = Field(default=None, description="Where the trained model was written.")
+    observed_generation: int | None = Field(
+        default=None, description="Generation of the spec this status reflects."
+    )

@@ -1,0 +1,156 @@
+"""spec.training: the SFT settings people touch most; the rest goes through extraArgs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from kubesft_api.base import SpecModel
+from kubesft_api.sft_config_fields import MANAGED_SFT_CONFIG_FIELDS, SFT_CONFIG_FIELDS, closest_field_names
+from kubesft_api.validation import field_error
+
+
+class TrainingSettings(SpecModel):
+    """The SFT settings people touch most. Anything else goes through extraArgs."""
+
+    epochs: float = Field(
+        default=1.0,
+        description="Passes over the training data; ignored when maxSteps is set.",
+        gt=0.0,
+        le=1000.0,
+    )
+    max_steps: int | None = Field(
+        default=None,
+        description="Total optimizer steps; overrides epochs.",
+        ge=1,
+        le=100_000_000,
+    )
+    learning_rate: float = Field(
+        default=2e-5,
+        description="Peak learning rate.",
+        gt=0.0,
+        le=1.0,
+    )
+    lr_scheduler: Literal[
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "cosine_with_min_lr",
+        "polynomial",
+        "constant",
+        "constant_with_warmup",
+        "inverse_sqrt",
+        "warmup_stable_decay",
+    ] = Field(default="linear", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(
+        default=0.0,
+        description="Share of total steps spent warming the learning rate up.",
+        ge=0.0,
+        lt=1.0,
+    )
+    per_device_batch_size: int = Field(
+        default=8,
+        description="Sequences per device per micro-batch.",
+        ge=1,
+        le=4096,
+    )
+    gradient_accumulation_steps: int = Field(
+        default=1,
+        description="Micro-batches accumulated per optimizer step.",
+        ge=1,
+        le=4096,
+    )
+    max_length: int = Field(
+        default=1024,
+        description="Maximum tokens per sequence (or per packed sequence).",
+        ge=8,
+        le=1_048_576,
+    )
+    packing: bool = Field(
+        default=False,
+        description=(
+            "Pack several examples into each sequence (best-fit decreasing). Samples stay "
+            "isolated only with FlashAttention; with SDPA they can attend to each other."
+        ),
+    )
+    padding_free: bool = Field(
+        default=False,
+        description="Concatenate a batch without padding. Needs packing when maxLength is set.",
+    )
+    assistant_only_loss: bool = Field(
+        default=False,
+        description=(
+            "Train only on assistant turns. The chat template needs {% generation %} markers; "
+            "the built-in chatml template has them."
+        ),
+    )
+    completion_only_loss: bool | None = Field(
+        default=None,
+        description=(
+            "Train only on completions in prompt-completion data. Unset: on for "
+            "prompt-completion data, as in TRL."
+        ),
+    )
+    gradient_checkpointing: bool = Field(
+        default=True,
+        description="Recompute activations in the backward pass to save memory.",
+    )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        default="auto",
+        description="Mixed precision. auto picks bf16 on GPUs that support it and fp32 on CPU.",
+    )
+    seed: int = Field(
+        default=42,
+        description="Seed for model initialisation, dropout and data order.",
+        ge=0,
+        le=2**32 - 1,
+    )
+    logging_steps: int = Field(
+        default=10,
+        description="Log loss, learning rate and throughput every this many steps.",
+        ge=1,
+        le=1_000_000,
+    )
+    eval_steps: int = Field(
+        default=50,
+        description="Evaluate every this many steps when evaluation data is set.",
+        ge=1,
+        le=1_000_000,
+    )
+    extra_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Further TRL SFTConfig arguments, by their Python names (e.g. weight_decay). "
+            "Unknown names are refused; names kubesft sets itself must use their spec field."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems = []
+        for key in sorted(value):
+            if key in MANAGED_SFT_CONFIG_FIELDS:
+                problems.append(f"'{key}' is set by kubesft; use {MANAGED_SFT_CONFIG_FIELDS[key]}")
+            elif key not in SFT_CONFIG_FIELDS:
+                near = closest_field_names(key)
+                hint = f" (did you mean {', '.join(near)}?)" if near else ""
+                problems.append(f"'{key}' is not an SFTConfig argument{hint}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Self:
+        if self.padding_free and not self.packing:
+            raise field_error(
+                "paddingFree",
+                "needs packing: true (TRL refuses padding-free without packing when maxLength is set)",
+            )
+        return self

@@ -1,0 +1,1 @@
+"""Development-only code: the local cluster and tiny models for tests and the demo."""

@@ -1,0 +1,524 @@
+"""The process node: a stand-in for the kubelet (and the scheduler's binding step).
+
+It registers one Node, binds every pending Pod to it, and runs each pod's containers as local
+processes in a sandbox (network namespace on the node's bridge, private mounts for volumes),
+writing Pod status as a kubelet would. A single worker thread owns all pods; two watch threads
+feed it Pod and Service changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from testing.devcluster.api_watch import RawWatch
+from testing.devcluster.cgroups import CgroupTree
+from testing.devcluster.kube import wait_until
+from testing.devcluster.network import PodNetwork
+from testing.devcluster.pod_env import DEFAULT_ENTRYPOINTS, ImageEntrypoint
+from testing.devcluster.pod_hosts import headless_services, published, render_hosts
+from testing.devcluster.pod_runtime import CommandOverride, PodRuntime, RuntimeSettings
+from testing.devcluster.processes import wait_pids_gone
+from testing.devcluster.run_state import RunState
+
+log = logging.getLogger("devcluster.node")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_RAW = {"_preload_content": False}
+
+
+def venv_bin() -> Path:
+    """The project's virtual environment: what a container image's Python stands for."""
+    candidate = REPO_ROOT / ".venv" / "bin"
+    return candidate if (candidate / "python").exists() else Path(sys.executable).parent
+
+
+@dataclass
+class NodeOptions:
+    name: str = "devcluster-node"
+    # Image -> entrypoint for containers that set no command (the image is never pulled).
+    entrypoints: tuple[ImageEntrypoint, ...] = DEFAULT_ENTRYPOINTS
+    # Harness option: stand-in commands for matching containers (e.g. a scale benchmark).
+    command_overrides: list[CommandOverride] = field(default_factory=list)
+    # Added to every container's environment before the pod's own env.
+    extra_env: dict[str, str] = field(default_factory=dict)
+    # The kubelet waits 10 s doubling to 5 min before restarting a container; tests need less.
+    restart_backoff: float = 1.0
+    max_restart_backoff: float = 10.0
+    pod_network: bool = True
+
+
+class NodeError(RuntimeError):
+    """A test-API call on the node failed."""
+
+
+class ProcessNode:
+    def __init__(self, api: client.ApiClient, state: RunState, options: NodeOptions | None = None) -> None:
+        self.options = options or NodeOptions()
+        self.name = self.options.name
+        self.state = state
+        self.directory = state.directory / "node"
+        self.core = client.CoreV1Api(api)
+        self.network: PodNetwork | None = None
+        self.cgroups = CgroupTree(state.run_id)
+        if self.cgroups.path is not None:
+            state.remember("cgroups", str(self.cgroups.path))
+        self.pods: dict[str, PodRuntime] = {}  # by uid, worker thread only
+        self._pod_dirs: dict[tuple[str, str], Path] = {}
+        self._bound: set[str] = set()
+        self._services: dict[tuple[str, str], Any] = {}
+        self._hosts_dirty = True
+        self._failed = False
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stopping = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="devcluster-node", daemon=True)
+        self._watches: list[RawWatch] = []
+        self.errors: list[str] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if os.geteuid() != 0:
+            raise NodeError("the process node needs root: it creates network namespaces, mounts and cgroups")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.options.pod_network:
+            self.network = PodNetwork(self.state)
+        self._register()
+        self._worker.start()
+        self._watches = [
+            RawWatch(
+                self.core.list_pod_for_all_namespaces,
+                lambda items: self._inbox.put(("pod-list", items)),
+                lambda kind, obj: self._inbox.put(("pod", (kind, obj))),
+                self._record_error,
+            ),
+            RawWatch(
+                self.core.list_service_for_all_namespaces,
+                lambda items: self._inbox.put(("service-list", items)),
+                lambda kind, obj: self._inbox.put(("service", (kind, obj))),
+                self._record_error,
+            ),
+        ]
+        for watch in self._watches:
+            watch.start()
+
+    def stop(self) -> None:
+        """Kill every pod process, then remove namespaces, the bridge and cgroups."""
+        for watch in self._watches:
+            watch.stop()
+        if self._worker.is_alive():
+            self._call(self._stop_all_pods, timeout=30)
+            self._stopping.set()
+            self._worker.join(timeout=10)
+        if self.network is not None:
+            self.network.close()
+        if self.cgroups.path is not None:
+            self.cgroups.remove()
+            self.state.forget("cgroups", str(self.cgroups.path))
+
+    def _record_error(self, err: Exception) -> None:
+        message = f"{type(err).__name__}: {err}"
+        self.errors.append(message)
+        log.warning("process node: %s", message)
+
+    @property
+    def host_ip(self) -> str:
+        return self.network.gateway if self.network else "127.0.0.1"
+
+    def _register(self) -> None:
+        cpus = str(os.cpu_count() or 1)
+        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 1024}Ki"
+        self.allocatable = {"cpu": cpus, "memory": memory, "pods": "1000", "ephemeral-storage": "100Gi"}
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux"},
+            },
+        }
+        self.core.create_node(node, **_RAW)
+        self._write_node_status(ready=True)
+
+    def _write_node_status(
+        self, ready: bool, reason: str = "KubeletReady", message: str = "process node is ready"
+    ) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status = {
+            "capacity": self.allocatable,
+            "allocatable": self.allocatable,
+            "addresses": [
+                {"type": "InternalIP", "address": self.host_ip},
+                {"type": "Hostname", "address": self.name},
+            ],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "Unknown",
+                    "reason": reason,
+                    "message": message,
+                    "lastHeartbeatTime": stamp,
+                    "lastTransitionTime": stamp,
+                }
+            ],
+            "nodeInfo": {
+                "kubeletVersion": "v1.20.2-devcluster",
+                "containerRuntimeVersion": "process://devcluster",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "osImage": "",
+                "kernelVersion": os.uname().release,
+                "kubeProxyVersion": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        }
+        self.core.patch_node_status(
+            self.name, {"status": status}, _content_type="application/merge-patch+json", **_RAW
+        )
+
+    @property
+    def settings(self) -> RuntimeSettings:
+        env = {
+            "PATH": f"{venv_bin()}:{SYSTEM_PATH}",
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            **self.options.extra_env,
+        }
+        return RuntimeSettings(
+            node_name=self.name,
+            host_ip=self.host_ip,
+            base_env=env,
+            entrypoints=self.options.entrypoints,
+            overrides=self.options.command_overrides,
+            allocatable=self.allocatable,
+            restart_backoff=self.options.restart_backoff,
+            max_restart_backoff=self.options.max_restart_backoff,
+        )
+
+    # -- test API (any thread) -----------------------------------------------------------------
+
+    def _call(self, function: Callable[[], Any], timeout: float = 60) -> Any:
+        future: Future[Any] = Future()
+        self._inbox.put(("call", (function, future)))
+        return future.result(timeout=timeout)
+
+    def _runtime(self, namespace: str, name: str) -> PodRuntime:
+        for runtime in self.pods.values():
+            if runtime.key == (namespace, name):
+                return runtime
+        raise NodeError(f"pod {namespace}/{name} does not run on node {self.name}")
+
+    def preempt_pod(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        reason: str = "Preempted",
+        message: str | None = None,
+        grace_seconds: float | None = None,
+    ) -> None:
+        """End a running pod as Failed with ``reason``: SIGKILL at once, or SIGTERM and SIGKILL
+        after ``grace_seconds``. The pod object stays (unlike a deletion)."""
+        text = message or f"pod {namespace}/{name} was preempted by the test harness"
+
+        def preempt() -> None:
+            self._runtime(namespace, name).fail(reason, text, grace_seconds)
+
+        self._call(preempt)
+
+    def fail_node(self, reason: str = "NodeLost", message: str | None = None) -> None:
+        """The node dies: Ready=Unknown, every pod process is SIGKILLed and its pod marked Failed.
+        No pod is bound or started until ``recover_node()``."""
+        text = message or f"Node {self.name} which was running the pod is unresponsive"
+
+        def fail() -> None:
+            self._failed = True
+            for runtime in self.pods.values():
+                if not runtime.finished():
+                    runtime.fail(reason, text)
+            self._write_node_status(
+                ready=False, reason="NodeStatusUnknown", message="Kubelet stopped posting node status."
+            )
+
+        self._call(fail)
+
+    def recover_node(self) -> None:
+        def recover() -> None:
+            self._failed = False
+            self._write_node_status(ready=True)
+            self._inbox.put(("relist", None))
+
+        self._call(recover)
+
+    def pod_pids(self, namespace: str, name: str) -> list[int]:
+        """PIDs of every process of the pod now (empty once it ended)."""
+        return list(self._call(lambda: self._runtime(namespace, name).pids()))
+
+    def pod_directory(self, namespace: str, name: str) -> Path:
+        try:
+            return self._pod_dirs[(namespace, name)]
+        except KeyError:
+            raise NodeError(f"pod {namespace}/{name} never ran on node {self.name}") from None
+
+    def logs(self, namespace: str, name: str, container: str | None = None, *, previous: bool = False) -> str:
+        """A container's output, like `kubectl logs` (``previous``: the run before the last restart).
+        Logs stay readable after the pod is gone."""
+        containers_dir = self.pod_directory(namespace, name) / "containers"
+        names = sorted(p.name for p in containers_dir.iterdir())
+        if container is None:
+            if len(names) != 1:
+                raise NodeError(f"pod {namespace}/{name} has containers {names}: name one")
+            container = names[0]
+        logs = sorted((containers_dir / container).glob("*.log"), key=lambda p: int(p.stem))
+        if not logs:
+            return ""
+        if previous:
+            if len(logs) < 2:
+                raise NodeError(f"container {container} of {namespace}/{name} has not restarted")
+            return logs[-2].read_text(errors="replace")
+        return logs[-1].read_text(errors="replace")
+
+    def wait_for_log(
+        self, namespace: str, name: str, text: str, *, container: str | None = None, timeout: float = 60.0
+    ) -> str:
+        """Wait until the container's log contains ``text``; returns the log."""
+
+        def read() -> str:
+            try:
+                return self.logs(namespace, name, container)
+            except (NodeError, FileNotFoundError):
+                return ""
+
+        return wait_until(
+            lambda: read() if text in read() else None,
+            timeout=timeout,
+            describe=lambda: f"log of pod {namespace}/{name} never showed {text!r}; it holds:\n{read()}",
+        )
+
+    def claim_directory(self, namespace: str, claim: str) -> Path:
+        """The host directory standing in for PersistentVolumeClaim ``namespace/claim``; the
+        node bind-mounts it wherever a pod mounts the claim, so tests can fill it beforehand."""
+        path = self.directory / "claims" / namespace / claim
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o777)
+        return path
+
+    # -- worker thread -------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        next_hosts_refresh = 0.0
+        while not self._stopping.is_set():
+            try:
+                kind, payload = self._inbox.get(timeout=0.1)
+                self._handle(kind, payload)
+                while True:
+                    kind, payload = self._inbox.get_nowait()
+                    self._handle(kind, payload)
+            except queue.Empty:
+                pass
+            except Exception as err:
+                self._record_error(err)
+            self._step_all()
+            if self._hosts_dirty or time.monotonic() > next_hosts_refresh:
+                self._refresh_hosts()
+                next_hosts_refresh = time.monotonic() + 2.0
+
+    def _handle(self, kind: str, payload: Any) -> None:
+        if kind == "call":
+            function, future = payload
+            try:
+                future.set_result(function())
+            except Exception as err:
+                future.set_exception(err)
+        elif kind == "pod":
+            event, pod = payload
+            self._on_pod(event, pod)
+        elif kind == "pod-list":
+            listed = {p["metadata"]["uid"] for p in payload}
+            for uid in [uid for uid in self.pods if uid not in listed]:
+                self._forget(self.pods[uid])
+            for pod in payload:
+                self._on_pod("ADDED", pod)
+        elif kind == "relist":
+            for pod in json.loads(self.core.list_pod_for_all_namespaces(**_RAW).data)["items"]:
+                self._on_pod("MODIFIED", pod)
+        elif kind == "service-list":
+            self._services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in payload}
+            self._hosts_dirty = True
+        elif kind == "service":
+            event, svc = payload
+            key = (svc["metadata"]["namespace"], svc["metadata"]["name"])
+            if event == "DELETED":
+                self._services.pop(key, None)
+            else:
+                self._services[key] = svc
+            self._hosts_dirty = True
+
+    def _on_pod(self, event: str, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        uid = meta["uid"]
+        runtime = self.pods.get(uid)
+        if event == "DELETED":
+            if runtime is not None:
+                self._forget(runtime)
+            return
+        node_name = spec.get("nodeName")
+        if not node_name:
+            self._bind(pod)
+            return
+        if node_name != self.name:
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        if runtime is None:
+            if phase in ("Succeeded", "Failed") or self._failed:
+                if meta.get("deletionTimestamp"):
+                    self._delete_now(meta["namespace"], meta["name"], uid)
+                return
+            runtime = self._admit(pod)
+        runtime.pod = pod
+        if meta.get("deletionTimestamp") and not runtime.terminating:
+            grace = meta.get("deletionGracePeriodSeconds")
+            if grace is None:
+                grace = spec.get("terminationGracePeriodSeconds", 30)
+            runtime.begin_termination(float(grace))
+
+    def _bind(self, pod: dict[str, Any]) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        if self._failed or meta.get("deletionTimestamp") or meta["uid"] in self._bound:
+            return
+        if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
+            return
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "uid": meta["uid"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.name},
+        }
+        try:
+            self.core.create_namespaced_binding(meta["namespace"], binding, **_RAW)
+        except ApiException as err:
+            if err.status not in (404, 409):
+                raise
+        self._bound.add(meta["uid"])
+
+    def _admit(self, pod: dict[str, Any]) -> PodRuntime:
+        meta = pod["metadata"]
+        pod_dir = self.directory / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
+        runtime = PodRuntime(pod, pod_dir, self.settings, self.state, self.cgroups)
+        self.pods[runtime.uid] = runtime
+        self._pod_dirs[runtime.key] = pod_dir
+        self._hosts_dirty = True
+        return runtime
+
+    def _read_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        reader = {
+            "Secret": self.core.read_namespaced_secret,
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
+        }[kind]
+        try:
+            found: dict[str, Any] = json.loads(reader(name, namespace, **_RAW).data)
+            return found
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def _step_all(self) -> None:
+        for runtime in list(self.pods.values()):
+            if runtime.cleaned and not runtime.terminating:
+                continue  # ended and not being deleted: nothing can change
+            try:
+                had_address = runtime.address
+                changed = runtime.step(self._read_object, self.claim_directory, self.network)
+                if runtime.address != had_address:
+                    self._refresh_hosts()
+                if changed:
+                    self._write_status(runtime)
+                if (
+                    runtime.terminating
+                    and runtime.finished()
+                    and (runtime.pod["metadata"].get("deletionTimestamp"))
+                ):
+                    self._write_status(runtime)
+                    self._delete_now(runtime.namespace, runtime.name, runtime.uid)
+                    self._forget(runtime)
+                elif runtime.finished() and not runtime.cleaned:
+                    runtime.cleanup(self.network)
+                    self._hosts_dirty = True
+            except Exception as err:
+                self._record_error(err)
+
+    def _write_status(self, runtime: PodRuntime) -> None:
+        try:
+            self.core.patch_namespaced_pod_status(
+                runtime.name,
+                runtime.namespace,
+                {"metadata": {"uid": runtime.uid}, "status": runtime.status()},
+                _content_type="application/merge-patch+json",
+                **_RAW,
+            )
+        except ApiException as err:
+            if err.status not in (404, 409):
+                raise
+
+    def _delete_now(self, namespace: str, name: str, uid: str) -> None:
+        """What the kubelet does once a deleted pod's containers are gone: remove it for good."""
+        try:
+            self.core.delete_namespaced_pod(
+                name, namespace, body={"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}, **_RAW
+            )
+        except ApiException as err:
+            if err.status not in (404, 409):
+                raise
+
+    def _forget(self, runtime: PodRuntime) -> None:
+        runtime.cleanup(self.network)
+        self.pods.pop(runtime.uid, None)
+        self._bound.discard(runtime.uid)
+        self._hosts_dirty = True
+
+    def _refresh_hosts(self) -> None:
+        self._hosts_dirty = False
+        services = headless_services(self._services.values())
+        addresses = {
+            uid: r.own_address() for uid, r in self.pods.items() if r.address is not None and not r.cleaned
+        }
+        peers = published(addresses.values(), services)
+        for uid, own in addresses.items():
+            runtime = self.pods[uid]
+            text = render_hosts(own, peers)
+            if text != runtime.hosts_text:
+                # Written in place: the file is bind-mounted, a rename would not be seen in the pod.
+                with open(runtime.hosts_file, "r+" if runtime.hosts_file.exists() else "w") as handle:
+                    handle.write(text)
+                    handle.truncate()
+                runtime.hosts_text = text
+
+    def _stop_all_pods(self) -> None:
+        pids: list[int] = []
+        for runtime in self.pods.values():
+            pids += runtime.pids()
+            runtime.kill(signal.SIGKILL)
+        wait_pids_gone(pids, 10.0)
+        for runtime in list(self.pods.values()):
+            runtime.cleanup(self.network)
+        self.pods.clear()
+        shutil.rmtree(self.directory / "claims", ignore_errors=True)

@@ -1,0 +1,125 @@
+"""An S3 API on this machine: moto's server, reachable from the host and from pods.
+
+It listens on the node bridge's address, which the host owns and every pod can route to, so the
+same endpoint URL works in a test and inside an SFTJob's trainer pod. moto accepts any key pair;
+the fixed one here is handed to pods through a real Secret, exactly like AWS credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+
+from testing.devcluster.processes import ManagedProcess, free_port, process_identity
+from testing.devcluster.run_state import RunState
+
+ACCESS_KEY_ID = "kubesft-devcluster"
+SECRET_ACCESS_KEY = "kubesft-devcluster-secret"
+REGION = "us-east-1"
+DEFAULT_BUCKET = "kubesft"
+
+
+class S3Server:
+    def __init__(self, state: RunState, host: str, bucket: str = DEFAULT_BUCKET) -> None:
+        self.state = state
+        self.host = host
+        self.port = 0
+        self.bucket = bucket
+        self.access_key_id = ACCESS_KEY_ID
+        self.secret_access_key = SECRET_ACCESS_KEY
+        self.region = REGION
+        self._process: ManagedProcess | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def uri(self, prefix: str = "") -> str:
+        """``s3://<bucket>/<prefix>``."""
+        return f"s3://{self.bucket}/{prefix.lstrip('/')}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.port = free_port(self.host)
+        moto_server = Path(sys.executable).with_name("moto_server")
+        self._process = ManagedProcess(
+            "moto_server",
+            [str(moto_server), "-H", self.host, "-p", str(self.port)],
+            self.state.directory / "s3" / "moto_server.log",
+        )
+        self._process.start()
+        identity = process_identity(self._process.pid)
+        if identity is not None:
+            self.state.remember("pids", list(identity))
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self._process.exited()
+            if code is not None:
+                raise RuntimeError(f"moto_server exited with {code}:\n{self._process.log_tail()}")
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=2)
+            try:
+                connection.request("GET", "/moto-api/")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            finally:
+                connection.close()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"moto_server not ready after {timeout:.0f}s:\n{self._process.log_tail()}")
+            time.sleep(0.1)
+        self.client().create_bucket(Bucket=self.bucket)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop(grace=3.0)
+            identity = process_identity(self._process.pid)
+            if identity is not None:
+                self.state.forget("pids", list(identity))
+            self._process = None
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this server, configured like the trainer configures its own."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables for a process on the host."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def credentials_secret(self, api: k8s.ApiClient, namespace: str, name: str = "s3-credentials") -> str:
+        """Create (or replace) a Secret with keys AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
+        core = k8s.CoreV1Api(api)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque",
+            "data": {
+                "AWS_ACCESS_KEY_ID": base64.b64encode(self.access_key_id.encode()).decode(),
+                "AWS_SECRET_ACCESS_KEY": base64.b64encode(self.secret_access_key.encode()).decode(),
+            },
+        }
+        try:
+            core.create_namespaced_secret(namespace, body, _preload_content=False)
+        except k8s.ApiException as err:
+            if err.status != 409:
+                raise
+            core.replace_namespaced_secret(name, namespace, body, _preload_content=False)
+        return name

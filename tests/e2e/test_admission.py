@@ -1,0 +1,171 @@
+"""The operator's webhook on the local API server: bad SFTJobs are refused at ``kubectl apply``.
+
+The operator runs under the chart's RBAC (tests/operator_harness.py); the API server calls its
+webhook over real TLS with the CA bundle the operator published. Every case below passes the
+CRD's OpenAPI schema, so only the webhook can refuse it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from testing.devcluster.cluster import Cluster
+from tests.support.operator_harness import OperatorInstall, OperatorProcess, running_operator, wait_for_phase
+from tests.support.operator_objects import spec_dict
+from tests.support.specs import with_changes
+
+DENIED = 'admission webhook "validate.sftjobs.kubesft.io" denied the request'
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    install = OperatorInstall.apply(cluster)
+    with running_operator(install, tmp_path_factory.mktemp("operator") / "operator.log") as running:
+        yield running
+
+
+def manifest(name: str, spec: dict[str, Any], namespace: str) -> str:
+    body = {
+        "apiVersion": "kubesft.io/v1alpha1",
+        "kind": "SFTJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    return yaml.safe_dump(body)
+
+
+BAD_SPECS = [
+    (
+        "model-name-and-uri",
+        with_changes(model__uri="s3://models/tiny"),
+        "spec.model.uri: set either name or uri, not both",
+    ),
+    ("model-neither", with_changes(model__name=None), "spec.model.name: set one of name or uri"),
+    (
+        "model-scheme",
+        with_changes(model__name=None, model__uri="gs://bucket/model"),
+        "spec.model.uri: scheme 'gs://' is not supported",
+    ),
+    (
+        "chat-template",
+        with_changes(model__chatTemplate="llama"),
+        "spec.model.chatTemplate: 'llama' is neither",
+    ),
+    (
+        "eval-both",
+        with_changes(dataset__evalSplit="test", dataset__evalFraction=0.1),
+        "spec.dataset.evalFraction: set either evalSplit or evalFraction, not both",
+    ),
+    (
+        "subset-without-hub",
+        with_changes(dataset__subset="everyday"),
+        "spec.dataset.subset: applies to hub datasets only",
+    ),
+    (
+        "padding-free",
+        with_changes(training__paddingFree=True),
+        "spec.training.paddingFree: needs packing: true",
+    ),
+    (
+        "extra-arg-typo",
+        with_changes(training__extraArgs={"weight_decayy": 0.1}),
+        "'weight_decayy' is not an SFTConfig argument (did you mean weight_decay?)",
+    ),
+    (
+        "extra-arg-managed",
+        with_changes(training__extraArgs={"learning_rate": 0.1}),
+        "'learning_rate' is set by kubesft",
+    ),
+    (
+        "qlora-without-lora",
+        with_changes(lora={"quantization": "4bit"}),
+        "spec.lora.quantization: needs lora.enabled",
+    ),
+    (
+        "assistant-loss-on-text",
+        with_changes(dataset__format="text", training__assistantOnlyLoss=True),
+        "spec.training.assistantOnlyLoss: needs conversational data",
+    ),
+    (
+        "inline-secret",
+        with_changes(resources={"env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2"}]}),
+        "AWS_SECRET_ACCESS_KEY looks like a secret",
+    ),
+    (
+        "operator-env",
+        with_changes(resources={"env": [{"name": "KUBESFT_CONFIG", "value": "/tmp/x"}]}),
+        "spec.resources.env[0].name: KUBESFT_CONFIG is set by kubesft",
+    ),
+    (
+        "checkpoint-on-pvc",
+        with_changes(checkpoints__uri="pvc://claim/ckpt"),
+        "spec.checkpoints.uri: scheme 'pvc://'",
+    ),
+    ("no-output", with_changes(output={}), "spec.output.uri: required"),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "expected"), BAD_SPECS, ids=[case[0] for case in BAD_SPECS])
+def test_bad_spec_is_refused_at_apply_with_the_field_named(
+    operator: OperatorProcess,
+    cluster: Cluster,
+    namespace: str,
+    case: str,
+    spec: dict[str, Any],
+    expected: str,
+) -> None:
+    result = cluster.kubectl("apply", "-f", "-", input=manifest(case, spec, namespace), check=False)
+    assert result.returncode != 0, f"{case} was admitted"
+    assert DENIED in result.stderr
+    assert expected in result.stderr, result.stderr
+    assert cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", case, namespace) is None
+
+
+def test_name_that_cannot_name_pods_is_refused(
+    operator: OperatorProcess, cluster: Cluster, namespace: str
+) -> None:
+    result = cluster.kubectl(
+        "apply", "-f", "-", input=manifest("chat.v2", spec_dict(), namespace), check=False
+    )
+    assert DENIED in result.stderr
+    assert "metadata.name: 'chat.v2' must be a DNS label" in result.stderr
+
+
+def test_started_job_refuses_spec_changes_but_takes_suspend(
+    operator: OperatorProcess, cluster: Cluster, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-f", "-", input=manifest("held", spec_dict(), namespace))
+    wait_for_phase(cluster, namespace, "held", "Pending")
+    refused = cluster.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "sftjob",
+        "held",
+        "--type=merge",
+        "-p",
+        '{"spec":{"training":{"maxSteps":80,"learningRate":0.001}}}',
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert DENIED in refused.stderr
+    assert (
+        "spec.training.learningRate, spec.training.maxSteps cannot change while the job is Pending"
+        in refused.stderr
+    )
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "sftjob",
+        "held",
+        "--type=merge",
+        "-p",
+        '{"spec":{"runPolicy":{"suspend":true}}}',
+    )
+    suspended = wait_for_phase(cluster, namespace, "held", "Suspended")
+    assert suspended["spec"]["training"]["maxSteps"] == 40

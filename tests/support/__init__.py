@@ -1,0 +1,1 @@
+"""Support modules the tests share: fixtures' helpers, the operator harness, tiny data."""

@@ -1,0 +1,102 @@
+"""Helpers for the trainer tests: a tiny model on disk, configs, and the CLI run as a pod runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from testing.tinymodel import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[2]
+_MODELS: dict[Path, Path] = {}
+
+
+def tiny_model(base: Path) -> Path:
+    """One tiny Llama per test session (``base`` is the session's temporary root)."""
+    if base not in _MODELS:
+        _MODELS[base] = build_tiny_model(base / "tiny-model")
+    return _MODELS[base]
+
+
+def trainer_config(model: Path, data: Path, output: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A small, fast config: a few steps of a tiny model; ``sections`` override by section."""
+    config: dict[str, Any] = {
+        "model": {"uri": str(model), "chatTemplate": "chatml"},
+        "dataset": {"uri": str(data)},
+        "training": {
+            "maxSteps": 12,
+            "perDeviceBatchSize": 8,
+            "learningRate": 1.0e-3,
+            "maxLength": 128,
+            "loggingSteps": 4,
+            "gradientCheckpointing": False,
+        },
+        "checkpoints": {"saveSteps": 1000},
+        "output": {"uri": str(output)},
+    }
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    return config
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def trainer_env(work_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment the operator gives a trainer pod, for a local run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBESFT_", "TORCHELASTIC_"))}
+    env.update(
+        {
+            "KUBESFT_WORK_DIR": str(work_dir),
+            "KUBESFT_METRICS_PORT": "0",
+            "KUBESFT_GRACE_SECONDS": "30",
+            "HF_HOME": str(work_dir / "hf"),
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def trainer_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kubesft_trainer", *args]
+
+
+def run_trainer(
+    config: Path, work_dir: Path, *args: str, timeout: float = 600, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m kubesft_trainer --config FILE`` as a subprocess, as the pod's command runs it."""
+    return subprocess.run(
+        trainer_command("--config", str(config), *args),
+        env=trainer_env(work_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def last_stderr_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def summary(output: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((output / "training_summary.json").read_text())
+    return data

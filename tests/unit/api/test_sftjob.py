@@ -1,0 +1,201 @@
+"""The SFTJob spec model: valid examples parse, and every bad input names its field."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+import yaml
+
+from kubesft_api.sftjob import InvalidSpecError, SFTJobSpec, parse_spec
+from tests.support.specs import VALID, with_changes
+
+EXAMPLES = sorted((pathlib.Path(__file__).parents[3] / "examples").glob("*.yaml"))
+
+BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "steps as text",
+        with_changes(training__maxSteps="many"),
+        "spec.training.maxSteps: must be a valid integer",
+    ),
+    ("negative steps", with_changes(training__maxSteps=-5), "spec.training.maxSteps: must be ≥ 1"),
+    ("zero steps", with_changes(training__maxSteps=0), "spec.training.maxSteps: must be ≥ 1"),
+    ("zero epochs", with_changes(training__epochs=0), "spec.training.epochs: must be > 0"),
+    (
+        "learning rate as list",
+        with_changes(training__learningRate=[1]),
+        "spec.training.learningRate: must be a valid number",
+    ),
+    (
+        "model name and uri",
+        with_changes(model__uri="s3://bucket/model"),
+        "spec.model.uri: set either name or uri, not both",
+    ),
+    ("model neither", with_changes(model__name=None), "spec.model.name: set one of name or uri"),
+    ("dataset neither", with_changes(dataset__uri=None), "spec.dataset.name: set one of name or uri"),
+    (
+        "dataset both",
+        with_changes(dataset__name="HuggingFaceTB/smoltalk"),
+        "spec.dataset.uri: set either name or uri, not both",
+    ),
+    ("unknown format", with_changes(dataset__format="sharegpt"), "spec.dataset.format: must be one of"),
+    (
+        "evalSplit and evalFraction",
+        with_changes(dataset__evalSplit="test", dataset__evalFraction=0.1),
+        "spec.dataset.evalFraction: set either evalSplit or evalFraction, not both",
+    ),
+    (
+        "eval fraction too big",
+        with_changes(dataset__evalFraction=0.9),
+        "spec.dataset.evalFraction: must be ≤ 0.5",
+    ),
+    (
+        "inline secret env value",
+        with_changes(resources__env=[{"name": "HF_TOKEN", "value": "hf_abc"}]),
+        "spec.resources.env[0].value: HF_TOKEN looks like a secret",
+    ),
+    (
+        "inline credentials",
+        with_changes(checkpoints__credentialsSecret={"name": "s3", "secretAccessKey": "abc"}),
+        "spec.checkpoints.credentialsSecret.secretAccessKey: unknown field",
+    ),
+    ("zero nodes", with_changes(resources__nodes=0), "spec.resources.nodes: must be ≥ 1"),
+    (
+        "quantization without lora",
+        with_changes(lora__quantization="4bit"),
+        "spec.lora.quantization: needs lora.enabled: true",
+    ),
+    ("lora rank zero", with_changes(lora__enabled=True, lora__r=0), "spec.lora.r: must be ≥ 1"),
+    (
+        "gs checkpoint uri",
+        with_changes(checkpoints__uri="gs://bucket/ckpt"),
+        "spec.checkpoints.uri: scheme 'gs://' is not supported",
+    ),
+    (
+        "relative checkpoint path",
+        with_changes(checkpoints__uri="ckpt/here"),
+        "spec.checkpoints.uri: 'ckpt/here' is neither an absolute path nor a URI",
+    ),
+    ("output missing", with_changes(output__uri=None), "spec.output.uri: required"),
+    ("unknown top-level field", with_changes(trainig={"maxSteps": 1}), "spec.trainig: unknown field"),
+    (
+        "unknown extraArgs key",
+        with_changes(training__extraArgs={"weight_decey": 0.1}),
+        "spec.training.extraArgs: 'weight_decey' is not an SFTConfig argument (did you mean weight_decay",
+    ),
+    (
+        "extraArgs overrides a spec field",
+        with_changes(training__extraArgs={"learning_rate": 0.1}),
+        "spec.training.extraArgs: 'learning_rate' is set by kubesft; use spec.training.learningRate",
+    ),
+    ("bad precision", with_changes(training__precision="int4"), "spec.training.precision: must be one of"),
+    ("keep zero", with_changes(checkpoints__keep=0), "spec.checkpoints.keep: must be ≥ 1"),
+    ("saveSteps zero", with_changes(checkpoints__saveSteps=0), "spec.checkpoints.saveSteps: must be ≥ 1"),
+    (
+        "paddingFree without packing",
+        with_changes(training__paddingFree=True),
+        "spec.training.paddingFree: needs packing: true",
+    ),
+    (
+        "unknown chat template",
+        with_changes(model__chatTemplate="vicuna"),
+        "spec.model.chatTemplate: 'vicuna' is neither",
+    ),
+    (
+        "negative backoff",
+        with_changes(runPolicy={"backoffLimit": -1}),
+        "spec.runPolicy.backoffLimit: must be ≥ 0",
+    ),
+    (
+        "short grace period",
+        with_changes(runPolicy={"terminationGracePeriodSeconds": 5}),
+        "spec.runPolicy.terminationGracePeriodSeconds: must be ≥ 30",
+    ),
+    (
+        "bad memory quantity",
+        with_changes(resources__memory="lots"),
+        "spec.resources.memory: 'lots' does not match",
+    ),
+    (
+        "assistantOnlyLoss on text",
+        with_changes(dataset__format="text", training__assistantOnlyLoss=True),
+        "spec.training.assistantOnlyLoss: needs conversational data",
+    ),
+    (
+        "endpoint without scheme",
+        with_changes(checkpoints__endpointUrl="minio:9000"),
+        "spec.checkpoints.endpointUrl: 'minio:9000' does not match",
+    ),
+    (
+        "secret reference without name",
+        with_changes(model__tokenSecret={"key": "HF_TOKEN"}),
+        "spec.model.tokenSecret.name: required",
+    ),
+    (
+        "queue name not a DNS label",
+        with_changes(runPolicy={"queueName": "Team_A"}),
+        "spec.runPolicy.queueName",
+    ),
+    (
+        "empty LoRA target module",
+        with_changes(lora={"enabled": True, "targetModules": ["q_proj", ""]}),
+        "spec.lora.targetModules[1]: must not be empty",
+    ),
+    (
+        "node selector value longer than a label value",
+        with_changes(resources__nodeSelector={"pool": "x" * 64}),
+        "spec.resources.nodeSelector.pool: must have at most 63 characters",
+    ),
+]
+
+
+def test_there_are_at_least_twenty_bad_specs() -> None:
+    assert len(BAD_SPECS) >= 20
+
+
+@pytest.mark.parametrize(("case", "spec", "expected"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
+def test_bad_spec_is_rejected_with_field_path(case: str, spec: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(spec)
+    assert any(expected in problem for problem in info.value.problems), info.value.problems
+
+
+def test_valid_spec_parses_and_keeps_values() -> None:
+    spec = parse_spec(VALID)
+    assert spec.training.max_steps == 10
+    assert spec.resources.gpus_per_node == 1
+    assert spec.run_policy.backoff_limit == 3
+    trainer = spec.trainer_config()
+    assert trainer.checkpoints.uri == "s3://bucket/ckpt"
+    assert not hasattr(trainer, "resources")
+
+
+def test_several_problems_are_all_reported() -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(with_changes(training__maxSteps=0, lora__r=0, resources__nodes=0))
+    joined = "\n".join(info.value.problems)
+    for path in ("spec.training.maxSteps", "spec.lora.r", "spec.resources.nodes"):
+        assert path in joined
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_are_valid_sftjobs(path: pathlib.Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    assert doc["apiVersion"] == "kubesft.io/v1alpha1"
+    assert doc["kind"] == "SFTJob"
+    SFTJobSpec.model_validate(doc["spec"])
+
+
+def test_examples_cover_the_documented_cases() -> None:
+    specs = {p.name: SFTJobSpec.model_validate(yaml.safe_load(p.read_text())["spec"]) for p in EXAMPLES}
+    assert any(
+        s.model.name == "HuggingFaceTB/SmolLM2-135M"
+        and s.model.chat_template == "chatml"
+        and s.dataset.format == "messages"
+        and s.training.assistant_only_loss
+        for s in specs.values()
+    )
+    assert any(s.lora.enabled for s in specs.values())
+    assert any(s.dataset.format == "prompt-completion" for s in specs.values())
+    assert any(s.resources.nodes == 2 and s.resources.gpus_per_node == 8 for s in specs.values())

@@ -1,0 +1,173 @@
+"""Training data: formats, files, field mapping, hold-out and sampling, and row checks that name the row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kubesft_api.checkpoints import CheckpointSettings
+from kubesft_api.dataset import DatasetSource
+from kubesft_trainer.data.loading import load_data
+from kubesft_trainer.errors import DataError
+from testing.tinymodel import chat_rows, prompt_completion_rows, text_rows, write_jsonl
+
+SETTINGS = CheckpointSettings()
+
+
+def load(tmp_path: Path, assistant_only: bool = False, **source: object):
+    return load_data(DatasetSource(**source), assistant_only, SETTINGS, tmp_path / "cache", hf_token=None)
+
+
+def test_formats_are_detected_from_the_columns(tmp_path: Path) -> None:
+    conversational_pc = [
+        {
+            "prompt": [{"role": "user", "content": "Hi?"}],
+            "completion": [{"role": "assistant", "content": "Hi."}],
+        }
+    ] * 4
+    cases = {
+        "messages": chat_rows(5),
+        "prompt-completion": prompt_completion_rows(5),
+        "text": text_rows(5),
+    }
+    for expected, rows in cases.items():
+        data = load(tmp_path, uri=str(write_jsonl(tmp_path / f"{expected}.jsonl", rows)))
+        assert data.row_format == expected
+        assert len(data.train) == 5
+    data = load(tmp_path, uri=str(write_jsonl(tmp_path / "pc-chat.jsonl", conversational_pc)))
+    assert data.row_format == "prompt-completion" and data.conversational
+    plain = load(tmp_path, uri=str(tmp_path / "prompt-completion.jsonl"))
+    assert not plain.conversational
+
+
+def test_field_names_are_mapped_to_trl_columns_and_other_columns_dropped(tmp_path: Path) -> None:
+    rows = [{"conversation": row["messages"], "id": i, "source": "x"} for i, row in enumerate(chat_rows(4))]
+    data = load(tmp_path, uri=str(write_jsonl(tmp_path / "d.jsonl", rows)), messagesField="conversation")
+    assert data.train.column_names == ["messages"]
+    assert data.train[0]["messages"] == chat_rows(4)[0]["messages"]
+
+    rows = [{"question": r["prompt"], "answer": r["completion"]} for r in prompt_completion_rows(3)]
+    data = load(
+        tmp_path,
+        uri=str(write_jsonl(tmp_path / "qa.jsonl", rows)),
+        format="prompt-completion",
+        promptField="question",
+        completionField="answer",
+    )
+    assert sorted(data.train.column_names) == ["completion", "prompt"]
+    assert data.train[2]["completion"] == rows[2]["answer"]
+
+
+def test_jsonl_json_parquet_and_csv_give_the_same_rows(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = prompt_completion_rows(6)
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rows.parquet")
+    lines = ["prompt,completion"] + [f'"{r["prompt"]}","{r["completion"]}"' for r in rows]
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    for suffix in ("jsonl", "json", "parquet", "csv"):
+        data = load(tmp_path, uri=str(tmp_path / f"rows.{suffix}"))
+        assert data.row_format == "prompt-completion", suffix
+        assert [dict(r) for r in data.train] == rows, suffix
+
+
+def test_a_folder_of_split_files_gives_train_and_eval_splits(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    write_jsonl(folder / "train-00000.jsonl", chat_rows(6, seed=1))
+    write_jsonl(folder / "train-00001.jsonl", chat_rows(4, seed=2))
+    write_jsonl(folder / "test.jsonl", chat_rows(3, seed=3))
+    data = load(tmp_path, uri=str(folder), evalSplit="test")
+    assert len(data.train) == 10
+    assert data.eval is not None and len(data.eval) == 3
+    assert data.eval[0]["messages"] == chat_rows(3, seed=3)[0]["messages"]
+
+    unsplit = tmp_path / "unsplit"
+    write_jsonl(unsplit / "part-a.jsonl", chat_rows(2))
+    write_jsonl(unsplit / "part-b.jsonl", chat_rows(3))
+    assert len(load(tmp_path, uri=str(unsplit)).train) == 5
+
+
+def test_eval_fraction_holds_out_a_seeded_disjoint_share(tmp_path: Path) -> None:
+    rows = [{"text": f"document {i}"} for i in range(40)]
+    uri = str(write_jsonl(tmp_path / "t.jsonl", rows))
+    first = load(tmp_path, uri=uri, evalFraction=0.25, seed=7)
+    again = load(tmp_path, uri=uri, evalFraction=0.25, seed=7)
+    other = load(tmp_path, uri=uri, evalFraction=0.25, seed=8)
+    assert first.eval is not None and again.eval is not None and other.eval is not None
+    train, held = set(first.train["text"]), set(first.eval["text"])
+    assert len(held) == 10 and len(train) == 30 and not train & held
+    assert held == set(again.eval["text"])
+    assert held != set(other.eval["text"])
+
+
+def test_max_samples_takes_a_seeded_subset(tmp_path: Path) -> None:
+    uri = str(write_jsonl(tmp_path / "t.jsonl", [{"text": f"document {i}"} for i in range(50)]))
+    first = load(tmp_path, uri=uri, maxSamples=8, seed=3)
+    assert len(first.train) == 8
+    assert first.train["text"] == load(tmp_path, uri=uri, maxSamples=8, seed=3).train["text"]
+    assert first.train["text"] != [f"document {i}" for i in range(8)]
+
+
+def test_bad_rows_are_named_and_counted_before_training(tmp_path: Path) -> None:
+    rows = chat_rows(12)
+    rows[3]["messages"][1]["role"] = "bot"
+    rows[5]["messages"][2]["content"] = "   "
+    rows[8] = {"messages": None}
+    rows[10]["messages"] = [m for m in rows[10]["messages"] if m["role"] != "assistant"]
+    uri = str(write_jsonl(tmp_path / "chat.jsonl", rows))
+    with pytest.raises(DataError) as caught:
+        load(tmp_path, assistant_only=True, uri=uri)
+    message = str(caught.value)
+    assert "4 of 12 rows are invalid" in message
+    assert "row 3: messages[1].role is 'bot'" in message
+    assert "row 5: messages[2].content is empty" in message
+    assert "row 8: missing field 'messages'" in message
+    assert "row 10: messages has no assistant turn" in message
+    assert uri in message
+    # Without assistant-only loss a conversation without an assistant turn is still usable.
+    with pytest.raises(DataError) as caught:
+        load(tmp_path, uri=uri)
+    assert "3 of 12 rows are invalid" in str(caught.value)
+
+
+def test_bad_rows_in_a_sample_are_named_by_their_row_in_the_file(tmp_path: Path) -> None:
+    rows = [{"text": f"document {i}"} for i in range(30)]
+    rows[17]["text"] = ""
+    uri = str(write_jsonl(tmp_path / "t.jsonl", rows))
+    with pytest.raises(DataError, match=r"row 17: text is empty"):
+        load(tmp_path, uri=uri, maxSamples=29, seed=1)
+
+
+def test_prompt_completion_rows_must_be_consistent(tmp_path: Path) -> None:
+    rows = prompt_completion_rows(4)
+    rows[1]["completion"] = [{"role": "assistant", "content": "7."}]
+    rows[2]["prompt"] = ""
+    uri = str(write_jsonl(tmp_path / "pc.jsonl", rows))
+    with pytest.raises(DataError) as caught:
+        load(tmp_path, uri=uri)
+    assert "row 1: prompt and completion must both be strings or both be lists of turns" in str(caught.value)
+    assert "row 2: prompt is empty" in str(caught.value)
+
+
+def test_unknown_columns_and_missing_files_say_what_is_expected(tmp_path: Path) -> None:
+    uri = str(write_jsonl(tmp_path / "odd.jsonl", [{"question": "a", "reply": "b"}]))
+    with pytest.raises(DataError, match=r"cannot tell the format from the columns question, reply"):
+        load(tmp_path, uri=uri)
+    with pytest.raises(DataError, match=r"format messages needs column\(s\) messages"):
+        load(tmp_path, uri=uri, format="messages")
+    with pytest.raises(DataError, match=r"dataset.uri: .*missing.jsonl does not exist"):
+        load(tmp_path, uri=str(tmp_path / "missing.jsonl"))
+    valid = str(write_jsonl(tmp_path / "chat.jsonl", chat_rows(3)))
+    with pytest.raises(DataError, match=r"single file, so it has no 'test' split; use evalFraction"):
+        load(tmp_path, uri=valid, evalSplit="test")
+
+
+def test_assistant_only_loss_refuses_plain_prompt_completion_data(tmp_path: Path) -> None:
+    uri = str(write_jsonl(tmp_path / "pc.jsonl", prompt_completion_rows(4)))
+    with pytest.raises(DataError, match=r"training.assistantOnlyLoss: needs conversational data"):
+        load(tmp_path, assistant_only=True, uri=uri)

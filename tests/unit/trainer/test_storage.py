@@ -1,0 +1,169 @@
+"""The object store against moto's S3 server on loopback and against a local folder, through one API."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kubesft_api.checkpoints import CheckpointSettings
+from kubesft_trainer.errors import TrainerError
+from kubesft_trainer.storage.objects import (
+    MULTIPART_THRESHOLD,
+    PVC_MOUNT_ROOT,
+    ObjectStore,
+    StorageError,
+    open_store,
+    resolve_local_path,
+)
+
+if TYPE_CHECKING:
+    from tests.support.storage import MotoS3
+
+pytest_plugins = ("tests.support.storage",)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """A checkpoint-like folder: one file big enough for multipart, nested and empty files."""
+    files = {
+        "model.safetensors": os.urandom(MULTIPART_THRESHOLD + 3 * 1024 * 1024 + 17),
+        "optimizer.pt": os.urandom(300_000),
+        "trainer_state.json": b'{"global_step": 4}',
+        "rng/rng_state_0.pth": os.urandom(1234),
+        "empty.txt": b"",
+    }
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+@pytest.fixture(params=["s3", "local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "s3":
+        server: MotoS3 = request.getfixturevalue("moto_s3")
+        bucket = request.getfixturevalue("s3_bucket")
+        uri = f"s3://{bucket}/runs/job-a"
+        return open_store(uri, server.settings(uri))
+    root = tmp_path / "store"
+    return open_store(f"file://{root}", CheckpointSettings())
+
+
+def test_directory_round_trip_keeps_every_byte(store: ObjectStore, tmp_path: Path) -> None:
+    files = _tree(tmp_path / "src")
+    written = store.upload_directory(tmp_path / "src", "checkpoint-4")
+    assert written == sum(len(data) for data in files.values())
+
+    assert store.list_keys("checkpoint-4") == sorted(f"checkpoint-4/{name}" for name in files)
+    downloaded = store.download_directory("checkpoint-4", tmp_path / "dst")
+    assert sorted(p.relative_to(tmp_path / "dst").as_posix() for p in downloaded) == sorted(files)
+    for name, data in files.items():
+        got = (tmp_path / "dst" / name).read_bytes()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), name
+
+
+def test_single_objects_bytes_and_existence(store: ObjectStore, tmp_path: Path) -> None:
+    assert not store.exists("manifests/a.json")
+    store.write_bytes("manifests/a.json", b'{"step": 1}')
+    assert store.exists("manifests/a.json")
+    assert store.read_bytes("manifests/a.json") == b'{"step": 1}'
+
+    source = tmp_path / "weights.bin"
+    source.write_bytes(b"w" * 4096)
+    assert store.upload_file(source, "single/weights.bin") == 4096
+    store.download_file("single/weights.bin", tmp_path / "deep" / "copy.bin")
+    assert (tmp_path / "deep" / "copy.bin").read_bytes() == b"w" * 4096
+    assert store.location("single/weights.bin") == store.uri + "/single/weights.bin"
+
+
+def test_prefixes_are_folders_not_string_prefixes(store: ObjectStore) -> None:
+    for step in (1, 10, 100):
+        store.write_bytes(f"checkpoint-{step}/trainer_state.json", b"{}")
+    assert store.list_keys("checkpoint-1") == ["checkpoint-1/trainer_state.json"]
+
+    store.delete_prefix("checkpoint-1")
+    assert store.list_keys() == ["checkpoint-10/trainer_state.json", "checkpoint-100/trainer_state.json"]
+    store.delete_prefix("does-not-exist")
+    assert len(store.list_keys()) == 2
+
+
+def test_missing_objects_raise_a_storage_error_naming_the_uri(store: ObjectStore, tmp_path: Path) -> None:
+    with pytest.raises(
+        StorageError,
+        match=r"runs/job-a/nothing/here\.bin does not exist|store/nothing/here\.bin does not exist",
+    ):
+        store.read_bytes("nothing/here.bin")
+    with pytest.raises(StorageError, match=r"nothing/here\.bin"):
+        store.download_file("nothing/here.bin", tmp_path / "x")
+    assert store.download_directory("nothing", tmp_path / "empty") == []
+
+
+def test_s3_multipart_upload_is_used_for_large_files(moto_s3: MotoS3, s3_bucket: str, tmp_path: Path) -> None:
+    uri = f"s3://{s3_bucket}/big"
+    store = open_store(uri, moto_s3.settings(uri))
+    _tree(tmp_path / "src")
+    store.upload_directory(tmp_path / "src", "")
+    client = moto_s3.client()
+    big = client.head_object(Bucket=s3_bucket, Key="big/model.safetensors")
+    small = client.head_object(Bucket=s3_bucket, Key="big/optimizer.pt")
+    # S3 ETags of multipart objects end in -<parts>.
+    assert big["ETag"].strip('"').endswith("-2")
+    assert "-" not in small["ETag"]
+
+
+def test_s3_errors_name_the_bucket_and_are_retryable(moto_s3: MotoS3, tmp_path: Path) -> None:
+    uri = "s3://no-such-bucket-here/prefix"
+    store = open_store(uri, moto_s3.settings(uri))
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket-here' does not exist") as raised:
+        store.list_keys()
+    assert isinstance(raised.value, TrainerError) and raised.value.exit_code == 1
+
+
+def test_unreachable_endpoint_raises_a_storage_error(tmp_path: Path) -> None:
+    uri = "s3://bucket/prefix"
+    # Port 9 (discard) on loopback is closed: connections are refused at once.
+    store = open_store(uri, CheckpointSettings(uri=uri, endpoint_url="http://127.0.0.1:9"))
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(StorageError, match=r"uploading to s3://bucket/prefix/k failed"):
+        store.upload_file(tmp_path / "f", "k")
+    with pytest.raises(StorageError, match=r"listing s3://bucket/prefix failed"):
+        store.list_keys()
+
+
+def test_local_store_leaves_no_partial_file_under_the_final_name(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "root"), CheckpointSettings())
+    with pytest.raises(StorageError, match="writing"):
+        store.upload_file(tmp_path / "missing-source", "a/b.bin")
+    assert store.list_keys() == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("/data/train.jsonl", Path("/data/train.jsonl")),
+        ("file:///data/train.jsonl", Path("/data/train.jsonl")),
+        ("pvc://datasets/chat/train.jsonl", PVC_MOUNT_ROOT / "datasets" / "chat" / "train.jsonl"),
+        ("pvc://datasets", PVC_MOUNT_ROOT / "datasets"),
+        ("s3://bucket/prefix", None),
+    ],
+)
+def test_resolve_local_path(uri: str, expected: Path | None) -> None:
+    assert resolve_local_path(uri) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("gs://bucket/x", "scheme 'gs://' is not supported"),
+        ("relative/path", "neither an absolute path nor a URI"),
+        ("file://relative", "needs an absolute path"),
+        ("pvc:///path", "needs a claim name"),
+    ],
+)
+def test_resolve_local_path_refuses_what_it_cannot_map(uri: str, message: str) -> None:
+    with pytest.raises(StorageError, match=message):
+        resolve_local_path(uri)

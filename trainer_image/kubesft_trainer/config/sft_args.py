@@ -1,0 +1,117 @@
+"""TRL's SFTConfig from the spec's training section, plus extraArgs checked against the installed TRL."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kubesft_api.sft_config_fields import MANAGED_SFT_CONFIG_FIELDS, closest_field_names
+from kubesft_api.trainer_config import TrainerConfig
+from kubesft_trainer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trl import SFTConfig
+
+
+def installed_sft_fields() -> set[str]:
+    """SFTConfig's argument names in the TRL this process runs (which may differ from the spec's list)."""
+    from trl import SFTConfig
+
+    return {f.name for f in dataclasses.fields(SFTConfig) if f.init}
+
+
+def check_extra_args(extra_args: dict[str, Any], installed: set[str]) -> None:
+    """Refuse names TRL does not know and names kubesft derives from the spec, listing all of them."""
+    import trl
+
+    problems = []
+    for key in sorted(extra_args):
+        if key in MANAGED_SFT_CONFIG_FIELDS:
+            problems.append(f"training.extraArgs.{key}: set by kubesft; use {MANAGED_SFT_CONFIG_FIELDS[key]}")
+        elif key not in installed:
+            near = closest_field_names(key, candidates=installed)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            problems.append(
+                f"training.extraArgs.{key}: not an SFTConfig argument of TRL {trl.__version__}{hint}"
+            )
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def precision_flags(precision: str, cuda: bool, bf16_capable: bool) -> dict[str, bool]:
+    """bf16 / fp16 flags. ``auto`` is bf16 where the GPU supports it, else full fp32 (CPU, older GPUs)."""
+    if precision == "auto":
+        return {"bf16": cuda and bf16_capable, "fp16": False}
+    if precision == "fp16" and not cuda:
+        raise ConfigError("training.precision: fp16 needs a CUDA GPU; use auto or fp32 on CPU")
+    if precision == "bf16" and cuda and not bf16_capable:
+        raise ConfigError("training.precision: this GPU does not support bf16; use fp16 or auto")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def _checkpointing_name(installed: set[str]) -> str:
+    # transformers 5 renamed gradient_checkpointing; the old name still works but warns.
+    return "activation_checkpointing" if "activation_checkpointing" in installed else "gradient_checkpointing"
+
+
+def sft_kwargs(
+    config: TrainerConfig,
+    output_dir: Path,
+    has_eval: bool,
+    progress_bar: bool,
+    installed: set[str],
+    cuda: bool,
+    bf16_capable: bool,
+    tuned: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The SFTConfig arguments for this spec, then ``tuned`` (``tuning.tuned_sft_defaults``), then
+    extraArgs, which may override everything the spec does not set."""
+    training, checkpoints = config.training, config.checkpoints
+    check_extra_args(training.extra_args, installed)
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "num_train_epochs": training.epochs,
+        "max_steps": training.max_steps if training.max_steps is not None else -1,
+        "learning_rate": training.learning_rate,
+        "lr_scheduler_type": training.lr_scheduler,
+        # transformers 5 reads a warmup_steps below 1 as a share of all steps
+        "warmup_steps": float(training.warmup_ratio),
+        "per_device_train_batch_size": training.per_device_batch_size,
+        "per_device_eval_batch_size": training.per_device_batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "max_length": training.max_length,
+        "packing": training.packing,
+        "padding_free": training.padding_free,
+        "assistant_only_loss": training.assistant_only_loss,
+        "completion_only_loss": training.completion_only_loss,
+        _checkpointing_name(installed): training.gradient_checkpointing,
+        **precision_flags(training.precision, cuda, bf16_capable),
+        "seed": training.seed,
+        "data_seed": training.seed,
+        "logging_steps": training.logging_steps,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": training.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": checkpoints.save_steps,
+        "save_total_limit": checkpoints.keep,
+        "report_to": "none",
+        "dataloader_pin_memory": cuda,
+        # Without it accelerate runs each CPU process on its own instead of as one DDP group.
+        "use_cpu": not cuda,
+        "disable_tqdm": not progress_bar,
+        "dataset_text_field": "text",
+        "trust_remote_code": config.model.trust_remote_code,
+    }
+    kwargs.update(tuned or {})
+    kwargs.update(training.extra_args)
+    return kwargs
+
+
+def build_sft_config(kwargs: dict[str, Any]) -> SFTConfig:
+    from trl import SFTConfig
+
+    try:
+        return SFTConfig(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"training: TRL refused the settings: {error}") from error

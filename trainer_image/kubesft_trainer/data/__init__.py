@@ -1,0 +1,1 @@
+"""Training data: loading, format detection and per-row checks."""

@@ -1,0 +1,1 @@
+"""The base model: hub downloads, loading, chat templates and LoRA."""

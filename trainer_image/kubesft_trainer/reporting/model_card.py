@@ -1,0 +1,105 @@
+"""The model card (README.md) written with the trained model."""
+
+from __future__ import annotations
+
+import json
+
+from kubesft_trainer.reporting.summary import TrainingSummary
+
+
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def render_model_card(summary: TrainingSummary) -> str:
+    training = summary.config.get("training", {})
+    lora = summary.config.get("lora", {})
+    tags = ["kubesft", "sft", "trl"] + (["lora"] if summary.lora else [])
+    front_matter = {
+        "base_model": summary.base_model,
+        "library_name": "peft" if summary.lora else "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": tags,
+    }
+    lines = ["---"]
+    for key, value in front_matter.items():
+        lines.append(f"{key}: {json.dumps(value)}")
+    lines += [
+        "---",
+        "",
+        f"# Fine-tuned {summary.base_model}",
+        "",
+        f"Supervised fine-tuning of `{summary.base_model}` on `{summary.dataset}` with TRL's SFTTrainer, "
+        "run by kubesft.",
+        "",
+        "## Data",
+        "",
+        f"- dataset: `{summary.dataset}` ({summary.row_format} rows)",
+        f"- training rows: {summary.train_rows}"
+        + (f", evaluation rows: {summary.eval_rows}" if summary.eval_rows is not None else ""),
+        f"- chat template: {summary.chat_template}",
+        "",
+        "## Settings",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    for key in (
+        "epochs",
+        "maxSteps",
+        "learningRate",
+        "lrScheduler",
+        "warmupRatio",
+        "perDeviceBatchSize",
+        "gradientAccumulationSteps",
+        "maxLength",
+        "packing",
+        "assistantOnlyLoss",
+        "seed",
+    ):
+        if key in training:
+            lines.append(f"| {key} | {training[key]} |")
+    lines.append(f"| precision | {summary.precision} |")
+    lines.append(f"| processes | {summary.world_size} |")
+    if summary.lora:
+        lines.append(
+            f"| LoRA | r={lora.get('r')}, alpha={lora.get('alpha')}, dropout={lora.get('dropout')}, "
+            f"targets={', '.join(lora.get('targetModules', []))}, quantization={lora.get('quantization')} |"
+        )
+    for key, value in sorted(training.get("extraArgs", {}).items()):
+        lines.append(f"| {key} | {value} |")
+    lines += [
+        "",
+        "## Results",
+        "",
+        f"- steps: {summary.global_step} of {summary.max_steps}"
+        + (f" (resumed from step {summary.resumed_from_step})" if summary.resumed_from_step else ""),
+        f"- training loss: {_loss(summary.first_train_loss)} at the first logging step, "
+        f"{_loss(summary.final_train_loss)} at the last (mean over the run: {_loss(summary.mean_train_loss)})",
+        f"- final evaluation loss: {_loss(summary.final_eval_loss)}",
+    ]
+    if summary.tokens is not None:
+        lines.append(f"- tokens trained on: {summary.tokens:,}")
+    lines += [
+        "",
+        "![loss curve](loss_curve.png)",
+        "",
+        "## Files",
+        "",
+    ]
+    if summary.lora:
+        lines.append(
+            "- the LoRA adapter (`adapter_config.json`, `adapter_model.safetensors`) with its tokenizer"
+        )
+        if summary.merged_model_path:
+            lines.append(f"- `{summary.merged_model_path}/`: the adapter merged into the base weights")
+    else:
+        lines.append("- the model weights and config with its tokenizer and chat template")
+    lines += [
+        "- `training_summary.json`: these facts, the full config and the library versions",
+        "- `loss_curve.png`: loss against step",
+        "",
+        "Library versions: " + ", ".join(f"{name} {version}" for name, version in summary.versions.items()),
+        "",
+    ]
+    return "\n".join(lines)

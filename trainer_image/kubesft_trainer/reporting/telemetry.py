@@ -1,0 +1,132 @@
+"""A TrainerCallback that feeds the Prometheus metrics, the progress report and a readable log line."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from kubesft_trainer.reporting import metrics
+from kubesft_trainer.reporting.progress_tracker import ProgressTracker
+
+log = logging.getLogger("kubesft_trainer.train")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+class TelemetryCallback(TrainerCallback):
+    """On rank 0: metrics, progress and one log line per logging step (and per evaluation)."""
+
+    def __init__(
+        self,
+        tracker: ProgressTracker,
+        write_line: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        gpu_memory: Callable[[], int] | None = None,
+    ) -> None:
+        self._tracker = tracker
+        self._write_line = write_line or log.info
+        self._clock = clock
+        self._gpu_memory = gpu_memory
+        if gpu_memory is not None:
+            metrics.export_gpu_memory()
+        self._last_tokens: float | None = None
+        self._last_time = clock()
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        metrics.TRAIN_MAX_STEPS.set(state.max_steps)
+        metrics.TRAIN_GLOBAL_STEP.set(state.global_step)
+        self._tracker.start(state.global_step, state.max_steps or None)
+        self._last_tokens, self._last_time = None, self._clock()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        metrics.TRAIN_GLOBAL_STEP.set(state.global_step)
+        if state.epoch is not None:
+            metrics.TRAIN_EPOCH.set(state.epoch)
+        self._tracker.update(step=state.global_step, epoch=state.epoch)
+
+    def _throughput(self, tokens: float | None) -> float | None:
+        now = self._clock()
+        if tokens is None:
+            return None
+        previous = 0.0 if self._last_tokens is None else self._last_tokens
+        # TRL counts tokens from zero in each process; a smaller count means a new run.
+        delta = tokens - previous if tokens >= previous else tokens
+        elapsed = now - self._last_time
+        self._last_tokens, self._last_time = tokens, now
+        metrics.TRAIN_TOKENS.inc(delta)
+        return delta / elapsed if elapsed > 0 else None
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        logs = logs or {}
+        if self._gpu_memory is not None:
+            metrics.GPU_MEMORY_ALLOCATED.set(self._gpu_memory())
+        eval_loss = _number(logs.get("eval_loss"))
+        if eval_loss is not None:
+            metrics.EVAL_LOSS.set(eval_loss)
+            self._tracker.update(eval_loss=eval_loss)
+            self._write_line(f"step {state.global_step}/{state.max_steps} eval_loss {eval_loss:.4f}")
+        loss = _number(logs.get("loss"))
+        if loss is None:
+            return
+        learning_rate = _number(logs.get("learning_rate"))
+        grad_norm = _number(logs.get("grad_norm"))
+        tokens_per_second = self._throughput(_number(logs.get("num_tokens")))
+        metrics.TRAIN_LOSS.set(loss)
+        for gauge, value in (
+            (metrics.TRAIN_LEARNING_RATE, learning_rate),
+            (metrics.TRAIN_GRAD_NORM, grad_norm),
+            (metrics.TRAIN_TOKENS_PER_SECOND, tokens_per_second),
+        ):
+            if value is not None:
+                gauge.set(value)
+        self._tracker.update(
+            step=state.global_step,
+            epoch=state.epoch,
+            loss=loss,
+            learning_rate=learning_rate,
+            tokens_per_second=tokens_per_second,
+        )
+        report = self._tracker.report()
+        parts = [f"step {state.global_step}/{state.max_steps}"]
+        if report.percent is not None:
+            parts[0] += f" ({report.percent:.0f}%)"
+        parts.append(f"loss {loss:.4f}")
+        if learning_rate is not None:
+            parts.append(f"lr {learning_rate:.3g}")
+        if grad_norm is not None:
+            parts.append(f"grad_norm {grad_norm:.3g}")
+        if tokens_per_second is not None:
+            parts.append(f"tokens/s {tokens_per_second:,.0f}")
+        if state.epoch is not None:
+            parts.append(f"epoch {state.epoch:.2f}")
+        parts.append(f"eta {format_duration(report.eta_seconds)}")
+        self._write_line(" | ".join(parts))
