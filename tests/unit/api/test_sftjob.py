@@ -56,6 +56,11 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         "spec.resources.env[0].value: HF_TOKEN looks like a secret",
     ),
     (
+        "env overriding what the pod contract sets",
+        with_changes(resources__env=[{"name": "KUBESFT_CONFIG", "value": "/tmp/x"}]),
+        "spec.resources.env[0].name: KUBESFT_CONFIG is set by kubesft",
+    ),
+    (
         "inline credentials",
         with_changes(checkpoints__credentialsSecret={"name": "s3", "secretAccessKey": "abc"}),
         "spec.checkpoints.credentialsSecret.secretAccessKey: unknown field",

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import yaml
 
-from kubesft_api.sftjob import InvalidSpecError, SFTJobSpec, parse_spec
+from kubesft_api.sftjob import SFTJobSpec, parse_spec
 from kubesft_api.trainer_config import TrainerConfig
-from kubesft_operator import names
 from kubesft_operator.render import (
     Attempt,
     Owner,
@@ -22,6 +20,8 @@ from kubesft_operator.render import (
 from tests.support.operator_objects import spec_dict
 
 OWNER = Owner(name="chat", namespace="team-a", uid="0f0e-uid")
+
+
 DEFAULTS = TrainerDefaults(image="registry.example/kubesft-trainer:1.0", image_pull_secrets=("regcred",))
 
 
@@ -153,13 +153,6 @@ def test_secrets_only_ever_by_reference() -> None:
     assert by_name["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "aws"
 
 
-def test_user_env_may_not_override_the_pod_contract() -> None:
-    with pytest.raises(
-        InvalidSpecError, match=r"spec\.resources\.env\[0\]\.name: KUBESFT_CONFIG is set by kubesft"
-    ):
-        make_spec(resources={"env": [{"name": "KUBESFT_CONFIG", "value": "/tmp/x"}]})
-
-
 def test_cpu_job_has_no_gpu_limit_and_one_process() -> None:
     job = render_job(
         OWNER, make_spec(resources={"gpusPerNode": 0, "cpu": "2", "memory": "4Gi"}), Attempt(0), DEFAULTS
@@ -240,17 +233,6 @@ def test_scheduling_fields_and_image_override_pass_through() -> None:
     assert pod["tolerations"][0]["key"] == "gpu"
     assert pod["priorityClassName"] == "training"
     assert container["envFrom"] == [{"configMapRef": {"name": "extra"}}]
-
-
-def test_names_are_deterministic_and_valid_for_long_sftjob_names() -> None:
-    long = "a" * 63
-    first, again = names.job_name(long, 12), names.job_name(long, 12)
-    assert first == again and first.endswith("-12")
-    assert len(first) + len("-255") <= 63
-    assert names.is_dns_label(first)
-    assert names.job_name(long, 12) != names.job_name("a" * 62 + "b", 12)
-    assert names.service_name("9lives")[0].isalpha()
-    assert len(names.service_name(long)) <= 63
 
 
 def test_render_is_pure() -> None:

@@ -1,4 +1,4 @@
-"""Admission decisions, the webhook's certificate, and the status patch and metrics the operator writes."""
+"""Admission decisions, the webhook's certificate, and how its server is announced to the API server."""
 
 from __future__ import annotations
 
@@ -10,13 +10,9 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-import prometheus_client
 import pytest
 from cryptography import x509
 
-from kubesft_api.status import Condition, SFTJobStatus
-from kubesft_operator import metrics
-from kubesft_operator.controller import status_patch
 from kubesft_operator.settings import OperatorSettings
 from kubesft_operator.webhook import (
     PublishingWebhookServer,
@@ -66,58 +62,6 @@ def test_self_signed_certificate_serves_tls_for_its_names(tmp_path: Path) -> Non
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
-
-
-def test_status_patch_sends_only_changes_and_nulls_for_dropped_fields() -> None:
-    old = {"phase": "Running", "etaText": "3m", "progressText": "1/4 (25%)", "restarts": 0, "kopf": {"x": 1}}
-    new = SFTJobStatus(phase="Succeeded", progress_text="1/4 (25%)", restarts=0)
-    assert status_patch(old, new) == {"phase": "Succeeded", "etaText": None}
-    assert status_patch(new.model_dump(mode="json", by_alias=True, exclude_none=True), new) == {}
-
-
-def _sample(name: str, labels: dict[str, str] | None = None) -> float:
-    return prometheus_client.REGISTRY.get_sample_value(name, labels or {}) or 0.0
-
-
-def test_transitions_are_counted_once() -> None:
-    created = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
-    before = (
-        _sample("kubesft_sftjobs_created_total"),
-        _sample("kubesft_sftjob_restarts_total"),
-        _sample("kubesft_sftjobs_failed_total", {"reason": "OOMKilled"}),
-        _sample("kubesft_sftjob_duration_seconds_count"),
-    )
-    pending = SFTJobStatus(phase="Pending")
-    metrics.record_transition(SFTJobStatus(), pending, created)
-    restarted = SFTJobStatus(phase="Pending", restarts=1)
-    metrics.record_transition(pending, restarted, created)
-    failed = SFTJobStatus(
-        phase="Failed",
-        restarts=1,
-        completion_time="2030-01-01T01:00:00Z",
-        conditions=[Condition(type="Failed", status="True", reason="OOMKilled")],
-    )
-    metrics.record_transition(restarted, failed, created)
-    metrics.record_transition(failed, failed, created)
-    after = (
-        _sample("kubesft_sftjobs_created_total"),
-        _sample("kubesft_sftjob_restarts_total"),
-        _sample("kubesft_sftjobs_failed_total", {"reason": "OOMKilled"}),
-        _sample("kubesft_sftjob_duration_seconds_count"),
-    )
-    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
-
-
-def test_phase_gauge_counts_jobs_per_namespace_and_phase() -> None:
-    metrics.PHASE_COUNTS.set("ns-gauge", "a", "Running")
-    metrics.PHASE_COUNTS.set("ns-gauge", "b", "Running")
-    metrics.PHASE_COUNTS.set("ns-gauge", "c", "Failed")
-    assert _sample("kubesft_sftjobs", {"namespace": "ns-gauge", "phase": "Running"}) == 2
-    assert _sample("kubesft_sftjobs", {"namespace": "ns-gauge", "phase": "Succeeded"}) == 0
-    metrics.PHASE_COUNTS.set("ns-gauge", "b", None)
-    assert _sample("kubesft_sftjobs", {"namespace": "ns-gauge", "phase": "Running"}) == 1
-    text = prometheus_client.generate_latest().decode()
-    assert "kubesft_sftjobs_created_created" not in text
 
 
 async def _first_client_config(server: Any) -> Any:

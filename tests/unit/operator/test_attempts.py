@@ -1,13 +1,9 @@
-"""Reading an attempt's state from its Job and Pods, and the conditions users see."""
+"""Reading an attempt's state from its Job and Pods: running, waiting, finished or failed, and why."""
 
 from __future__ import annotations
 
 from kubesft_api import exit_codes
-from kubesft_api.progress import ProgressReport
-from kubesft_api.status import Condition
 from kubesft_operator.attempts import observe_attempt, trainer_reason
-from kubesft_operator.conditions import headline, set_condition
-from kubesft_operator.progress import eta_text, progress_patch, progress_text
 from tests.support.operator_objects import T0, job, job_condition, pod
 
 
@@ -131,54 +127,3 @@ def test_trainer_reason_prefers_the_prefixed_line() -> None:
     assert trainer_reason("a\nkubesft: error: the reason\nlater noise\n") == "the reason"
     assert trainer_reason("only a log line\n") == "only a log line"
     assert trainer_reason(None) == ""
-
-
-def test_condition_transition_time_moves_only_on_status_change() -> None:
-    first = set_condition([], "Running", "False", "JobCreated", "m", "t1")
-    same = set_condition(first, "Running", "False", "PodStarting", "m2", "t2")
-    flipped = set_condition(same, "Running", "True", "Training", "m3", "t3")
-    assert same[0].last_transition_time == "t1" and same[0].reason == "PodStarting"
-    assert flipped[0].last_transition_time == "t3"
-    ordered = set_condition(flipped, "Created", "True", "JobCreated", "", "t4")
-    assert [c.type for c in ordered] == ["Created", "Running"]
-
-
-def test_headline_follows_the_phase() -> None:
-    conditions = [
-        Condition(type="Running", status="True", reason="Training", message="m"),
-        Condition(type="Suspended", status="False", reason="Suspending", message="saving"),
-    ]
-    assert headline("Running", conditions) == ("Running", "Suspending", "saving")
-    assert headline(None, []) == ("", "", "")
-
-
-def test_progress_text_and_eta() -> None:
-    assert progress_text(ProgressReport(step=420, total_steps=1000)) == "420/1000 (42%)"
-    assert progress_text(ProgressReport(step=999, total_steps=1000)) == "999/1000 (99%)"
-    assert progress_text(ProgressReport(step=7)) == "7 steps"
-    assert [eta_text(s) for s in (45, 720, 3900, 2 * 86400 + 3 * 3600, None)] == [
-        "45s",
-        "12m",
-        "1h05m",
-        "2d3h",
-        None,
-    ]
-
-
-def test_progress_patch_only_when_values_change() -> None:
-    report = ProgressReport(
-        step=10,
-        total_steps=40,
-        loss=2.5,
-        eta_seconds=30,
-        updated_at="t1",
-        latest_checkpoint="s3://ckpt/chat/checkpoint-10",
-    )
-    patch = progress_patch({}, report)
-    assert patch is not None
-    assert patch["progressText"] == "10/40 (25%)" and patch["etaText"] == "30s"
-    assert patch["latestCheckpoint"] == "s3://ckpt/chat/checkpoint-10"
-    assert patch["progress"]["totalSteps"] == 40
-    status = {"progress": patch["progress"]}
-    assert progress_patch(status, report.model_copy(update={"updated_at": "t2"})) is None
-    assert progress_patch(status, report.model_copy(update={"step": 11})) is not None
