@@ -1,4 +1,4 @@
-"""Helpers for the trainer tests: a tiny model on disk, configs, and the CLI run as a pod runs it."""
+"""Helpers for the trainer tests: configs, and the CLI run as a pod runs it."""
 
 from __future__ import annotations
 
@@ -12,17 +12,9 @@ from typing import Any
 
 import yaml
 
-from testing.tinymodel import build_tiny_model
+from kubesft_api.trainer_config import TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-_MODELS: dict[Path, Path] = {}
-
-
-def tiny_model(base: Path) -> Path:
-    """One tiny Llama per test session (``base`` is the session's temporary root)."""
-    if base not in _MODELS:
-        _MODELS[base] = build_tiny_model(base / "tiny-model")
-    return _MODELS[base]
 
 
 def trainer_config(model: Path, data: Path, output: Path, **sections: dict[str, Any]) -> dict[str, Any]:
@@ -44,6 +36,13 @@ def trainer_config(model: Path, data: Path, output: Path, **sections: dict[str, 
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)
     return config
+
+
+def parsed_config(**training: object) -> TrainerConfig:
+    """``trainer_config`` with ``training`` overrides, parsed as the trainer parses it; the paths need
+    not exist."""
+    raw = trainer_config(Path("/m"), Path("/d.jsonl"), Path("/out"), training=dict(training))
+    return TrainerConfig.model_validate(raw)
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:

@@ -21,7 +21,6 @@ from tests.support.operator_objects import spec_dict
 
 OWNER = Owner(name="chat", namespace="team-a", uid="0f0e-uid")
 
-
 DEFAULTS = TrainerDefaults(image="registry.example/kubesft-trainer:1.0", image_pull_secrets=("regcred",))
 
 

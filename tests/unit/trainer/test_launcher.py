@@ -1,4 +1,5 @@
-"""Two training processes on CPU (gloo), launched by the trainer itself under torchrun, as in a pod."""
+"""The launcher: two training processes on CPU (gloo) under torchrun, as in a pod, and the exit code
+it keeps out of theirs."""
 
 from __future__ import annotations
 
@@ -7,25 +8,19 @@ from pathlib import Path
 import pytest
 
 from kubesft_api import exit_codes
+from kubesft_trainer.launcher import Outcome, decide
 from kubesft_trainer.reporting.failure_report import ERROR_PREFIX
 from testing.tinymodel import chat_rows, write_jsonl
 from tests.support.trainer import (
     last_stderr_line,
     run_trainer,
     summary,
-    tiny_model,
     trainer_config,
     write_config,
 )
 
-pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model(tmp_path_factory.getbasetemp())
-
-
+@pytest.mark.slow
 def test_two_processes_train_one_model_and_only_rank_zero_writes_it(model: Path, tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(64))
     output = tmp_path / "out"
@@ -49,6 +44,7 @@ def test_two_processes_train_one_model_and_only_rank_zero_writes_it(model: Path,
     assert (output / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_a_permanent_failure_keeps_its_exit_code_through_torchrun(model: Path, tmp_path: Path) -> None:
     rows = chat_rows(16)
     rows[7]["messages"][2]["content"] = ""
@@ -61,3 +57,18 @@ def test_a_permanent_failure_keeps_its_exit_code_through_torchrun(model: Path, t
     line = last_stderr_line(result)
     assert line.startswith(ERROR_PREFIX) and "row 7: messages[2].content is empty" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_launcher_keeps_the_exit_code_that_matters() -> None:
+    ranks = range(0, 2)
+    ok = [Outcome(0, 0, None), Outcome(1, 0, None)]
+    assert decide(ok, ranks, None) == (exit_codes.SUCCESS, None)
+    bad_data = [Outcome(0, 65, "row 3 is bad"), Outcome(1, 65, "row 3 is bad")]
+    assert decide(bad_data, ranks, "torchrun: failed") == (exit_codes.INVALID_DATA, "row 3 is bad")
+    preempted = [Outcome(0, 75, "preempted at step 4"), Outcome(1, 75, None)]
+    assert decide(preempted, ranks, "stopped by SIGTERM") == (exit_codes.PREEMPTED, "preempted at step 4")
+    crashed = [Outcome(0, 75, None), Outcome(1, 1, "NCCL timeout")]
+    assert decide(crashed, ranks, None) == (exit_codes.RUNTIME_FAILURE, "NCCL timeout")
+    code, reason = decide([Outcome(0, 0, None)], ranks, "torchrun: exitcode -9")
+    assert code == exit_codes.RUNTIME_FAILURE
+    assert reason is not None and "rank 1 exited without a result" in reason and "-9" in reason

@@ -31,7 +31,6 @@ from tests.support.trainer import (
     last_stderr_line,
     run_trainer,
     summary,
-    tiny_model,
     trainer_command,
     trainer_config,
     trainer_env,
@@ -42,11 +41,6 @@ pytestmark = pytest.mark.slow
 
 PROGRESS_BAR = re.compile(r"\| *(\d+)/\1 \[\d\d:\d\d<")
 """A finished tqdm bar, e.g. ``100%|██████████| 5/5 [00:02<00:00,  2.1it/s]``."""
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")
