@@ -57,7 +57,7 @@ bench: $(STAMP) control-plane
 
 # A real run (local cluster, operator, trainer, Prometheus) drawn with the dashboards' own queries.
 dashboard-png: $(STAMP) control-plane
-	KUBESFT_DASHBOARD_DIR=$(CURDIR)/docs $(PY) -m pytest tests/e2e/test_chart_cluster.py -k render_to_png --timeout=2400
+	KUBESFT_DASHBOARD_DIR=$(CURDIR)/docs $(PY) -m pytest tests/e2e/test_chart_install.py -k render_to_png --timeout=2400
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

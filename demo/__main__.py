@@ -1,7 +1,7 @@
 """``make demo``: one SFTJob from apply to a trained model in S3, on a local cluster.
 
-Starts the local control plane, process node and S3 (hack/devcluster), then runs the stages of
-demo_flow.py: a tiny model and dataset into S3, the Helm chart and the operator, an SFTJob
+Starts the local control plane, process node and S3 (testing/devcluster), then runs the stages of
+demo/flow.py: a tiny model and dataset into S3, the Helm chart and the operator, an SFTJob
 watched like ``kubectl get sft -w``, and the result. Everything stops at the end, also on Ctrl-C
 or SIGTERM. ``KEEP=1`` (or ``--keep``) leaves the cluster, S3 and operator up until Ctrl-C and
 prints the KUBECONFIG to use meanwhile.

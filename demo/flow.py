@@ -3,7 +3,7 @@
 ``run_demo`` builds a tiny model and a conversational dataset and puts both in S3, installs the
 Helm chart with real helm and runs the operator under the chart's ServiceAccount and RBAC, applies
 one SFTJob, prints its printer columns as they change, and reports the phase, the loss and the
-output objects. ``hack/demo.py`` (``make demo``) starts and stops the cluster around it.
+output objects. ``demo/__main__.py`` (``make demo``) starts and stops the cluster around it.
 """
 
 from __future__ import annotations

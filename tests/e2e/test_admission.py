@@ -1,6 +1,6 @@
 """The operator's webhook on the local API server: bad SFTJobs are refused at ``kubectl apply``.
 
-The operator runs under the chart's RBAC (tests/operator_harness.py); the API server calls its
+The operator runs under the chart's RBAC (testing/devcluster/operator_install.py); the API server calls its
 webhook over real TLS with the CA bundle the operator published. Every case below passes the
 CRD's OpenAPI schema, so only the webhook can refuse it.
 """
@@ -14,7 +14,12 @@ import pytest
 import yaml
 
 from testing.devcluster.cluster import Cluster
-from tests.support.operator_harness import OperatorInstall, OperatorProcess, running_operator, wait_for_phase
+from testing.devcluster.operator_install import (
+    OperatorInstall,
+    OperatorProcess,
+    running_operator,
+    wait_for_phase,
+)
 from tests.support.operator_objects import spec_dict
 from tests.support.specs import with_changes
 

@@ -1,6 +1,6 @@
 """``make demo``'s stages against the session cluster: helm-installed chart, real operator and trainer.
 
-The demo's own cluster start and teardown (hack/demo.py) are not run here; ``run_demo`` is what
+The demo's own cluster start and teardown (demo/__main__.py) are not run here; ``run_demo`` is what
 runs between them. A short job keeps it to tens of steps.
 """
 

@@ -14,7 +14,7 @@ import yaml
 
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.kube import wait_until
-from tests.support.operator_harness import (
+from testing.devcluster.operator_install import (
     OperatorInstall,
     next_peering_priority,
     running_operator,

@@ -190,7 +190,7 @@ def test_namespaced_install_uses_roles_per_namespace() -> None:
     cluster_resources = {resource for _, resource, _ in _rules_by_verb(cluster_role["rules"])}
     assert cluster_resources == {"customresourcedefinitions", "validatingwebhookconfigurations"}
     # No more than the cluster-wide install grants, which the audit-log test in
-    # test_chart_cluster.py proves is all used (or says why not), with namespaced peering objects
+    # tests/e2e/test_chart_install.py proves is all used (or says why not), with namespaced peering objects
     # in place of the cluster-wide one.
     (default_role,) = find(render(), "ClusterRole")
     cluster_wide = {

@@ -48,9 +48,14 @@ from testing.devcluster.chart import (
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.helm import run_helm
 from testing.devcluster.kube import wait_until
+from testing.devcluster.operator_install import (
+    OperatorInstall,
+    OperatorProcess,
+    running_operator,
+    wait_for_phase,
+)
 from testing.devcluster.prometheus import LocalPrometheus
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl
-from tests.support.operator_harness import OperatorInstall, OperatorProcess, running_operator, wait_for_phase
 from tests.support.pod_discovery import PodDiscovery
 from tests.support.render_dashboard_png import render_dashboard_png, render_training_png
 

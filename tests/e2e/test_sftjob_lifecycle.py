@@ -1,9 +1,10 @@
 """The SFTJob lifecycle end to end: the real operator, real trainer pods, real S3.
 
-One operator runs under the chart's RBAC (a ServiceAccount kubeconfig, see operator_harness) for
-the whole module, with progress read every second. The process node runs each trainer pod as
-``python -m kubesft_trainer`` from this repository, and the trainer reads the tiny model and the
-data from, and writes checkpoints and the model to, moto's S3 server on the node bridge.
+One operator runs under the chart's RBAC (a ServiceAccount kubeconfig, see
+testing/devcluster/operator_install.py) for the whole module, with progress read every second.
+The process node runs each trainer pod as ``python -m kubesft_trainer`` from this repository, and
+the trainer reads the tiny model and the data from, and writes checkpoints and the model to,
+moto's S3 server on the node bridge.
 
 Several SFTJobs run at once, each with its own name, checkpoint and output prefix, and each test
 waits on its own: the jobs that need no action from a test start with the module, the ones a
@@ -39,9 +40,14 @@ from kubesft_trainer.checkpoints import CheckpointStore
 from kubesft_trainer.storage.objects import open_store
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.kube import wait_until
+from testing.devcluster.operator_install import (
+    OperatorInstall,
+    OperatorProcess,
+    running_operator,
+    wait_for_phase,
+)
 from testing.devcluster.s3 import S3Server
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl
-from tests.support.operator_harness import OperatorInstall, OperatorProcess, running_operator, wait_for_phase
 
 PREFIX = "operator-e2e"
 NAMESPACE = "kubesft-e2e"
