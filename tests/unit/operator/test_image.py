@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import shlex
 import tomllib
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.imports import ROOT, import_without, imported_modules
+
 ML_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "boto3", "matplotlib")
 NOT_IN_THE_IMAGE = (*ML_LIBRARIES, "kubernetes")
 
 
 def test_operator_imports_without_ml_libraries_or_the_kubernetes_client() -> None:
-    blocked = ", ".join(repr(name) for name in NOT_IN_THE_IMAGE)
-    code = (
-        f"import sys\nfor name in ({blocked}):\n    sys.modules[name] = None\n"
-        "import kubesft_operator.handlers, kubesft_operator.__main__\n"
-        "print('ok')\n"
-    )
     env = {"KUBESFT_WEBHOOK_ENABLED": "false", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    result = import_without(["kubesft_operator.handlers", "kubesft_operator.__main__"], NOT_IN_THE_IMAGE, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_no_operator_module_imports_the_trainer() -> None:
+    # The image has no kubesft_trainer: an import of it would only fail where it runs.
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for path in sorted((ROOT / "operator").rglob("*.py"))
+        for line, module in imported_modules(path)
+        if module.split(".")[0] == "kubesft_trainer"
+    ]
+    assert not found, found
 
 
 def test_operator_extra_has_no_trainer_dependencies() -> None:
@@ -38,3 +42,18 @@ def test_dockerfile_installs_the_operator_extra_and_runs_as_non_root() -> None:
     assert "'.[operator]'" in dockerfile
     assert "USER 65532" in dockerfile
     assert 'ENTRYPOINT ["python", "-m", "kubesft_operator"]' in dockerfile
+
+
+def test_dockerfile_copies_no_trainer_code() -> None:
+    # pip would find and install kubesft_trainer from a copied trainer_image/ (or the whole tree).
+    dockerfile = (ROOT / "operator/Dockerfile").read_text()
+    sources = [
+        source
+        for line in dockerfile.splitlines()
+        if line.split(maxsplit=1)[:1] in (["COPY"], ["ADD"])
+        for source in [word for word in shlex.split(line)[1:] if not word.startswith("--")][:-1]
+    ]
+    assert sources, "the Dockerfile copies nothing"
+    for source in sources:
+        assert source.rstrip("/") not in (".", "trainer_image"), source
+        assert not source.startswith(("trainer_image/", "./trainer_image")), source

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.imports import ROOT, import_without
+
 OPERATOR_LIBRARIES = ("kopf", "kubernetes", "aiohttp")
 TRAINING_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 
 
-def _imports_with_blocked(modules: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
-    names = ", ".join(repr(name) for name in blocked)
-    code = (
-        f"import sys\nfor name in ({names}):\n    sys.modules[name] = None\nimport {modules}\nprint('ok')\n"
-    )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-
-
 def test_trainer_imports_without_the_operator_libraries() -> None:
-    result = _imports_with_blocked(
-        "kubesft_trainer.__main__, kubesft_trainer.train, kubesft_trainer.reporting.telemetry",
+    result = import_without(
+        ["kubesft_trainer.__main__", "kubesft_trainer.train", "kubesft_trainer.reporting.telemetry"],
         OPERATOR_LIBRARIES,
     )
     assert result.returncode == 0, result.stderr
@@ -31,8 +21,8 @@ def test_trainer_imports_without_the_operator_libraries() -> None:
 
 def test_config_and_cli_entry_import_without_the_training_stack() -> None:
     # The operator shares the contract package; the CLI must reach config errors before loading torch.
-    result = _imports_with_blocked(
-        "kubesft_api.sftjob, kubesft_trainer.config.file, kubesft_trainer.__main__", TRAINING_LIBRARIES
+    result = import_without(
+        ["kubesft_api.sftjob", "kubesft_trainer.config.file", "kubesft_trainer.__main__"], TRAINING_LIBRARIES
     )
     assert result.returncode == 0, result.stderr
 
