@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from operator_as_in_its_image import hide_what_the_image_lacks
+from testing.devcluster.operator_as_in_its_image import hide_what_the_image_lacks
 
 OUT = Path(os.environ["KUBESFT_BENCH_PROFILE_DIR"])
 

@@ -39,9 +39,9 @@ from kubernetes import client, watch  # noqa: E402
 
 from kubesft_operator import names  # noqa: E402
 from testing.devcluster.cluster import Cluster, ClusterOptions  # noqa: E402
-from testing.devcluster.node import NodeOptions  # noqa: E402
+from testing.devcluster.containers import CommandOverride  # noqa: E402
+from testing.devcluster.node_options import NodeOptions  # noqa: E402
 from testing.devcluster.operator_install import OperatorInstall, running_operator  # noqa: E402
-from testing.devcluster.pod_runtime import CommandOverride  # noqa: E402
 
 NAMESPACE = "scale"
 STAND_IN = Path(__file__).with_name("stand_in_trainer.py")

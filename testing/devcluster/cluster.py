@@ -12,7 +12,8 @@ import yaml
 
 from testing.devcluster.control_plane import AuditLog, ControlPlane, ControlPlaneConfig
 from testing.devcluster.kube import Kube
-from testing.devcluster.node import NodeOptions, ProcessNode
+from testing.devcluster.node import ProcessNode
+from testing.devcluster.node_options import NodeOptions
 from testing.devcluster.run_state import RunState
 from testing.devcluster.s3 import S3Server
 

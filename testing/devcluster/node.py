@@ -8,59 +8,33 @@ feed it Pod and Service changes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
+from testing.devcluster import pod_status
 from testing.devcluster.api_watch import RawWatch
 from testing.devcluster.cgroups import CgroupTree
 from testing.devcluster.kube import wait_until
 from testing.devcluster.network import PodNetwork
-from testing.devcluster.pod_env import DEFAULT_ENTRYPOINTS, ImageEntrypoint
+from testing.devcluster.node_api import NodeApi, node_allocatable
+from testing.devcluster.node_options import NodeOptions
 from testing.devcluster.pod_hosts import headless_services, published, render_hosts
-from testing.devcluster.pod_runtime import CommandOverride, PodRuntime, RuntimeSettings
+from testing.devcluster.pod_runtime import PodRuntime, RuntimeSettings
 from testing.devcluster.processes import wait_pids_gone
 from testing.devcluster.run_state import RunState
 
 log = logging.getLogger("devcluster.node")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_RAW = {"_preload_content": False}
-
-
-def venv_bin() -> Path:
-    """The project's virtual environment: what a container image's Python stands for."""
-    candidate = REPO_ROOT / ".venv" / "bin"
-    return candidate if (candidate / "python").exists() else Path(sys.executable).parent
-
-
-@dataclass
-class NodeOptions:
-    name: str = "devcluster-node"
-    # Image -> entrypoint for containers that set no command (the image is never pulled).
-    entrypoints: tuple[ImageEntrypoint, ...] = DEFAULT_ENTRYPOINTS
-    # Harness option: stand-in commands for matching containers (e.g. a scale benchmark).
-    command_overrides: list[CommandOverride] = field(default_factory=list)
-    # Added to every container's environment before the pod's own env.
-    extra_env: dict[str, str] = field(default_factory=dict)
-    # The kubelet waits 10 s doubling to 5 min before restarting a container; tests need less.
-    restart_backoff: float = 1.0
-    max_restart_backoff: float = 10.0
-    pod_network: bool = True
 
 
 class NodeError(RuntimeError):
@@ -74,6 +48,7 @@ class ProcessNode:
         self.state = state
         self.directory = state.directory / "node"
         self.core = client.CoreV1Api(api)
+        self.api = NodeApi(self.core, self.name)
         self.network: PodNetwork | None = None
         self.cgroups = CgroupTree(state.run_id)
         if self.cgroups.path is not None:
@@ -141,76 +116,18 @@ class ProcessNode:
         return self.network.gateway if self.network else "127.0.0.1"
 
     def _register(self) -> None:
-        cpus = str(os.cpu_count() or 1)
-        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 1024}Ki"
-        self.allocatable = {"cpu": cpus, "memory": memory, "pods": "1000", "ephemeral-storage": "100Gi"}
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": self.name,
-                "labels": {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux"},
-            },
-        }
-        self.core.create_node(node, **_RAW)
+        self.allocatable = node_allocatable()
+        self.api.register()
         self._write_node_status(ready=True)
 
     def _write_node_status(
         self, ready: bool, reason: str = "KubeletReady", message: str = "process node is ready"
     ) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        status = {
-            "capacity": self.allocatable,
-            "allocatable": self.allocatable,
-            "addresses": [
-                {"type": "InternalIP", "address": self.host_ip},
-                {"type": "Hostname", "address": self.name},
-            ],
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True" if ready else "Unknown",
-                    "reason": reason,
-                    "message": message,
-                    "lastHeartbeatTime": stamp,
-                    "lastTransitionTime": stamp,
-                }
-            ],
-            "nodeInfo": {
-                "kubeletVersion": "v1.20.2-devcluster",
-                "containerRuntimeVersion": "process://devcluster",
-                "operatingSystem": "linux",
-                "architecture": "amd64",
-                "osImage": "",
-                "kernelVersion": os.uname().release,
-                "kubeProxyVersion": "",
-                "machineID": "",
-                "systemUUID": "",
-                "bootID": "",
-            },
-        }
-        self.core.patch_node_status(
-            self.name, {"status": status}, _content_type="application/merge-patch+json", **_RAW
-        )
+        self.api.write_node_status(self.allocatable, self.host_ip, ready, reason, message)
 
     @property
     def settings(self) -> RuntimeSettings:
-        env = {
-            "PATH": f"{venv_bin()}:{SYSTEM_PATH}",
-            "HOME": "/root",
-            "LANG": "C.UTF-8",
-            **self.options.extra_env,
-        }
-        return RuntimeSettings(
-            node_name=self.name,
-            host_ip=self.host_ip,
-            base_env=env,
-            entrypoints=self.options.entrypoints,
-            overrides=self.options.command_overrides,
-            allocatable=self.allocatable,
-            restart_backoff=self.options.restart_backoff,
-            max_restart_backoff=self.options.max_restart_backoff,
-        )
+        return self.options.runtime_settings(self.host_ip, self.allocatable)
 
     # -- test API (any thread) -----------------------------------------------------------------
 
@@ -357,7 +274,7 @@ class ProcessNode:
             for pod in payload:
                 self._on_pod("ADDED", pod)
         elif kind == "relist":
-            for pod in json.loads(self.core.list_pod_for_all_namespaces(**_RAW).data)["items"]:
+            for pod in self.api.list_pods():
                 self._on_pod("MODIFIED", pod)
         elif kind == "service-list":
             self._services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in payload}
@@ -389,7 +306,7 @@ class ProcessNode:
         if runtime is None:
             if phase in ("Succeeded", "Failed") or self._failed:
                 if meta.get("deletionTimestamp"):
-                    self._delete_now(meta["namespace"], meta["name"], uid)
+                    self.api.delete_now(meta["namespace"], meta["name"], uid)
                 return
             runtime = self._admit(pod)
         runtime.pod = pod
@@ -405,17 +322,7 @@ class ProcessNode:
             return
         if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
             return
-        binding = {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": meta["name"], "uid": meta["uid"]},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": self.name},
-        }
-        try:
-            self.core.create_namespaced_binding(meta["namespace"], binding, **_RAW)
-        except ApiException as err:
-            if err.status not in (404, 409):
-                raise
+        self.api.bind(meta)
         self._bound.add(meta["uid"])
 
     def _admit(self, pod: dict[str, Any]) -> PodRuntime:
@@ -427,27 +334,13 @@ class ProcessNode:
         self._hosts_dirty = True
         return runtime
 
-    def _read_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        reader = {
-            "Secret": self.core.read_namespaced_secret,
-            "ConfigMap": self.core.read_namespaced_config_map,
-            "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
-        }[kind]
-        try:
-            found: dict[str, Any] = json.loads(reader(name, namespace, **_RAW).data)
-            return found
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-
     def _step_all(self) -> None:
         for runtime in list(self.pods.values()):
             if runtime.cleaned and not runtime.terminating:
                 continue  # ended and not being deleted: nothing can change
             try:
                 had_address = runtime.address
-                changed = runtime.step(self._read_object, self.claim_directory, self.network)
+                changed = runtime.step(self.api.read_object, self.claim_directory, self.network)
                 if runtime.address != had_address:
                     self._refresh_hosts()
                 if changed:
@@ -458,7 +351,7 @@ class ProcessNode:
                     and (runtime.pod["metadata"].get("deletionTimestamp"))
                 ):
                     self._write_status(runtime)
-                    self._delete_now(runtime.namespace, runtime.name, runtime.uid)
+                    self.api.delete_now(runtime.namespace, runtime.name, runtime.uid)
                     self._forget(runtime)
                 elif runtime.finished() and not runtime.cleaned:
                     runtime.cleanup(self.network)
@@ -467,27 +360,7 @@ class ProcessNode:
                 self._record_error(err)
 
     def _write_status(self, runtime: PodRuntime) -> None:
-        try:
-            self.core.patch_namespaced_pod_status(
-                runtime.name,
-                runtime.namespace,
-                {"metadata": {"uid": runtime.uid}, "status": runtime.status()},
-                _content_type="application/merge-patch+json",
-                **_RAW,
-            )
-        except ApiException as err:
-            if err.status not in (404, 409):
-                raise
-
-    def _delete_now(self, namespace: str, name: str, uid: str) -> None:
-        """What the kubelet does once a deleted pod's containers are gone: remove it for good."""
-        try:
-            self.core.delete_namespaced_pod(
-                name, namespace, body={"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}, **_RAW
-            )
-        except ApiException as err:
-            if err.status not in (404, 409):
-                raise
+        self.api.write_pod_status(runtime.namespace, runtime.name, runtime.uid, pod_status.status_of(runtime))
 
     def _forget(self, runtime: PodRuntime) -> None:
         runtime.cleanup(self.network)

@@ -1,4 +1,5 @@
-"""One pod on the process node: its sandbox, its container processes and its kubelet-like status.
+"""One pod on the process node: its sandbox and its container processes, started, restarted and
+stopped as the kubelet does (pod_status.status_of reports them).
 
 Every method runs on the node's single worker thread; that thread forks every container, so the
 kernel kills containers if the node thread dies (PR_SET_PDEATHSIG in the sandbox).
@@ -7,7 +8,6 @@ kernel kills containers if the node thread dies (PR_SET_PDEATHSIG in the sandbox
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import os
 import shutil
@@ -16,14 +16,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kubernetes.utils import parse_quantity
 
 from testing.devcluster import pod_status
-from testing.devcluster.cgroups import CgroupTree, ContainerCgroup
+from testing.devcluster.cgroups import CgroupTree
+from testing.devcluster.containers import CommandOverride, ContainerRun
 from testing.devcluster.network import PodInterface
 from testing.devcluster.pod_env import (
     ContainerConfigError,
@@ -41,27 +42,6 @@ SANDBOX = Path(__file__).with_name("sandbox.py")
 START_ERROR_EXIT = 128
 
 
-@dataclass(frozen=True)
-class CommandOverride:
-    """Harness option: run ``command`` instead of what matching containers ask for.
-
-    A container matches when its image matches ``image_pattern`` (fnmatch) and its pod carries
-    every label in ``pod_labels``; ``None`` means any. The environment stays the pod's own.
-    """
-
-    command: tuple[str, ...]
-    image_pattern: str | None = None
-    pod_labels: Mapping[str, str] | None = None
-
-    def matches(self, pod: Mapping[str, Any], container: Mapping[str, Any]) -> bool:
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        if self.image_pattern is not None and not fnmatch.fnmatchcase(
-            container.get("image", ""), self.image_pattern
-        ):
-            return False
-        return all(labels.get(k) == v for k, v in (self.pod_labels or {}).items())
-
-
 @dataclass
 class RuntimeSettings:
     """What every pod on the node shares."""
@@ -74,36 +54,6 @@ class RuntimeSettings:
     allocatable: dict[str, str]
     restart_backoff: float
     max_restart_backoff: float
-
-
-@dataclass
-class ContainerRun:
-    spec: dict[str, Any]
-    init: bool
-    directory: Path
-    restart_count: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    cgroup: ContainerCgroup | None = None
-    started_at: str | None = None
-    state: dict[str, Any] = field(default_factory=lambda: pod_status.waiting("ContainerCreating"))
-    last_state: dict[str, Any] = field(default_factory=dict)
-    restart_at: float | None = None
-    done: bool = False  # terminated and will not run again
-
-    @property
-    def name(self) -> str:
-        return str(self.spec["name"])
-
-    def log_path(self, restart: int | None = None) -> Path:
-        return self.directory / f"{self.restart_count if restart is None else restart}.log"
-
-    @property
-    def termination_file(self) -> Path:
-        return self.directory / "termination-log"
-
-    @property
-    def start_error_file(self) -> Path:
-        return self.directory / "start-error"
 
 
 class PodRuntime:
@@ -322,7 +272,7 @@ class PodRuntime:
         if not due:
             return
         self.prepare(reader, claim_dir, network)
-        pending_init = next((r for r in self.init_runs if not (r.done and self._succeeded(r))), None)
+        pending_init = next((r for r in self.init_runs if not (r.done and r.succeeded)), None)
         if pending_init is not None:
             if pending_init.process is None and pending_init in due:
                 self.launch(pending_init, reader)
@@ -330,11 +280,6 @@ class PodRuntime:
         for run in self.runs:
             if run in due:
                 self.launch(run, reader)
-
-    @staticmethod
-    def _succeeded(run: ContainerRun) -> bool:
-        term = run.state.get("terminated") or {}
-        return bool(term) and term.get("exitCode") == 0
 
     def _collect(self, run: ContainerRun) -> None:
         if run.process is None:
@@ -356,7 +301,7 @@ class PodRuntime:
         else:
             oom = run.cgroup is not None and exit_code == 137 and run.cgroup.oom_killed()
             reason = "OOMKilled" if oom else ("Completed" if exit_code == 0 else "Error")
-            message = self._termination_message(run, exit_code)
+            message = run.termination_message(exit_code)
         run.state = pod_status.terminated(
             exit_code, reason, run.started_at, pod_status.now(), message, f"process://{run.process.pid}"
         )
@@ -392,43 +337,13 @@ class PodRuntime:
         else:
             run.done = True
 
-    def _termination_message(self, run: ContainerRun, exit_code: int) -> str | None:
-        try:
-            message = run.termination_file.read_bytes()[: pod_status.MAX_MESSAGE_BYTES].decode(
-                errors="replace"
-            )
-        except OSError:
-            message = ""
-        if (
-            not message
-            and exit_code != 0
-            and run.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-        ):
-            lines = (
-                run.log_path()
-                .read_bytes()
-                .decode(errors="replace")
-                .splitlines()[-pod_status.LOG_FALLBACK_LINES :]
-            )
-            message = "\n".join(lines)[-pod_status.LOG_FALLBACK_BYTES :]
-        return message or None
-
     # -- stop ----------------------------------------------------------------------------------
 
     def kill(self, sig: int) -> None:
         """Send ``sig`` to every container: SIGTERM to main processes only (as the kubelet does),
         SIGKILL to all their processes."""
         for run in self.all_runs():
-            if run.process is None or run.process.poll() is not None:
-                continue
-            if sig == signal.SIGKILL:
-                if run.cgroup is not None:
-                    run.cgroup.kill()
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(run.process.pid, signal.SIGKILL)
-            else:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    run.process.send_signal(sig)
+            run.kill(sig)
 
     def begin_termination(self, grace: float) -> None:
         if self.terminating:
@@ -472,66 +387,3 @@ class PodRuntime:
             for path in set(created.read_text().split()):
                 self.state.remember("paths", path)
         self.cleaned = True
-
-    # -- status --------------------------------------------------------------------------------
-
-    def phase(self) -> str:
-        if self.failure is not None and self.finished():
-            return "Failed"
-        init_failed = any(r.done and not self._succeeded(r) for r in self.init_runs)
-        if init_failed and self.finished():
-            return "Failed"
-        if not self.runs or any(r.started_at is None for r in self.runs):
-            return "Failed" if init_failed else "Pending"
-        if all(r.done for r in self.runs):
-            return "Succeeded" if all(self._succeeded(r) for r in self.runs) else "Failed"
-        return "Running"
-
-    def _container_status(self, run: ContainerRun) -> dict[str, Any]:
-        state = run.state
-        if self.config_error is not None and run.process is None and not run.done:
-            state = pod_status.waiting(*self.config_error)
-        return {
-            "name": run.name,
-            "state": state,
-            "lastState": run.last_state,
-            "ready": bool(state.get("running")),
-            "restartCount": run.restart_count,
-            "image": run.spec.get("image", ""),
-            "imageID": "",
-            "containerID": f"process://{run.process.pid}" if run.process else None,
-            "started": bool(state.get("running")),
-        }
-
-    def _condition(self, kind: str, status: bool, reason: str | None = None) -> dict[str, Any]:
-        value = "True" if status else "False"
-        previous = self.transitions.get(kind)
-        if previous is None or previous[0] != value:
-            self.transitions[kind] = (value, pod_status.now())
-        item = pod_status.condition(kind, status, reason)
-        item["lastTransitionTime"] = self.transitions[kind][1]
-        return item
-
-    def status(self) -> dict[str, Any]:
-        phase = self.phase()
-        initialized = all(r.done and self._succeeded(r) for r in self.init_runs)
-        ready = phase == "Running" and all(r.state.get("running") for r in self.runs)
-        status: dict[str, Any] = {
-            "phase": phase,
-            "hostIP": self.settings.host_ip,
-            "podIP": self.address,
-            "podIPs": [{"ip": self.address}] if self.address else None,
-            "startTime": self.start_time,
-            "conditions": [
-                self._condition("Initialized", initialized),
-                self._condition("Ready", ready, None if ready else "ContainersNotReady"),
-                self._condition("ContainersReady", ready, None if ready else "ContainersNotReady"),
-                self._condition("PodScheduled", True),
-            ],
-            "initContainerStatuses": [self._container_status(r) for r in self.init_runs] or None,
-            "containerStatuses": [self._container_status(r) for r in self.runs],
-            "qosClass": (self.pod.get("status") or {}).get("qosClass"),
-        }
-        if self.failure is not None:
-            status["reason"], status["message"] = self.failure
-        return status

@@ -15,8 +15,8 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from testing.devcluster.cluster import Cluster, ClusterOptions
-from testing.devcluster.kube import Kube
-from testing.devcluster.pod_runtime import CommandOverride
+from testing.devcluster.containers import CommandOverride
+from testing.devcluster.kube import Kube, wait_until
 from testing.devcluster.processes import wait_pids_gone
 from testing.devcluster.s3 import S3Server
 
@@ -89,8 +89,16 @@ def test_crd_installs_and_examples_pass_server_side_dry_run(cluster: Cluster, na
         )
         assert result.returncode == 0, f"{example.name} refused by the API server:\n{result.stderr}"
         assert "(server dry run)" in result.stdout
-    # The structural schema carries the models' descriptions, so `kubectl explain` shows them.
-    explained = cluster.kubectl("explain", "sftjob.spec.training.assistantOnlyLoss").stdout
+
+    # The structural schema carries the models' descriptions, so `kubectl explain` shows them. The
+    # API server publishes a new CRD's OpenAPI a moment after it is Established.
+    def explain() -> str | None:
+        result = cluster.kubectl("explain", "sftjob.spec.training.assistantOnlyLoss", check=False)
+        return result.stdout if result.returncode == 0 else None
+
+    explained = wait_until(
+        explain, timeout=30, describe=lambda: "kubectl explain never found the SFTJob's schema"
+    )
     assert "assistantOnlyLoss" in explained and "assistant" in explained.split("DESCRIPTION:", 1)[1]
 
 
@@ -499,7 +507,7 @@ def test_cluster_up_prints_a_working_kubeconfig_and_down_leaves_nothing_running(
 
     def devcluster(command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "devcluster", command],
+            [sys.executable, "-m", "testing.devcluster", command],
             env=env,
             capture_output=True,
             text=True,
