@@ -7,7 +7,7 @@ The trainer checks again against the TRL it actually runs.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 # BEGIN GENERATED FIELDS (TRL 1.16.0; make crds regenerates)
 SFT_CONFIG_TRL_VERSION = "1.16.0"
@@ -192,3 +192,21 @@ def closest_field_names(name: str, limit: int = 3, candidates: Iterable[str] | N
     """SFTConfig argument names (or ``candidates``) that look like ``name``, best first."""
     names = sorted(SFT_CONFIG_FIELDS if candidates is None else candidates)
     return difflib.get_close_matches(name, names, n=limit, cutoff=0.6)
+
+
+def extra_args_problems(
+    names: Iterable[str], known: Collection[str] = SFT_CONFIG_FIELDS, trl_version: str | None = None
+) -> dict[str, str]:
+    """What keeps each of the extraArgs ``names`` from SFTConfig, by name: kubesft sets it from the
+    spec, or SFTConfig (whose arguments are ``known``, those of TRL ``trl_version``) has no such one.
+    """
+    problems = {}
+    for name in sorted(names):
+        if name in MANAGED_SFT_CONFIG_FIELDS:
+            problems[name] = f"set by kubesft; use {MANAGED_SFT_CONFIG_FIELDS[name]}"
+        elif name not in known:
+            near = closest_field_names(name, candidates=known)
+            version = f" of TRL {trl_version}" if trl_version else ""
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            problems[name] = f"not an SFTConfig argument{version}{hint}"
+    return problems

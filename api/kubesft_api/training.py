@@ -11,7 +11,7 @@ from pydantic import (
 )
 
 from kubesft_api.base import SpecModel
-from kubesft_api.sft_config_fields import MANAGED_SFT_CONFIG_FIELDS, SFT_CONFIG_FIELDS, closest_field_names
+from kubesft_api.sft_config_fields import extra_args_problems
 from kubesft_api.validation import field_error
 
 
@@ -134,16 +134,9 @@ class TrainingSettings(SpecModel):
     @field_validator("extra_args")
     @classmethod
     def _extra_args(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problems = []
-        for key in sorted(value):
-            if key in MANAGED_SFT_CONFIG_FIELDS:
-                problems.append(f"'{key}' is set by kubesft; use {MANAGED_SFT_CONFIG_FIELDS[key]}")
-            elif key not in SFT_CONFIG_FIELDS:
-                near = closest_field_names(key)
-                hint = f" (did you mean {', '.join(near)}?)" if near else ""
-                problems.append(f"'{key}' is not an SFTConfig argument{hint}")
+        problems = extra_args_problems(value)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("; ".join(f"'{name}' is {problem}" for name, problem in problems.items()))
         return value
 
     @model_validator(mode="after")

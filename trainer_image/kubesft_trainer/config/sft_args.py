@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubesft_api.sft_config_fields import MANAGED_SFT_CONFIG_FIELDS, closest_field_names
+from kubesft_api.sft_config_fields import extra_args_problems
 from kubesft_api.trainer_config import TrainerConfig
 from kubesft_trainer.errors import ConfigError
 
@@ -25,18 +25,11 @@ def check_extra_args(extra_args: dict[str, Any], installed: set[str]) -> None:
     """Refuse names TRL does not know and names kubesft derives from the spec, listing all of them."""
     import trl
 
-    problems = []
-    for key in sorted(extra_args):
-        if key in MANAGED_SFT_CONFIG_FIELDS:
-            problems.append(f"training.extraArgs.{key}: set by kubesft; use {MANAGED_SFT_CONFIG_FIELDS[key]}")
-        elif key not in installed:
-            near = closest_field_names(key, candidates=installed)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            problems.append(
-                f"training.extraArgs.{key}: not an SFTConfig argument of TRL {trl.__version__}{hint}"
-            )
+    problems = extra_args_problems(extra_args, installed, trl.__version__)
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError(
+            "; ".join(f"training.extraArgs.{name}: {problem}" for name, problem in problems.items())
+        )
 
 
 def precision_flags(precision: str, cuda: bool, bf16_capable: bool) -> dict[str, bool]:
