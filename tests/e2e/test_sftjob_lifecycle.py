@@ -316,7 +316,9 @@ def _preempt_after_a_checkpoint(run: E2E) -> dict[str, Any]:
     run.apply(run.spec(PREEMPTED, steps=LONG_RUN, save_steps=10))
     store = run.checkpoints(PREEMPTED)
     checkpoint = wait_until(
-        lambda: store.latest() if run.status(PREEMPTED).get("phase") == "Running" else None,
+        lambda: (
+            next(iter(store.complete()), None) if run.status(PREEMPTED).get("phase") == "Running" else None
+        ),
         timeout=TRAIN_TIMEOUT,
         describe=lambda: f"no complete checkpoint of {PREEMPTED}:\n{yaml.safe_dump(run.status(PREEMPTED))}",
     )
@@ -342,7 +344,7 @@ def _suspend_mid_run_then_resume(run: E2E) -> dict[str, Any]:
         describe=lambda: f"pods of {SUSPENDED} left: {[p.metadata.name for p in run.pods(SUSPENDED)]}",
     )
     store = run.checkpoints(SUSPENDED)
-    saved = store.latest()
+    saved = next(iter(store.complete()), None)
     seen["checkpoint_step"] = saved.step if saved is not None else None
     if saved is not None:
         # Complete means every file is there with the size and sha256 its manifest lists.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from kubesft_api.trainer_config import TrainerConfig
@@ -30,12 +29,6 @@ def write_companions(staging: Path, summary: TrainingSummary, log_history: list[
     (staging / SUMMARY_FILE).write_text(summary.model_dump_json(by_alias=True, indent=2) + "\n")
     (staging / MODEL_CARD_FILE).write_text(render_model_card(summary))
     write_loss_curve(log_history, staging / LOSS_CURVE_FILE, f"{summary.base_model} on {summary.dataset}")
-
-
-def write_merged(staging: Path, merge: Callable[[Path, Path], None]) -> str:
-    merged = staging / MERGED_DIR
-    merge(staging, merged)
-    return MERGED_DIR
 
 
 def upload(staging: Path, config: TrainerConfig) -> int:

@@ -72,10 +72,6 @@ class CheckpointStore:
             manifests.append(manifest)
         return manifests
 
-    def latest(self) -> CheckpointManifest | None:
-        complete = self.complete()
-        return complete[0] if complete else None
-
     def upload(self, directory: Path, step: int) -> CheckpointManifest:
         """Upload a local checkpoint folder, then its manifest. Until the manifest lands it does not exist.
 
