@@ -1,12 +1,16 @@
 """What every SFTJob spec section shares: camelCase on the wire, unknown fields refused, and the
-field patterns several sections use.
+field types several sections use. Each field still writes its own description.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
+    StringConstraints,
 )
 from pydantic.alias_generators import to_camel
 
@@ -15,6 +19,23 @@ from kubesft_api.validation import field_error
 HUB_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+
+KubeName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=K8S_NAME)]
+"""The name of a Kubernetes object, e.g. a Secret in the SFTJob's namespace."""
+KubeString = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+"""A name, key or field path passed on to Kubernetes as it is."""
+SecretKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=SECRET_KEY)]
+"""A key inside a Secret."""
+HubId = Annotated[str, StringConstraints(max_length=200, pattern=HUB_ID)]
+"""A Hugging Face Hub repository id: ``name`` or ``owner/name``."""
+ShortName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+"""A split, column, configuration or revision name."""
+UriText = Annotated[str, StringConstraints(max_length=2048)]
+"""A storage URI before its scheme is checked (``kubesft_api.uris``)."""
+StepCount = Annotated[int, Field(ge=1, le=100_000_000)]
+"""A number of optimizer steps."""
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+"""A random seed, as numpy accepts it."""
 
 
 class SpecModel(BaseModel):

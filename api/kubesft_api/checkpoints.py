@@ -6,24 +6,22 @@ from typing import Literal
 
 from pydantic import (
     Field,
-    field_validator,
 )
 
-from kubesft_api.base import SpecModel
+from kubesft_api.base import SpecModel, StepCount
 from kubesft_api.refs import S3CredentialsRef
-from kubesft_api.uris import check_uri
+from kubesft_api.uris import S3OrLocalUri
 
 
 class CheckpointSettings(SpecModel):
     """Where checkpoints go so a preempted or suspended job resumes where it stopped."""
 
-    uri: str | None = Field(
+    uri: S3OrLocalUri | None = Field(
         default=None,
         description=(
             "Checkpoint location: s3://bucket/prefix, or an absolute path on a shared volume. "
             "Unset keeps checkpoints inside the pod only, so a restart starts over."
         ),
-        max_length=2048,
     )
     credentials_secret: S3CredentialsRef | None = Field(
         default=None,
@@ -39,30 +37,14 @@ class CheckpointSettings(SpecModel):
         pattern=r"^https?://[^\s/]+(/.*)?$",
     )
     region: str = Field(
-        default="us-east-1",
-        description="S3 region.",
-        min_length=1,
-        max_length=64,
-        pattern=r"^[a-z0-9-]+$",
+        default="us-east-1", description="S3 region.", min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$"
     )
-    save_steps: int = Field(
-        default=500,
-        description="Save (and upload) a checkpoint every this many steps.",
-        ge=1,
-        le=100_000_000,
+    save_steps: StepCount = Field(
+        default=500, description="Save (and upload) a checkpoint every this many steps."
     )
     keep: int = Field(
-        default=3,
-        description="Complete checkpoints to keep; older ones are deleted.",
-        ge=1,
-        le=1000,
+        default=3, description="Complete checkpoints to keep; older ones are deleted.", ge=1, le=1000
     )
     resume: Literal["auto", "never"] = Field(
-        default="auto",
-        description="auto resumes from the newest complete checkpoint; never starts over.",
+        default="auto", description="auto resumes from the newest complete checkpoint; never starts over."
     )
-
-    @field_validator("uri")
-    @classmethod
-    def _uri(cls, value: str | None) -> str | None:
-        return check_uri(value, ("s3",), "checkpoints.uri")

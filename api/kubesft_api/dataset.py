@@ -6,44 +6,31 @@ from typing import Literal, Self
 
 from pydantic import (
     Field,
-    field_validator,
     model_validator,
 )
 
-from kubesft_api.base import HUB_ID, SpecModel, one_of
-from kubesft_api.uris import check_uri
+from kubesft_api.base import HubId, Seed, ShortName, SpecModel, one_of
+from kubesft_api.uris import StorageUri
 from kubesft_api.validation import field_error
 
 
 class DatasetSource(SpecModel):
     """The training data, its format and how to hold out evaluation rows."""
 
-    name: str | None = Field(
-        default=None,
-        description="Hugging Face Hub dataset id, e.g. HuggingFaceTB/smoltalk. Set name or uri.",
-        max_length=200,
-        pattern=HUB_ID,
+    name: HubId | None = Field(
+        default=None, description="Hugging Face Hub dataset id, e.g. HuggingFaceTB/smoltalk. Set name or uri."
     )
-    subset: str | None = Field(
-        default=None,
-        description="Hub dataset configuration name, e.g. everyday-conversations.",
-        min_length=1,
-        max_length=200,
+    subset: ShortName | None = Field(
+        default=None, description="Hub dataset configuration name, e.g. everyday-conversations."
     )
-    uri: str | None = Field(
+    uri: StorageUri | None = Field(
         default=None,
         description=(
             "Data files instead of a hub id: s3://bucket/key-or-prefix, pvc://claim/path or an "
             "absolute local path to a .jsonl, .json, .parquet or .csv file or a folder of them."
         ),
-        max_length=2048,
     )
-    split: str = Field(
-        default="train",
-        description="Split used for training.",
-        min_length=1,
-        max_length=200,
-    )
+    split: ShortName = Field(default="train", description="Split used for training.")
     format: Literal["auto", "messages", "prompt-completion", "text"] = Field(
         default="auto",
         description=(
@@ -51,41 +38,21 @@ class DatasetSource(SpecModel):
             "turns), prompt-completion (strings or message lists), or text."
         ),
     )
-    messages_field: str = Field(
-        default="messages",
-        description="Column holding the conversation in messages format.",
-        min_length=1,
-        max_length=200,
+    messages_field: ShortName = Field(
+        default="messages", description="Column holding the conversation in messages format."
     )
-    prompt_field: str = Field(
-        default="prompt",
-        description="Column holding the prompt in prompt-completion format.",
-        min_length=1,
-        max_length=200,
+    prompt_field: ShortName = Field(
+        default="prompt", description="Column holding the prompt in prompt-completion format."
     )
-    completion_field: str = Field(
-        default="completion",
-        description="Column holding the completion in prompt-completion format.",
-        min_length=1,
-        max_length=200,
+    completion_field: ShortName = Field(
+        default="completion", description="Column holding the completion in prompt-completion format."
     )
-    text_field: str = Field(
-        default="text",
-        description="Column holding the document in text format.",
-        min_length=1,
-        max_length=200,
-    )
-    eval_split: str | None = Field(
-        default=None,
-        description="Split used for evaluation. Set evalSplit or evalFraction, not both.",
-        min_length=1,
-        max_length=200,
+    text_field: ShortName = Field(default="text", description="Column holding the document in text format.")
+    eval_split: ShortName | None = Field(
+        default=None, description="Split used for evaluation. Set evalSplit or evalFraction, not both."
     )
     eval_fraction: float | None = Field(
-        default=None,
-        description="Share of training rows held out for evaluation.",
-        gt=0.0,
-        le=0.5,
+        default=None, description="Share of training rows held out for evaluation.", gt=0.0, le=0.5
     )
     max_samples: int | None = Field(
         default=None,
@@ -93,17 +60,7 @@ class DatasetSource(SpecModel):
         ge=1,
         le=1_000_000_000,
     )
-    seed: int = Field(
-        default=42,
-        description="Seed for shuffling, sampling and the evaluation hold-out.",
-        ge=0,
-        le=2**32 - 1,
-    )
-
-    @field_validator("uri")
-    @classmethod
-    def _uri(cls, value: str | None) -> str | None:
-        return check_uri(value, ("s3", "pvc"), "dataset.uri")
+    seed: Seed = Field(default=42, description="Seed for shuffling, sampling and the evaluation hold-out.")
 
     @model_validator(mode="after")
     def _sources(self) -> Self:

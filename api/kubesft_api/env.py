@@ -10,7 +10,7 @@ from pydantic import (
     model_validator,
 )
 
-from kubesft_api.base import SpecModel
+from kubesft_api.base import KubeString, SpecModel
 from kubesft_api.refs import SecretKeyRef
 from kubesft_api.validation import field_error
 
@@ -21,14 +21,14 @@ _ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 class ConfigMapKeyRef(SpecModel):
     """A key inside a ConfigMap."""
 
-    name: str = Field(description="ConfigMap name.", min_length=1, max_length=253)
-    key: str = Field(description="Key inside the ConfigMap.", min_length=1, max_length=253)
+    name: KubeString = Field(description="ConfigMap name.")
+    key: KubeString = Field(description="Key inside the ConfigMap.")
 
 
 class FieldRef(SpecModel):
     """A field of the pod, e.g. metadata.name."""
 
-    field_path: str = Field(description="Path of the pod field.", min_length=1, max_length=253)
+    field_path: KubeString = Field(description="Path of the pod field.")
 
 
 class EnvVarSource(SpecModel):
@@ -74,7 +74,7 @@ class EnvVar(SpecModel):
 class LocalObjectRef(SpecModel):
     """A Secret or ConfigMap by name."""
 
-    name: str = Field(description="Object name.", min_length=1, max_length=253)
+    name: KubeString = Field(description="Object name.")
 
 
 class EnvFromSource(SpecModel):

@@ -10,9 +10,9 @@ from pydantic import (
     model_validator,
 )
 
-from kubesft_api.base import HUB_ID, SpecModel, one_of
+from kubesft_api.base import HubId, ShortName, SpecModel, one_of
 from kubesft_api.refs import SecretKeyRef
-from kubesft_api.uris import check_uri
+from kubesft_api.uris import StorageUri
 
 BUILTIN_CHAT_TEMPLATES = ("chatml",)
 """Names ``model.chatTemplate`` accepts besides an inline Jinja template."""
@@ -21,29 +21,22 @@ BUILTIN_CHAT_TEMPLATES = ("chatml",)
 class ModelSource(SpecModel):
     """The base model to fine-tune, and how to read its tokenizer and chat template."""
 
-    name: str | None = Field(
+    name: HubId | None = Field(
         default=None,
         description="Hugging Face Hub model id, e.g. HuggingFaceTB/SmolLM2-135M. Set name or uri.",
-        max_length=200,
-        pattern=HUB_ID,
     )
-    uri: str | None = Field(
+    uri: StorageUri | None = Field(
         default=None,
         description=(
             "Model location instead of a hub id: s3://bucket/prefix, pvc://claim/path or an "
             "absolute local path. Set name or uri."
         ),
-        max_length=2048,
     )
-    revision: str = Field(
-        default="main",
-        description="Hub revision (branch, tag or commit) when name is set.",
-        min_length=1,
-        max_length=200,
+    revision: ShortName = Field(
+        default="main", description="Hub revision (branch, tag or commit) when name is set."
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        default="auto",
-        description="dtype the weights are loaded in; auto keeps the checkpoint's own.",
+        default="auto", description="dtype the weights are loaded in; auto keeps the checkpoint's own."
     )
     trust_remote_code: bool = Field(
         default=False,
@@ -61,14 +54,8 @@ class ModelSource(SpecModel):
         max_length=65536,
     )
     token_secret: SecretKeyRef | None = Field(
-        default=None,
-        description="Secret key holding an HF_TOKEN for gated or private hub models.",
+        default=None, description="Secret key holding an HF_TOKEN for gated or private hub models."
     )
-
-    @field_validator("uri")
-    @classmethod
-    def _uri(cls, value: str | None) -> str | None:
-        return check_uri(value, ("s3", "pvc"), "model.uri")
 
     @field_validator("chat_template")
     @classmethod

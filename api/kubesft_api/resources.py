@@ -14,11 +14,13 @@ from pydantic import (
 
 from kubesft_api.base import SpecModel
 from kubesft_api.env import EnvFromSource, EnvVar
+from kubesft_api.pod_contract import is_operator_env
 from kubesft_api.validation import field_error
 
-_QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
-_OPERATOR_ENV = re.compile(r"^(KUBESFT_.*|MASTER_ADDR|MASTER_PORT|HF_HOME|HOME)$")
-"""Variables the operator sets on every trainer pod; env may not override them."""
+_Quantity = Annotated[
+    str, StringConstraints(max_length=32, pattern=r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+]
+"""A Kubernetes resource quantity, e.g. 4, 500m or 32Gi."""
 
 
 class Resources(SpecModel):
@@ -38,17 +40,10 @@ class Resources(SpecModel):
         max_length=253,
         pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
     )
-    cpu: str = Field(
-        default="4", description="CPU request and limit per pod.", max_length=32, pattern=_QUANTITY
-    )
-    memory: str = Field(
-        default="32Gi", description="Memory request and limit per pod.", max_length=32, pattern=_QUANTITY
-    )
-    shared_memory: str = Field(
-        default="8Gi",
-        description="Size of /dev/shm (memory-backed) for data loaders and NCCL.",
-        max_length=32,
-        pattern=_QUANTITY,
+    cpu: _Quantity = Field(default="4", description="CPU request and limit per pod.")
+    memory: _Quantity = Field(default="32Gi", description="Memory request and limit per pod.")
+    shared_memory: _Quantity = Field(
+        default="8Gi", description="Size of /dev/shm (memory-backed) for data loaders and NCCL."
     )
     image: str | None = Field(
         default=None,
@@ -94,7 +89,7 @@ class Resources(SpecModel):
     @model_validator(mode="after")
     def _not_operator_env(self) -> Self:
         for number, item in enumerate(self.env):
-            if _OPERATOR_ENV.match(item.name):
+            if is_operator_env(item.name):
                 raise field_error(
                     f"env[{number}].name", f"{item.name} is set by kubesft and cannot be overridden"
                 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     Field,
@@ -10,9 +10,12 @@ from pydantic import (
     model_validator,
 )
 
-from kubesft_api.base import SpecModel
+from kubesft_api.base import Seed, SpecModel, StepCount
 from kubesft_api.sft_config_fields import extra_args_problems
 from kubesft_api.validation import field_error
+
+_BatchCount = Annotated[int, Field(ge=1, le=4096)]
+_StepInterval = Annotated[int, Field(ge=1, le=1_000_000)]
 
 
 class TrainingSettings(SpecModel):
@@ -24,18 +27,8 @@ class TrainingSettings(SpecModel):
         gt=0.0,
         le=1000.0,
     )
-    max_steps: int | None = Field(
-        default=None,
-        description="Total optimizer steps; overrides epochs.",
-        ge=1,
-        le=100_000_000,
-    )
-    learning_rate: float = Field(
-        default=2e-5,
-        description="Peak learning rate.",
-        gt=0.0,
-        le=1.0,
-    )
+    max_steps: StepCount | None = Field(default=None, description="Total optimizer steps; overrides epochs.")
+    learning_rate: float = Field(default=2e-5, description="Peak learning rate.", gt=0.0, le=1.0)
     lr_scheduler: Literal[
         "linear",
         "cosine",
@@ -48,28 +41,14 @@ class TrainingSettings(SpecModel):
         "warmup_stable_decay",
     ] = Field(default="linear", description="Learning-rate schedule.")
     warmup_ratio: float = Field(
-        default=0.0,
-        description="Share of total steps spent warming the learning rate up.",
-        ge=0.0,
-        lt=1.0,
+        default=0.0, description="Share of total steps spent warming the learning rate up.", ge=0.0, lt=1.0
     )
-    per_device_batch_size: int = Field(
-        default=8,
-        description="Sequences per device per micro-batch.",
-        ge=1,
-        le=4096,
-    )
-    gradient_accumulation_steps: int = Field(
-        default=1,
-        description="Micro-batches accumulated per optimizer step.",
-        ge=1,
-        le=4096,
+    per_device_batch_size: _BatchCount = Field(default=8, description="Sequences per device per micro-batch.")
+    gradient_accumulation_steps: _BatchCount = Field(
+        default=1, description="Micro-batches accumulated per optimizer step."
     )
     max_length: int = Field(
-        default=1024,
-        description="Maximum tokens per sequence (or per packed sequence).",
-        ge=8,
-        le=1_048_576,
+        default=1024, description="Maximum tokens per sequence (or per packed sequence).", ge=8, le=1_048_576
     )
     packing: bool = Field(
         default=False,
@@ -79,8 +58,7 @@ class TrainingSettings(SpecModel):
         ),
     )
     padding_free: bool = Field(
-        default=False,
-        description="Concatenate a batch without padding. Needs packing when maxLength is set.",
+        default=False, description="Concatenate a batch without padding. Needs packing when maxLength is set."
     )
     assistant_only_loss: bool = Field(
         default=False,
@@ -97,30 +75,18 @@ class TrainingSettings(SpecModel):
         ),
     )
     gradient_checkpointing: bool = Field(
-        default=True,
-        description="Recompute activations in the backward pass to save memory.",
+        default=True, description="Recompute activations in the backward pass to save memory."
     )
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         default="auto",
         description="Mixed precision. auto picks bf16 on GPUs that support it and fp32 on CPU.",
     )
-    seed: int = Field(
-        default=42,
-        description="Seed for model initialisation, dropout and data order.",
-        ge=0,
-        le=2**32 - 1,
+    seed: Seed = Field(default=42, description="Seed for model initialisation, dropout and data order.")
+    logging_steps: _StepInterval = Field(
+        default=10, description="Log loss, learning rate and throughput every this many steps."
     )
-    logging_steps: int = Field(
-        default=10,
-        description="Log loss, learning rate and throughput every this many steps.",
-        ge=1,
-        le=1_000_000,
-    )
-    eval_steps: int = Field(
-        default=50,
-        description="Evaluate every this many steps when evaluation data is set.",
-        ge=1,
-        le=1_000_000,
+    eval_steps: _StepInterval = Field(
+        default=50, description="Evaluate every this many steps when evaluation data is set."
     )
     extra_args: dict[str, Any] = Field(
         default_factory=dict,

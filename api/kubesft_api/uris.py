@@ -1,34 +1,115 @@
-"""The URIs a spec names: s3://bucket/prefix, pvc://claim/path and absolute local paths."""
+"""The URIs a spec names: s3://bucket/prefix, pvc://claim/path and absolute local paths.
+
+The spec validates them, the operator mounts the claims of pvc:// URIs, and the trainer maps
+them to local paths or object stores, all through ``parse_uri``.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator
+
+from kubesft_api.base import K8S_NAME, UriText
+from kubesft_api.pod_contract import pvc_mount_path
+
+Scheme = Literal["s3", "pvc", "file"]
+STORAGE_SCHEMES: tuple[Scheme, ...] = ("s3", "pvc")
+"""Schemes besides local paths (``/path`` or ``file:///path``), which are always accepted."""
+
+_URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)$")
+_ROOTS: dict[Scheme, tuple[re.Pattern[str], str, str]] = {
+    "s3": (
+        re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+        "an s3:// URI needs a bucket",
+        "s3://bucket/prefix",
+    ),
+    "pvc": (re.compile(K8S_NAME), "a pvc:// URI needs a claim name", "pvc://claim/path"),
+}
+"""What comes after ``scheme://``: its pattern, the error when it is missing, and the URI's shape."""
 
 
-def check_uri(value: str | None, schemes: tuple[str, ...], what: str) -> str | None:
-    """Accept ``scheme://…`` for the listed schemes, or an absolute local path."""
-    if value is None:
-        return None
-    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)$", value)
+@dataclass(frozen=True)
+class ParsedUri:
+    """A storage URI taken apart. A local path has scheme ``file`` and an absolute ``path``."""
+
+    scheme: Scheme
+    bucket_or_claim: str
+    """The S3 bucket or the PersistentVolumeClaim; empty for a local path."""
+    path: str
+    """The key or prefix inside the bucket or claim (no leading ``/``), or the absolute local path."""
+
+    def __str__(self) -> str:
+        if self.scheme == "file":
+            return self.path
+        root = f"{self.scheme}://{self.bucket_or_claim}"
+        return f"{root}/{self.path}" if self.path else root
+
+    @property
+    def name(self) -> str:
+        """The last segment of ``path``."""
+        return PurePosixPath(self.path).name
+
+    @property
+    def parent(self) -> ParsedUri:
+        """The URI one segment up (the bucket or claim itself at the top)."""
+        parent = PurePosixPath(self.path).parent.as_posix()
+        return replace(self, path="" if parent == "." else parent)
+
+    @property
+    def local_path(self) -> str | None:
+        """Where a trainer pod sees it: the path itself, or under the claim's mount; None for S3."""
+        if self.scheme == "s3":
+            return None
+        if self.scheme == "pvc":
+            mount = pvc_mount_path(self.bucket_or_claim)
+            return f"{mount}/{self.path}" if self.path else mount
+        return self.path
+
+
+def parse_uri(text: str, schemes: tuple[Scheme, ...] = STORAGE_SCHEMES) -> ParsedUri:
+    """Take apart ``scheme://…`` for the listed schemes, a ``file://`` URI or an absolute path.
+
+    Raises ``ValueError`` saying what is wrong with ``text``.
+    """
+    accepted = " or ".join(f"{scheme}://…" for scheme in schemes)
+    match = _URI.match(text)
     if match is None:
-        if value.startswith("/"):
-            return value
+        if text.startswith("/"):
+            return ParsedUri("file", "", text)
         raise ValueError(
-            f"'{value}' is neither an absolute path nor a URI; "
-            f"use {' or '.join(s + '://…' for s in schemes)} or an absolute path for {what}"
+            f"'{text}' is neither an absolute path nor a URI; use {accepted} or an absolute path"
         )
     scheme, rest = match.group(1).lower(), match.group(2)
     if scheme == "file":
         if not rest.startswith("/"):
-            raise ValueError(f"'{value}': a file:// URI needs an absolute path")
+            raise ValueError(f"'{text}': a file:// URI needs an absolute path")
+        return ParsedUri("file", "", rest)
+    root, _, path = rest.partition("/")
+    for candidate in schemes:
+        if candidate == scheme and candidate in _ROOTS:
+            pattern, needs, shape = _ROOTS[candidate]
+            if not root:
+                raise ValueError(f"'{text}': {needs}")
+            if not pattern.match(root):
+                raise ValueError(f"'{text}' is not a valid {shape} URI")
+            return ParsedUri(candidate, root, path)
+    supported = ", ".join(f"{s}://" for s in schemes)
+    raise ValueError(f"scheme '{scheme}://' is not supported; use {supported} or an absolute local path")
+
+
+def _accepting(*schemes: Scheme) -> AfterValidator:
+    def check(value: str) -> str:
+        parse_uri(value, schemes)
         return value
-    if scheme not in schemes:
-        supported = ", ".join(s + "://" for s in schemes)
-        raise ValueError(
-            f"scheme '{scheme}://' is not supported for {what}; use {supported} or an absolute local path"
-        )
-    if scheme == "s3" and not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", rest):
-        raise ValueError(f"'{value}' is not a valid s3://bucket/prefix URI")
-    if scheme == "pvc" and not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$", rest):
-        raise ValueError(f"'{value}' is not a valid pvc://claim/path URI")
-    return value
+
+    return AfterValidator(check)
+
+
+StorageUri = Annotated[UriText, _accepting(*STORAGE_SCHEMES)]
+"""A spec field naming s3://bucket/prefix, pvc://claim/path or an absolute local path."""
+S3OrLocalUri = Annotated[UriText, _accepting("s3")]
+"""A spec field naming s3://bucket/prefix or an absolute local path."""
