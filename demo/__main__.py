@@ -18,13 +18,14 @@ from pathlib import Path
 from types import FrameType
 
 from demo.flow import DemoSettings, heading, run_demo
+from kubesft_api import pod_contract
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.s3 import S3Server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Trainer pods mount volumes here. The process node runs their containers from this checkout's
 # virtualenv on the host's filesystem, so a checkout below one of these paths is hidden in pods.
-POD_MOUNT_PATHS = ("/tmp", "/var/lib/kubesft", "/etc/kubesft", "/dev/shm")
+POD_MOUNT_PATHS = (pod_contract.TMP_DIR, pod_contract.WORK_DIR, pod_contract.CONFIG_DIR, pod_contract.SHM_DIR)
 
 
 def checkout_hidden_in_pods() -> str | None:

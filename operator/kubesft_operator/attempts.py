@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from kubesft_api import exit_codes
+from kubesft_api.integers import int_or
 from kubesft_operator import names
 
 TRAINER_ERROR_PREFIX = "kubesft: error: "
@@ -77,7 +78,7 @@ def _is_live(pod: dict[str, Any]) -> bool:
 
 def _rank(pod: dict[str, Any]) -> int:
     index = (pod.get("metadata", {}).get("annotations") or {}).get(names.ANNOTATION_COMPLETION_INDEX)
-    return int(index) if index is not None and str(index).isdigit() else 0
+    return int_or(index, 0)
 
 
 def _signal_name(number: int) -> str:

@@ -17,6 +17,8 @@ from typing import Any, cast
 import aiohttp
 import kopf
 
+from kubesft_api.integers import int_or
+from kubesft_api.pod_contract import TRAINER_METRICS_PORT
 from kubesft_api.status import SFTJobStatus
 from kubesft_api.times import now_utc, parse_time
 from kubesft_operator import metrics, names, watched
@@ -42,7 +44,7 @@ from kubesft_operator.render import (
     render_job,
     render_service,
 )
-from kubesft_operator.settings import TRAINER_METRICS_PORT, OperatorSettings
+from kubesft_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ _STATUS_FIELDS = frozenset(field.alias or name for name, field in SFTJobStatus.m
 
 def _resource_version(body: dict[str, Any] | None) -> int:
     value = str((body or {}).get("metadata", {}).get("resourceVersion") or "")
-    return int(value) if value.isdigit() else -1
+    return int_or(value, -1)
 
 
 def status_patch(old: dict[str, Any], new: SFTJobStatus) -> dict[str, Any]:

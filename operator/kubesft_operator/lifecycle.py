@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
+from kubesft_api.integers import int_or
 from kubesft_api.sftjob import InvalidSpecError, SFTJobSpec, parse_spec
 from kubesft_api.status import Phase, SFTJobStatus
 from kubesft_api.times import parse_time, rfc3339
@@ -147,17 +148,17 @@ def attempt_of(job: dict[str, Any]) -> int:
     value = (meta.get("annotations") or {}).get(names.ANNOTATION_ATTEMPT) or (meta.get("labels") or {}).get(
         names.LABEL_ATTEMPT
     )
-    return int(value) if value is not None and str(value).isdigit() else -1
+    return int_or(value, -1)
 
 
 def _restarts_of(job: dict[str, Any] | None) -> int:
     value = ((job or {}).get("metadata", {}).get("annotations") or {}).get(names.ANNOTATION_RESTARTS)
-    return int(value) if value is not None and str(value).isdigit() else 0
+    return int_or(value, 0)
 
 
 def _pod_attempt(pod: dict[str, Any]) -> int:
     value = (pod.get("metadata", {}).get("labels") or {}).get(names.LABEL_ATTEMPT)
-    return int(value) if value is not None and str(value).isdigit() else -1
+    return int_or(value, -1)
 
 
 def _deleting(obj: dict[str, Any]) -> bool:

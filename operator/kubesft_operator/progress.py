@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
+from kubesft_api.pod_contract import PROGRESS_PATH
 from kubesft_api.progress import ProgressReport
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ async def fetch_progress(
 ) -> ProgressReport | None:
     """Rank 0's report, or None when it cannot be read now (starting, saving, gone)."""
     host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
-    url = f"http://{host}:{port}/progress"
+    url = f"http://{host}:{port}{PROGRESS_PATH}"
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             if response.status != 200:

@@ -6,25 +6,18 @@ which is what makes applying them idempotent and adopting them after a restart s
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from kubesft_api import pod_contract
 from kubesft_api.sftjob import GROUP, KIND, VERSION, SFTJobSpec
+from kubesft_api.uris import parse_uri
 from kubesft_operator import names
-from kubesft_operator.settings import TRAINER_METRICS_PORT
 
-CONFIG_DIR = "/etc/kubesft"
-CONFIG_KEY = "config.yaml"
-WORK_DIR = "/var/lib/kubesft"
-PVC_ROOT = "/mnt/pvc"
-RENDEZVOUS_PORT = 29500
 TRAINER_COMMAND = ["python", "-m", "kubesft_trainer"]
 RUN_AS_USER = 1000
-
-_PVC_URI = re.compile(r"^pvc://([^/]+)(/.*)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -88,7 +81,7 @@ def render_configmap(owner: Owner, spec: SFTJobSpec) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(owner, names.configmap_name(owner.name)),
-        "data": {CONFIG_KEY: trainer_config_yaml(spec)},
+        "data": {pod_contract.CONFIG_KEY: trainer_config_yaml(spec)},
     }
 
 
@@ -108,7 +101,13 @@ def render_service(owner: Owner) -> dict[str, Any]:
             # Ranks resolve rank 0 while it starts, before any readiness.
             "publishNotReadyAddresses": True,
             "selector": {names.LABEL_JOB: owner.name},
-            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
+            "ports": [
+                {
+                    "name": "rendezvous",
+                    "port": pod_contract.RENDEZVOUS_PORT,
+                    "targetPort": pod_contract.RENDEZVOUS_PORT,
+                }
+            ],
         },
     }
 
@@ -121,9 +120,9 @@ def pvc_claims(spec: SFTJobSpec) -> dict[str, bool]:
         (spec.dataset.uri, False),
         (spec.output.uri, True),
     ):
-        match = _PVC_URI.match(uri or "")
-        if match:
-            claim = match.group(1)
+        parsed = parse_uri(uri) if uri else None
+        if parsed is not None and parsed.scheme == "pvc":
+            claim = parsed.bucket_or_claim
             claims[claim] = claims.get(claim, False) or writable
     return claims
 
@@ -133,30 +132,30 @@ def _env(owner: Owner, spec: SFTJobSpec, job: str) -> list[dict[str, Any]]:
     indexed = resources.nodes > 1
     rank: dict[str, Any] = (
         {
-            "name": "KUBESFT_NODE_RANK",
+            "name": pod_contract.ENV_NODE_RANK,
             "valueFrom": {
                 "fieldRef": {"fieldPath": f"metadata.annotations['{names.ANNOTATION_COMPLETION_INDEX}']"}
             },
         }
         if indexed
-        else {"name": "KUBESFT_NODE_RANK", "value": "0"}
+        else {"name": pod_contract.ENV_NODE_RANK, "value": "0"}
     )
     master = f"{job}-0.{names.service_name(owner.name)}" if indexed else "127.0.0.1"
     env: list[dict[str, Any]] = [
-        {"name": "KUBESFT_CONFIG", "value": f"{CONFIG_DIR}/{CONFIG_KEY}"},
-        {"name": "KUBESFT_METRICS_PORT", "value": str(TRAINER_METRICS_PORT)},
-        {"name": "KUBESFT_JOB_NAME", "value": owner.name},
-        {"name": "KUBESFT_NAMESPACE", "value": owner.namespace},
-        {"name": "KUBESFT_WORK_DIR", "value": WORK_DIR},
-        {"name": "HF_HOME", "value": f"{WORK_DIR}/hf"},
+        {"name": pod_contract.ENV_CONFIG, "value": pod_contract.CONFIG_PATH},
+        {"name": pod_contract.ENV_METRICS_PORT, "value": str(pod_contract.TRAINER_METRICS_PORT)},
+        {"name": pod_contract.ENV_JOB_NAME, "value": owner.name},
+        {"name": pod_contract.ENV_NAMESPACE, "value": owner.namespace},
+        {"name": pod_contract.ENV_WORK_DIR, "value": pod_contract.WORK_DIR},
+        {"name": pod_contract.ENV_HF_HOME, "value": pod_contract.HF_HOME},
         # The root filesystem is read-only; libraries that cache under $HOME get the work volume.
-        {"name": "HOME", "value": WORK_DIR},
-        {"name": "KUBESFT_GRACE_SECONDS", "value": str(policy.termination_grace_period_seconds)},
-        {"name": "KUBESFT_NNODES", "value": str(resources.nodes)},
-        {"name": "KUBESFT_NPROC_PER_NODE", "value": str(max(resources.gpus_per_node, 1))},
+        {"name": pod_contract.ENV_HOME, "value": pod_contract.WORK_DIR},
+        {"name": pod_contract.ENV_GRACE_SECONDS, "value": str(policy.termination_grace_period_seconds)},
+        {"name": pod_contract.ENV_NNODES, "value": str(resources.nodes)},
+        {"name": pod_contract.ENV_NPROC_PER_NODE, "value": str(max(resources.gpus_per_node, 1))},
         rank,
-        {"name": "MASTER_ADDR", "value": master},
-        {"name": "MASTER_PORT", "value": str(RENDEZVOUS_PORT)},
+        {"name": pod_contract.ENV_MASTER_ADDR, "value": master},
+        {"name": pod_contract.ENV_MASTER_PORT, "value": str(pod_contract.RENDEZVOUS_PORT)},
     ]
     credentials = spec.checkpoints.credentials_secret
     if credentials is not None:
@@ -168,7 +167,9 @@ def _env(owner: Owner, spec: SFTJobSpec, job: str) -> list[dict[str, Any]]:
             if key is not None:
                 env.append(_secret_env(variable, credentials.name, key))
     if spec.model.token_secret is not None:
-        env.append(_secret_env("HF_TOKEN", spec.model.token_secret.name, spec.model.token_secret.key))
+        env.append(
+            _secret_env(pod_contract.ENV_HF_TOKEN, spec.model.token_secret.name, spec.model.token_secret.key)
+        )
     env += [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in resources.env]
     return env
 
@@ -194,17 +195,19 @@ def _volumes(owner: Owner, spec: SFTJobSpec) -> tuple[list[dict[str, Any]], list
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shared_memory}},
     ]
     mounts: list[dict[str, Any]] = [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        {"name": "work", "mountPath": WORK_DIR},
-        {"name": "tmp", "mountPath": "/tmp"},
-        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "config", "mountPath": pod_contract.CONFIG_DIR, "readOnly": True},
+        {"name": "work", "mountPath": pod_contract.WORK_DIR},
+        {"name": "tmp", "mountPath": pod_contract.TMP_DIR},
+        {"name": "dshm", "mountPath": pod_contract.SHM_DIR},
     ]
     for number, (claim, writable) in enumerate(sorted(pvc_claims(spec).items())):
         volume = f"pvc-{number}"
         volumes.append(
             {"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}}
         )
-        mounts.append({"name": volume, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": not writable})
+        mounts.append(
+            {"name": volume, "mountPath": pod_contract.pvc_mount_path(claim), "readOnly": not writable}
+        )
     return volumes, mounts
 
 
@@ -217,10 +220,10 @@ def _pod_spec(owner: Owner, spec: SFTJobSpec, job: str, defaults: TrainerDefault
         "imagePullPolicy": res.image_pull_policy,
         "command": list(TRAINER_COMMAND),
         "env": _env(owner, spec, job),
-        "ports": [{"name": "metrics", "containerPort": TRAINER_METRICS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "metrics", "containerPort": pod_contract.TRAINER_METRICS_PORT, "protocol": "TCP"}],
         "resources": _resources(spec),
         "volumeMounts": mounts,
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": pod_contract.TERMINATION_LOG,
         # A trainer killed before it could write its reason still leaves its last log lines.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {

@@ -45,9 +45,6 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-TRAINER_METRICS_PORT = 9090
-"""Port of the trainer's /metrics and /progress (rank 0); fixed by the pod contract."""
-
 DEFAULT_TRAINER_IMAGE = "ghcr.io/kubesft/kubesft-trainer:0.1.0"
 
 

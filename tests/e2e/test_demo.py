@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from demo.flow import DemoResult, DemoSettings, run_demo
+from kubesft_api.uris import parse_uri
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.helm import run_helm
 from testing.devcluster.s3 import S3Server
@@ -78,9 +79,9 @@ def test_demo_trains_to_succeeded_and_prints_existing_s3_paths(
         result.loss_curve_uri,
     ]
     for uri in printed_objects:
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        assert bucket == s3.bucket
-        head = s3.client().head_object(Bucket=bucket, Key=key)
+        parsed = parse_uri(uri, ("s3",))
+        assert parsed.bucket_or_claim == s3.bucket
+        head = s3.client().head_object(Bucket=parsed.bucket_or_claim, Key=parsed.path)
         assert head["ContentLength"] > 0, f"{uri} is empty"
     listed = [line.split()[-1] for line in lines if re.match(r"^\s+[\d,]+\s+\S+$", line)]
     assert {"loss_curve.png", "model.safetensors", "training_summary.json"} <= set(listed), text

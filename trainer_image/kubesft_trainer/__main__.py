@@ -13,7 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from kubesft_api import exit_codes
+from kubesft_api import exit_codes, pod_contract
 from kubesft_trainer.config.runtime_env import RuntimeEnv
 from kubesft_trainer.errors import ConfigError, TrainerError
 from kubesft_trainer.launcher import launch, write_outcome
@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         type=Path,
-        help="trainer config YAML (default: $KUBESFT_CONFIG, which the operator sets)",
+        help=f"trainer config YAML (default: ${pod_contract.ENV_CONFIG}, which the operator sets)",
     )
     parser.add_argument(
         "--validate",
@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace, argv: list[str], env: RuntimeEnv) -> tuple[in
 
     path = args.config or env.config_path
     if path is None:
-        raise ConfigError("no trainer config: pass --config FILE or set KUBESFT_CONFIG")
+        raise ConfigError(f"no trainer config: pass --config FILE or set {pod_contract.ENV_CONFIG}")
     config = load_config(path)
     if args.validate:
         from kubesft_trainer.train import validate

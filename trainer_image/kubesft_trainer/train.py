@@ -276,7 +276,7 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
                 "dataset": config.dataset.name or config.dataset.uri or "",
             }
         )
-        manager = CheckpointManager.from_config(config.checkpoints, env.work_dir, env.grace_seconds)
+        manager = CheckpointManager.from_config(config.checkpoints, env)
         tracker.add_source(manager.progress_fields)
         callbacks = list(manager.callbacks())
         if env.is_rank_zero:

@@ -10,15 +10,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kubesft_api.checkpoints import CheckpointSettings
+from kubesft_api.pod_contract import PVC_ROOT
 from kubesft_trainer.errors import TrainerError
-from kubesft_trainer.storage.objects import (
-    MULTIPART_THRESHOLD,
-    PVC_MOUNT_ROOT,
-    ObjectStore,
-    StorageError,
-    open_store,
-    resolve_local_path,
-)
+from kubesft_trainer.storage.local_store import LocalStore
+from kubesft_trainer.storage.objects import ObjectStore, StorageError, open_store
+from kubesft_trainer.storage.s3_store import MULTIPART_THRESHOLD, S3Store
 
 if TYPE_CHECKING:
     from tests.support.storage import MotoS3
@@ -146,13 +142,20 @@ def test_local_store_leaves_no_partial_file_under_the_final_name(tmp_path: Path)
     [
         ("/data/train.jsonl", Path("/data/train.jsonl")),
         ("file:///data/train.jsonl", Path("/data/train.jsonl")),
-        ("pvc://datasets/chat/train.jsonl", PVC_MOUNT_ROOT / "datasets" / "chat" / "train.jsonl"),
-        ("pvc://datasets", PVC_MOUNT_ROOT / "datasets"),
-        ("s3://bucket/prefix", None),
+        ("pvc://datasets/chat/train.jsonl", Path(PVC_ROOT, "datasets", "chat", "train.jsonl")),
+        ("pvc://datasets", Path(PVC_ROOT, "datasets")),
     ],
 )
-def test_resolve_local_path(uri: str, expected: Path | None) -> None:
-    assert resolve_local_path(uri) == expected
+def test_local_uris_open_the_folder_they_name_in_the_pod(uri: str, expected: Path) -> None:
+    store = open_store(uri, CheckpointSettings())
+    assert isinstance(store, LocalStore) and store.root == expected
+    assert store.location("a/b") == f"{uri}/a/b", "messages name the URI the spec gave"
+
+
+def test_s3_uris_open_the_bucket_and_prefix() -> None:
+    store = open_store("s3://bucket/some/prefix", CheckpointSettings())
+    assert isinstance(store, S3Store)
+    assert (store.bucket, store.prefix) == ("bucket", "some/prefix/")
 
 
 @pytest.mark.parametrize(
@@ -164,6 +167,6 @@ def test_resolve_local_path(uri: str, expected: Path | None) -> None:
         ("pvc:///path", "needs a claim name"),
     ],
 )
-def test_resolve_local_path_refuses_what_it_cannot_map(uri: str, message: str) -> None:
+def test_open_store_refuses_what_it_cannot_map(uri: str, message: str) -> None:
     with pytest.raises(StorageError, match=message):
-        resolve_local_path(uri)
+        open_store(uri, CheckpointSettings())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     from transformers import TrainerCallback
 
     from kubesft_trainer.checkpoints.callbacks import CheckpointCallback
+    from kubesft_trainer.config.runtime_env import RuntimeEnv
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +69,9 @@ class CheckpointManager:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
 
     @classmethod
-    def from_config(
-        cls, settings: CheckpointSettings, work_dir: Path, grace_seconds: float
-    ) -> CheckpointManager:
+    def from_config(cls, settings: CheckpointSettings, env: RuntimeEnv) -> CheckpointManager:
         store = CheckpointStore(open_store(settings.uri, settings)) if settings.uri else None
-        return cls(
-            settings,
-            work_dir,
-            grace_seconds,
-            store,
-            rank=int(os.environ.get("RANK", "0")),
-            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-        )
+        return cls(settings, env.work_dir, env.grace_seconds, store, rank=env.rank, local_rank=env.local_rank)
 
     @property
     def staging_dir(self) -> Path:

@@ -8,19 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubesft_api import pod_contract
+from kubesft_api.integers import int_or
 from kubesft_trainer.errors import ConfigError
 
-DEFAULT_METRICS_PORT = 9090
 DEFAULT_GRACE_SECONDS = 30.0
-DEFAULT_MASTER_PORT = 29500
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     raw = env.get(name)
-    if raw is None or raw == "":
-        return default
     try:
-        value = int(raw)
+        value = int_or(raw, default, strict=True)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
@@ -59,30 +57,30 @@ class RuntimeEnv:
 
     @property
     def hf_token(self) -> str | None:
-        return os.environ.get("HF_TOKEN") or None
+        return os.environ.get(pod_contract.ENV_HF_TOKEN) or None
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> RuntimeEnv:
         env = os.environ if env is None else env
-        config = env.get("KUBESFT_CONFIG")
-        work_dir = env.get("KUBESFT_WORK_DIR") or str(Path(tempfile.gettempdir()) / "kubesft")
-        raw_grace = env.get("KUBESFT_GRACE_SECONDS") or str(DEFAULT_GRACE_SECONDS)
+        config = env.get(pod_contract.ENV_CONFIG)
+        work_dir = env.get(pod_contract.ENV_WORK_DIR) or str(Path(tempfile.gettempdir()) / "kubesft")
+        raw_grace = env.get(pod_contract.ENV_GRACE_SECONDS) or str(DEFAULT_GRACE_SECONDS)
         try:
             grace = float(raw_grace)
         except ValueError:
-            raise ConfigError(f"KUBESFT_GRACE_SECONDS={raw_grace!r} is not a number") from None
+            raise ConfigError(f"{pod_contract.ENV_GRACE_SECONDS}={raw_grace!r} is not a number") from None
         return cls(
             config_path=Path(config) if config else None,
             work_dir=Path(work_dir),
-            metrics_port=_int(env, "KUBESFT_METRICS_PORT", DEFAULT_METRICS_PORT, 0),
-            job_name=env.get("KUBESFT_JOB_NAME") or None,
-            namespace=env.get("KUBESFT_NAMESPACE") or None,
+            metrics_port=_int(env, pod_contract.ENV_METRICS_PORT, pod_contract.TRAINER_METRICS_PORT, 0),
+            job_name=env.get(pod_contract.ENV_JOB_NAME) or None,
+            namespace=env.get(pod_contract.ENV_NAMESPACE) or None,
             grace_seconds=grace,
-            nnodes=_int(env, "KUBESFT_NNODES", 1, 1),
-            nproc_per_node=_int(env, "KUBESFT_NPROC_PER_NODE", 1, 1),
-            node_rank=_int(env, "KUBESFT_NODE_RANK", 0, 0),
-            master_addr=env.get("MASTER_ADDR") or "127.0.0.1",
-            master_port=_int(env, "MASTER_PORT", DEFAULT_MASTER_PORT, 1),
+            nnodes=_int(env, pod_contract.ENV_NNODES, 1, 1),
+            nproc_per_node=_int(env, pod_contract.ENV_NPROC_PER_NODE, 1, 1),
+            node_rank=_int(env, pod_contract.ENV_NODE_RANK, 0, 0),
+            master_addr=env.get(pod_contract.ENV_MASTER_ADDR) or "127.0.0.1",
+            master_port=_int(env, pod_contract.ENV_MASTER_PORT, pod_contract.RENDEZVOUS_PORT, 1),
             rank=_int(env, "RANK", 0, 0),
             local_rank=_int(env, "LOCAL_RANK", 0, 0),
             world_size=_int(env, "WORLD_SIZE", 1, 1),

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-TERMINATION_LOG = Path("/dev/termination-log")
+from kubesft_api import pod_contract
+
+TERMINATION_LOG = Path(pod_contract.TERMINATION_LOG)
 ERROR_PREFIX = "kubesft: error: "
 MAX_REASON_CHARS = 3500
 """Kubernetes keeps 4096 bytes of termination message; leave room for multi-byte characters."""

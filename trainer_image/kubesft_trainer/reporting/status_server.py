@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from kubesft_api.pod_contract import ENV_METRICS_PORT, METRICS_PATH, PROGRESS_PATH
 from kubesft_api.progress import ProgressReport
 from kubesft_trainer.errors import TrainerError
 
@@ -24,7 +25,7 @@ class StatusServer:
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as error:
-            raise TrainerError(f"KUBESFT_METRICS_PORT: cannot listen on port {port}: {error}") from error
+            raise TrainerError(f"{ENV_METRICS_PORT}: cannot listen on port {port}: {error}") from error
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="kubesft-status", daemon=True)
 
@@ -47,9 +48,9 @@ class StatusServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
-                if path == "/metrics":
+                if path == METRICS_PATH:
                     self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
-                elif path == "/progress":
+                elif path == PROGRESS_PATH:
                     body = progress().model_dump_json(by_alias=True).encode()
                     self._send(200, "application/json", body)
                 elif path == "/healthz":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_trainer.errors import TrainerError
@@ -17,13 +17,6 @@ _COMPLETE = ".kubesft-complete"
 
 def _cache_dir(cache_root: Path, uri: str) -> Path:
     return cache_root / hashlib.sha256(uri.encode()).hexdigest()[:16]
-
-
-def _split_object_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/prefix/file.jsonl`` -> (``s3://bucket/prefix``, ``file.jsonl``)."""
-    scheme, rest = uri.split("://", 1)
-    path = PurePosixPath(rest)
-    return f"{scheme}://{path.parent}", path.name
 
 
 def local_copy(
@@ -39,18 +32,19 @@ def local_copy(
     Raises ``TrainerError`` (retryable) when the download fails, and ``FileNotFoundError`` with
     ``field`` in the message when a local path does not exist.
     """
-    from kubesft_trainer.storage.objects import open_store, resolve_local_path
+    from kubesft_trainer.storage.objects import open_store, parse_storage_uri
 
-    local = resolve_local_path(uri)
-    if local is not None:
+    parsed = parse_storage_uri(uri)
+    if parsed.local_path is not None:
+        local = Path(parsed.local_path)
         if not local.exists():
             raise FileNotFoundError(
                 f"{field}: {uri} does not exist" + (f" ({local})" if str(local) != uri else "")
             )
-        return Path(local)
+        return local
     target = _cache_dir(cache_root, uri)
     single_file = uri.lower().endswith(single_file_suffixes) if single_file_suffixes else False
-    result = target / _split_object_uri(uri)[1] if single_file else target / "files"
+    result = target / parsed.name if single_file else target / "files"
     if (target / _COMPLETE).exists():
         log.info("using the cached copy of %s in %s", uri, target)
         return result
@@ -59,11 +53,10 @@ def local_copy(
     log.info("downloading %s to %s", uri, target)
     try:
         if single_file:
-            parent, name = _split_object_uri(uri)
-            store = open_store(parent, settings)
-            if not store.exists(name):
+            store = open_store(str(parsed.parent), settings)
+            if not store.exists(parsed.name):
                 raise FileNotFoundError(f"{field}: {uri} does not exist")
-            store.download_file(name, result)
+            store.download_file(parsed.name, result)
         else:
             paths = open_store(uri, settings).download_directory("", result)
             if not paths:
