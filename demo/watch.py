@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from kubernetes import client, watch
 
+from kubesft_api.times import parse_time
 from testing.devcluster.kube import Kube
 
 GROUP = "kubesft.io"
@@ -36,7 +37,7 @@ class PrinterColumn:
         if found is None or found == "":
             return "<none>" if self.type != "date" else ""
         if self.type == "date":
-            created = datetime.fromisoformat(str(found).replace("Z", "+00:00"))
+            created = parse_time(str(found)) or now
             return human_age((now - created).total_seconds())
         if self.type == "number" and isinstance(found, float):
             return f"{found:.4f}"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+from kubesft_api.times import now_utc
 
 MANIFEST_NAME = "kubesft-manifest.json"
 """Object name of the manifest inside ``checkpoint-<step>/``."""
@@ -98,7 +100,7 @@ def build_manifest(directory: Path, step: int) -> CheckpointManifest:
     ]
     if not files:
         raise ValueError(f"{directory}: the checkpoint folder holds no files")
-    return CheckpointManifest(step=step, created_at=datetime.now(UTC), files=files)
+    return CheckpointManifest(step=step, created_at=now_utc(), files=files)
 
 
 def verify_files(directory: Path, manifest: CheckpointManifest) -> list[str]:
