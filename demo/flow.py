@@ -95,11 +95,11 @@ def stage_inputs(s3: S3Server, work: Path, prefix: str, write: Write) -> tuple[s
     data = write_jsonl(work / "data" / "chat.jsonl", rows)
     write("built a 2-layer Llama (hidden size 64) with a byte-level BPE tokenizer, saved like a hub model,")
     write(f"and {len(rows)} conversations in `messages` format (system, user, assistant turns)")
-    client = s3.client()
-    uploads = [(p, f"{prefix}/model/{p.relative_to(model)}") for p in sorted(model.rglob("*")) if p.is_file()]
-    uploads.append((data, f"{prefix}/data/chat.jsonl"))
+    uploads = [
+        *s3.upload_directory(model, f"{prefix}/model"),
+        *s3.upload_directory(data.parent, f"{prefix}/data"),
+    ]
     for path, key in uploads:
-        client.upload_file(str(path), s3.bucket, key)
         write(f"  {path.stat().st_size:>9,d}  s3://{s3.bucket}/{key}")
     return s3.uri(f"{prefix}/model"), s3.uri(f"{prefix}/data/chat.jsonl")
 

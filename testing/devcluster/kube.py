@@ -198,19 +198,33 @@ class Kube:
             what=f"condition {condition}={status}",
         )
 
+    def wait_for_phase(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        phases: Iterable[str],
+        *,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
+        """Wait until the object's status.phase is one of ``phases``; returns the object."""
+        wanted = list(phases)
+        return self.wait_for_object(
+            api_version,
+            kind,
+            name,
+            namespace,
+            lambda obj: (obj.get("status") or {}).get("phase") in wanted,
+            timeout=timeout,
+            what=f"phase {' or '.join(wanted)}",
+        )
+
     def wait_for_pod_phase(
         self, namespace: str, name: str, phases: str | Iterable[str], *, timeout: float = 60.0
     ) -> dict[str, Any]:
         wanted = {phases} if isinstance(phases, str) else set(phases)
-        return self.wait_for_object(
-            "v1",
-            "Pod",
-            name,
-            namespace,
-            lambda pod: (pod.get("status") or {}).get("phase") in wanted,
-            timeout=timeout,
-            what=f"phase {' or '.join(sorted(wanted))}",
-        )
+        return self.wait_for_phase("v1", "Pod", name, namespace, sorted(wanted), timeout=timeout)
 
     def wait_for_deletion(
         self, api_version: str, kind: str, name: str, namespace: str | None, *, timeout: float = 60.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -279,12 +280,14 @@ def wait_for_phase(
     cluster: Cluster, namespace: str, name: str, *phases: str, timeout: float = 60.0
 ) -> dict[str, Any]:
     """Wait until the SFTJob's status.phase is one of ``phases``; returns the SFTJob."""
-    return cluster.kube.wait_for_object(
-        "kubesft.io/v1alpha1",
-        "SFTJob",
-        name,
-        namespace,
-        lambda job: (job.get("status") or {}).get("phase") in phases,
-        timeout=timeout,
-        what=f"phase {' or '.join(phases)}",
+    return cluster.kube.wait_for_phase(
+        "kubesft.io/v1alpha1", "SFTJob", name, namespace, phases, timeout=timeout
     )
+
+
+def patch_sftjob_spec(
+    cluster: Cluster, namespace: str, name: str, spec: dict[str, Any], *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl patch --type=merge`` of the SFTJob's spec, as a user edits a job."""
+    patch = json.dumps({"spec": spec})
+    return cluster.kubectl("-n", namespace, "patch", "sftjob", name, "--type=merge", "-p", patch, check=check)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pathlib
 import shutil
-import socket
 import subprocess
 import time
 from typing import Any
@@ -12,16 +11,11 @@ from typing import Any
 import requests
 import yaml
 
+from testing.devcluster.processes import free_port
+
 
 class PrometheusError(RuntimeError):
     """Prometheus did not start, or answered a query with an error."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PrometheusClient:

@@ -95,6 +95,17 @@ class S3Server:
             aws_secret_access_key=self.secret_access_key,
         )
 
+    def upload_directory(self, directory: Path, prefix: str) -> list[tuple[Path, str]]:
+        """Every file under ``directory`` to ``prefix/<its relative path>`` in the bucket, in path
+        order; returns the (file, key) pairs."""
+        client = self.client()
+        uploads = [
+            (p, f"{prefix}/{p.relative_to(directory)}") for p in sorted(directory.rglob("*")) if p.is_file()
+        ]
+        for path, key in uploads:
+            client.upload_file(str(path), self.bucket, key)
+        return uploads
+
     def env(self) -> dict[str, str]:
         """The standard AWS variables for a process on the host."""
         return {

@@ -17,6 +17,7 @@ from testing.devcluster.cluster import Cluster
 from testing.devcluster.operator_install import (
     OperatorInstall,
     OperatorProcess,
+    patch_sftjob_spec,
     running_operator,
     wait_for_phase,
 )
@@ -145,16 +146,8 @@ def test_started_job_refuses_spec_changes_but_takes_suspend(
 ) -> None:
     cluster.kubectl("apply", "-f", "-", input=manifest("held", spec_dict(), namespace))
     wait_for_phase(cluster, namespace, "held", "Pending")
-    refused = cluster.kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "sftjob",
-        "held",
-        "--type=merge",
-        "-p",
-        '{"spec":{"training":{"maxSteps":80,"learningRate":0.001}}}',
-        check=False,
+    refused = patch_sftjob_spec(
+        cluster, namespace, "held", {"training": {"maxSteps": 80, "learningRate": 0.001}}, check=False
     )
     assert refused.returncode != 0
     assert DENIED in refused.stderr
@@ -162,15 +155,6 @@ def test_started_job_refuses_spec_changes_but_takes_suspend(
         "spec.training.learningRate, spec.training.maxSteps cannot change while the job is Pending"
         in refused.stderr
     )
-    cluster.kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "sftjob",
-        "held",
-        "--type=merge",
-        "-p",
-        '{"spec":{"runPolicy":{"suspend":true}}}',
-    )
+    patch_sftjob_spec(cluster, namespace, "held", {"runPolicy": {"suspend": True}})
     suspended = wait_for_phase(cluster, namespace, "held", "Suspended")
     assert suspended["spec"]["training"]["maxSteps"] == 40

@@ -17,7 +17,6 @@ operator on loopback instead), and the GPU memory panel (the trainer runs on CPU
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import pathlib
@@ -51,10 +50,12 @@ from testing.devcluster.kube import wait_until
 from testing.devcluster.operator_install import (
     OperatorInstall,
     OperatorProcess,
+    patch_sftjob_spec,
     running_operator,
     wait_for_phase,
 )
 from testing.devcluster.prometheus import LocalPrometheus
+from testing.devcluster.s3 import S3Server
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl
 from tests.support.pod_discovery import PodDiscovery
 from tests.support.render_dashboard_png import render_dashboard_png, render_training_png
@@ -134,14 +135,10 @@ def _sftjob(namespace: str, s3: Any, prefix: str, name: str = SFTJOB) -> dict[st
     }
 
 
-def _stage_inputs(s3: Any, directory: pathlib.Path, prefix: str) -> None:
-    model = build_tiny_model(directory / "model")
+def _stage_inputs(s3: S3Server, directory: pathlib.Path, prefix: str) -> None:
+    s3.upload_directory(build_tiny_model(directory / "model"), f"{prefix}/model")
     data = write_jsonl(directory / "data/chat.jsonl", chat_rows(200))
-    client = s3.client()
-    for path in sorted(model.rglob("*")):
-        if path.is_file():
-            client.upload_file(str(path), s3.bucket, f"{prefix}/model/{path.relative_to(model)}")
-    client.upload_file(str(data), s3.bucket, f"{prefix}/data/chat.jsonl")
+    s3.upload_directory(data.parent, f"{prefix}/data")
 
 
 def _suspend_while_waiting(cluster: Cluster, namespace: str, s3: Any, operator: OperatorProcess) -> None:
@@ -159,8 +156,7 @@ def _suspend_while_waiting(cluster: Cluster, namespace: str, s3: Any, operator: 
         timeout=60,
         describe=lambda: f"no Job for the second SFTJob:\n{operator.log()[-3000:]}",
     )
-    suspend = {"spec": {"runPolicy": {"suspend": True}}}
-    cluster.kubectl("patch", "sft", SUSPENDED, "-n", namespace, "--type=merge", "-p", json.dumps(suspend))
+    patch_sftjob_spec(cluster, namespace, SUSPENDED, {"runPolicy": {"suspend": True}})
     cluster.kube.wait_for_deletion("batch/v1", "Job", trainer_job, namespace, timeout=120)
     wait_for_phase(cluster, namespace, SUSPENDED, "Suspended", timeout=120)
     cluster.kubectl("delete", "sft", SUSPENDED, "-n", namespace, "--timeout=60s")

@@ -17,6 +17,7 @@ from testing.devcluster.kube import wait_until
 from testing.devcluster.operator_install import (
     OperatorInstall,
     next_peering_priority,
+    patch_sftjob_spec,
     running_operator,
     wait_for_phase,
 )
@@ -33,21 +34,16 @@ def test_standby_replica_takes_over_when_the_active_one_stops(
     standby_priority = next_peering_priority()
     active_priority = next_peering_priority()
     with contextlib.ExitStack() as stack:
-        active = stack.enter_context(
-            running_operator(
-                install,
-                logs / "active.log",
-                KUBESFT_WEBHOOK_ENABLED="false",
-                KUBESFT_PEERING_PRIORITY=str(active_priority),
+        active, standby = (
+            stack.enter_context(
+                running_operator(
+                    install,
+                    logs / f"{role}.log",
+                    KUBESFT_WEBHOOK_ENABLED="false",
+                    KUBESFT_PEERING_PRIORITY=str(priority),
+                )
             )
-        )
-        standby = stack.enter_context(
-            running_operator(
-                install,
-                logs / "standby.log",
-                KUBESFT_WEBHOOK_ENABLED="false",
-                KUBESFT_PEERING_PRIORITY=str(standby_priority),
-            )
+            for role, priority in (("active", active_priority), ("standby", standby_priority))
         )
 
         # Kopf starts paused and resumes only if no peer has a higher priority: the standby never does.
@@ -81,15 +77,6 @@ def test_standby_replica_takes_over_when_the_active_one_stops(
             timeout=60,
             describe=lambda: f"the standby never resumed:\n{standby.log()}",
         )
-        cluster.kubectl(
-            "-n",
-            namespace,
-            "patch",
-            "sftjob",
-            "elected",
-            "--type=merge",
-            "-p",
-            '{"spec":{"runPolicy":{"suspend":true}}}',
-        )
+        patch_sftjob_spec(cluster, namespace, "elected", {"runPolicy": {"suspend": True}})
         wait_for_phase(cluster, namespace, "elected", "Suspended")
         assert cluster.kube.get("batch/v1", "Job", "elected-0", namespace) is None

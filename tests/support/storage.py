@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,23 +17,18 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from kubesft_api.checkpoints import CheckpointSettings
+from testing.devcluster.processes import free_port
 
 ACCESS_KEY_ID = "kubesft-test"
 SECRET_ACCESS_KEY = "kubesft-test-secret"
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class MotoS3:
     """An S3 endpoint on 127.0.0.1 that can be stopped (connections refused) and started again."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._server: ThreadedMotoServer | None = None
 
     @property

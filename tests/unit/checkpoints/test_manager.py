@@ -25,10 +25,10 @@ from kubesft_api import exit_codes
 from kubesft_trainer.checkpoints import CheckpointStore
 from kubesft_trainer.checkpoints.manifest import step_of
 from kubesft_trainer.storage.objects import open_store
+from testing.devcluster.processes import free_port
 from testing.tinymodel import chat_rows, write_jsonl
 from tests.support.trainer import (
     ROOT,
-    free_port,
     summary,
     trainer_command,
     trainer_config,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from kubesft_operator.webhook import (
     validating_configuration,
     webhook_server,
 )
+from testing.devcluster.processes import free_port
 from tests.support.operator_objects import spec_dict
 
 
@@ -79,7 +79,7 @@ def test_in_cluster_server_is_announced_as_a_service(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("KUBESFT_WEBHOOK_SERVICE_NAME", "kubesft-webhook")
     monkeypatch.setenv("KUBESFT_POD_NAMESPACE", "kubesft-system")
     monkeypatch.setenv("KUBESFT_WEBHOOK_LISTEN_ADDRESS", "127.0.0.1")
-    monkeypatch.setenv("KUBESFT_WEBHOOK_PORT", str(_free_port()))
+    monkeypatch.setenv("KUBESFT_WEBHOOK_PORT", str(free_port()))
     config = asyncio.run(_first_client_config(webhook_server(OperatorSettings())))
     assert "url" not in config
     assert config["service"] == {
@@ -95,19 +95,13 @@ def test_in_cluster_server_is_announced_as_a_service(monkeypatch: pytest.MonkeyP
 
 
 def test_local_server_is_announced_by_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("KUBESFT_WEBHOOK_HOST", "127.0.0.1")
     monkeypatch.setenv("KUBESFT_WEBHOOK_LISTEN_ADDRESS", "127.0.0.1")
     monkeypatch.setenv("KUBESFT_WEBHOOK_PORT", str(port))
     config = asyncio.run(_first_client_config(webhook_server(OperatorSettings())))
     assert config["url"] == f"https://127.0.0.1:{port}"
     assert "service" not in config
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_validating_configuration_points_at_the_handler() -> None:
@@ -127,7 +121,7 @@ def test_validating_configuration_points_at_the_handler() -> None:
 
 def test_publishing_server_publishes_before_kopf_sees_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBESFT_WEBHOOK_LISTEN_ADDRESS", "127.0.0.1")
-    monkeypatch.setenv("KUBESFT_WEBHOOK_PORT", str(_free_port()))
+    monkeypatch.setenv("KUBESFT_WEBHOOK_PORT", str(free_port()))
     published: list[Any] = []
 
     async def publish(config: Any) -> None:

@@ -24,10 +24,10 @@ from kubesft_trainer.data.example_view import LOSS_END, LOSS_START
 from kubesft_trainer.model.templates import builtin_template
 from kubesft_trainer.reporting.failure_report import ERROR_PREFIX
 from kubesft_trainer.train import prepare
+from testing.devcluster.processes import free_port
 from testing.tinymodel import chat_rows, prompt_completion_rows, text_rows, write_jsonl
 from tests.support.trainer import (
     ROOT,
-    free_port,
     last_stderr_line,
     run_trainer,
     summary,
