@@ -1,7 +1,7 @@
 """What a trainer Job and its Pods say about an attempt: running, waiting, finished or failed, and why.
 
-Pure functions over the objects as the API server returns them: the observed Job and Pods in,
-an ``AttemptState`` out.
+Pure functions over the objects as the operator keeps them (``objects``): the observed Job and
+Pods in, an ``AttemptState`` out.
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from kubesft_api import exit_codes
 from kubesft_api.integers import int_or
 from kubesft_operator import names
+from kubesft_operator.objects import Condition, ContainerStatus, Job, Pod
 
 TRAINER_ERROR_PREFIX = "kubesft: error: "
 MAX_MESSAGE = 2000
@@ -65,19 +66,23 @@ def trainer_reason(message: str | None) -> str:
     return (lines[-1] if lines else "")[:MAX_MESSAGE]
 
 
-def _trainer_status(pod: dict[str, Any]) -> dict[str, Any]:
-    for status in pod.get("status", {}).get("containerStatuses") or []:
+def _trainer_status(pod: Pod) -> ContainerStatus:
+    for status in pod["status"].get("containerStatuses") or []:
         if status.get("name") == names.CONTAINER_NAME:
-            return dict(status)
+            return status
     return {}
 
 
-def _is_live(pod: dict[str, Any]) -> bool:
-    return pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+def _phase(pod: Pod) -> str | None:
+    return pod["status"].get("phase")
 
 
-def _rank(pod: dict[str, Any]) -> int:
-    index = (pod.get("metadata", {}).get("annotations") or {}).get(names.ANNOTATION_COMPLETION_INDEX)
+def _is_live(pod: Pod) -> bool:
+    return _phase(pod) not in ("Succeeded", "Failed")
+
+
+def _rank(pod: Pod) -> int:
+    index = (pod["metadata"].get("annotations") or {}).get(names.ANNOTATION_COMPLETION_INDEX)
     return int_or(index, 0)
 
 
@@ -96,10 +101,10 @@ def _oom_advice() -> str:
     )
 
 
-def pod_failure(pod: dict[str, Any]) -> Failure:
+def pod_failure(pod: Pod) -> Failure:
     """Classify a Failed trainer pod by the trainer's exit code and what Kubernetes reports."""
-    name = pod.get("metadata", {}).get("name", "?")
-    status = pod.get("status", {})
+    name = pod["metadata"].get("name", "?")
+    status = pod["status"]
     disrupted = any(
         c.get("type") == "DisruptionTarget" and c.get("status") == "True"
         for c in status.get("conditions") or []
@@ -151,10 +156,10 @@ def _worst(failures: list[Failure]) -> Failure:
     return sorted(failures, key=rank)[0]
 
 
-def _waiting(pods: list[dict[str, Any]], namespace: str) -> tuple[str, str]:
+def _waiting(pods: list[Pod], namespace: str) -> tuple[str, str]:
     """Why no trainer pod runs yet, as (reason, actionable message)."""
     for pod in pods:
-        name = pod.get("metadata", {}).get("name", "?")
+        name = pod["metadata"].get("name", "?")
         waiting = _trainer_status(pod).get("state", {}).get("waiting") or {}
         reason, detail = waiting.get("reason", ""), waiting.get("message", "")
         if reason in _PULL_REASONS:
@@ -169,7 +174,7 @@ def _waiting(pods: list[dict[str, Any]], namespace: str) -> tuple[str, str]:
                 f"namespace {namespace} (spec.checkpoints.credentialsSecret, spec.model.tokenSecret "
                 "or spec.resources.env); the trainer starts once it exists."
             )
-        for condition in pod.get("status", {}).get("conditions") or []:
+        for condition in pod["status"].get("conditions") or []:
             if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
                 return "Unschedulable", (
                     f"no node can run pod {name}: {condition.get('message', '')}. Check "
@@ -178,41 +183,38 @@ def _waiting(pods: list[dict[str, Any]], namespace: str) -> tuple[str, str]:
     return "PodStarting", "waiting for the trainer pods to start"
 
 
-def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for condition in job.get("status", {}).get("conditions") or []:
+def _job_condition(job: Job, kind: str) -> Condition | None:
+    for condition in job["status"].get("conditions") or []:
         if condition.get("type") == kind and condition.get("status") == "True":
-            return dict(condition)
+            return condition
     return None
 
 
-def rank0_ip(pods: Iterable[dict[str, Any]]) -> str | None:
+def rank0_ip(pods: Iterable[Pod]) -> str | None:
     """Pod IP of the running rank-0 pod (completion index 0), which serves /progress."""
     for pod in pods:
-        status = pod.get("status", {})
+        status = pod["status"]
         if status.get("phase") == "Running" and _rank(pod) == 0 and status.get("podIP"):
             return str(status["podIP"])
     return None
 
 
-def observe_attempt(job: dict[str, Any] | None, pods: list[dict[str, Any]], nodes: int) -> AttemptState:
+def observe_attempt(job: Job | None, pods: list[Pod], nodes: int) -> AttemptState:
     """The state of one attempt from its Job (None when absent) and that Job's Pods."""
     live = [p for p in pods if _is_live(p)]
-    namespace = (job or (pods[0] if pods else {})).get("metadata", {}).get("namespace", "")
-    running = [p for p in live if p.get("status", {}).get("phase") == "Running"]
-    started = sorted(
-        s
-        for p in pods
-        if (s := p.get("status", {}).get("startTime")) and p.get("status", {}).get("phase") != "Pending"
-    )
+    owner = job or (pods[0] if pods else None)
+    namespace = owner["metadata"].get("namespace", "") if owner else ""
+    running = [p for p in live if _phase(p) == "Running"]
+    started = sorted(s for p in pods if (s := p["status"].get("startTime")) and _phase(p) != "Pending")
     started_at = started[0] if started else None
     base = AttemptState("Missing", started_at=started_at, live_pods=len(live), rank0_pod_ip=rank0_ip(pods))
 
     if job is None:
         return replace(base, phase="Stopping" if live else "Missing")
     complete = _job_condition(job, "Complete")
-    succeeded = [p for p in pods if p.get("status", {}).get("phase") == "Succeeded"]
+    succeeded = [p for p in pods if _phase(p) == "Succeeded"]
     if complete or len(succeeded) >= nodes:
-        finished = (complete or {}).get("lastTransitionTime") or job.get("status", {}).get("completionTime")
+        finished = (complete or {}).get("lastTransitionTime") or job["status"].get("completionTime")
         return replace(base, phase="Succeeded", finished_at=finished)
     failed_job = _job_condition(job, "Failed")
     if failed_job and failed_job.get("reason") == "DeadlineExceeded":
@@ -224,7 +226,7 @@ def observe_attempt(job: dict[str, Any] | None, pods: list[dict[str, Any]], node
         return replace(
             base, phase="Failed", failure=failure, finished_at=failed_job.get("lastTransitionTime")
         )
-    failed_pods = [p for p in pods if p.get("status", {}).get("phase") == "Failed"]
+    failed_pods = [p for p in pods if _phase(p) == "Failed"]
     if failed_pods:
         return replace(base, phase="Failed", failure=_worst([pod_failure(p) for p in failed_pods]))
     if failed_job:
@@ -234,7 +236,7 @@ def observe_attempt(job: dict[str, Any] | None, pods: list[dict[str, Any]], node
             retryable=True,
         )
         return replace(base, phase="Failed", failure=failure)
-    if job.get("spec", {}).get("suspend"):
+    if job["spec"].get("suspend"):
         return replace(base, phase="Stopping" if live else "Queued")
     if running:
         return replace(base, phase="Running")

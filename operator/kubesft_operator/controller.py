@@ -1,40 +1,43 @@
 """Carries out the state machine's decisions against the API server, one SFTJob at a time.
 
-The Kopf handlers hand it what the watches show (from Kopf's in-memory indexes); it decides,
-acts, writes the status and records events. Reconciliations of one SFTJob never overlap.
+The Kopf handlers hand it what the watches show (Kopf's in-memory indexes); it decides, acts,
+writes the status and records events. Reconciliations of one SFTJob never overlap. Its own loop
+(``run``) reads progress and reconciles every SFTJob once per progress interval, so time-driven
+transitions (deadline, TTL) and anything a lost event missed still happen, and it runs the
+reconciliations the state machine asked for at a later time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
 import aiohttp
 import kopf
 
-from kubesft_api.integers import int_or
 from kubesft_api.pod_contract import TRAINER_METRICS_PORT
 from kubesft_api.status import SFTJobStatus
 from kubesft_api.times import now_utc, parse_time
-from kubesft_operator import metrics, names, watched
+from kubesft_operator import metrics, watched
 from kubesft_operator.attempts import rank0_ip
-from kubesft_operator.kube import Kube
-from kubesft_operator.lifecycle import (
+from kubesft_operator.decisions import (
     Decision,
     DeleteJob,
     DeleteSFTJob,
     EnsureChildren,
-    SetJobDeadline,
+    JobSpecChange,
     SFTJobView,
-    SuspendJob,
     World,
-    decide,
 )
+from kubesft_operator.kube import Kube
+from kubesft_operator.lifecycle import decide
+from kubesft_operator.objects import Job, SFTJob, pod_attempt
 from kubesft_operator.progress import fetch_progress, progress_patch
 from kubesft_operator.render import (
     Owner,
@@ -45,22 +48,21 @@ from kubesft_operator.render import (
     render_service,
 )
 from kubesft_operator.settings import OperatorSettings
+from kubesft_operator.watched import Key, Watches
 
 logger = logging.getLogger(__name__)
 
-Key = tuple[str, str]
-"""(namespace, SFTJob name)."""
 JOB_SUSPEND_SINCE = (1, 22)
 """Job .spec.suspend is on by default from Kubernetes 1.22."""
+SWEEP_CONCURRENCY = 64
+"""SFTJobs read and reconciled at once by the periodic sweep; API calls are pooled in ``Kube``."""
+_SEEN_VERSIONS = 8
+"""Resource versions of an SFTJob's recent watch events remembered, to recognise the operator's own
+writes among them."""
 _STATUS_FIELDS = frozenset(field.alias or name for name, field in SFTJobStatus.model_fields.items())
 
 
-def _resource_version(body: dict[str, Any] | None) -> int:
-    value = str((body or {}).get("metadata", {}).get("resourceVersion") or "")
-    return int_or(value, -1)
-
-
-def status_patch(old: dict[str, Any], new: SFTJobStatus) -> dict[str, Any]:
+def status_patch(old: Mapping[str, Any], new: SFTJobStatus) -> dict[str, Any]:
     """A merge patch that turns status ``old`` into ``new``: changed fields, and nulls for dropped ones."""
     before = SFTJobStatus.model_validate(old).model_dump(mode="json", by_alias=True, exclude_none=True)
     after = new.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -71,29 +73,29 @@ def status_patch(old: dict[str, Any], new: SFTJobStatus) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Observed:
-    """What the watches show for one SFTJob."""
-
-    sftjob: dict[str, Any] | None
-    jobs: list[dict[str, Any]]
-    pods: list[dict[str, Any]]
-
-
 class Controller:
-    """The operator's memory between events, and the only writer of SFTJob status."""
+    """The operator's memory between events, and the only writer of SFTJob status.
 
-    def __init__(self, settings: OperatorSettings, kube: Kube, observe: Callable[[Key], Observed]) -> None:
+    After a write it reads the SFTJob as the write returned it, until the watch has shown that
+    write: resource versions are opaque, so one can only tell that the watch has reached a
+    version, never that one copy is newer than another.
+    """
+
+    def __init__(self, settings: OperatorSettings, kube: Kube, watches: Watches) -> None:
         self.settings = settings
         self.kube = kube
+        self.watches = watches
         self.defaults = TrainerDefaults(settings.trainer_image, tuple(settings.trainer_image_pull_secrets))
         self.job_suspend_supported = False
         self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._written: dict[Key, dict[str, Any]] = {}
-        self._created: defaultdict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self._written: dict[Key, SFTJob] = {}
+        self._seen: defaultdict[Key, deque[str]] = defaultdict(lambda: deque(maxlen=_SEEN_VERSIONS))
+        self._created: defaultdict[Key, dict[str, Job]] = defaultdict(dict)
         self._session: aiohttp.ClientSession | None = None
-        self._observe = observe
         self._waiting: set[Key] = set()
+        self._due: dict[Key, float] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         version = await self.kube.server_version()
@@ -104,28 +106,48 @@ class Controller:
             *version,
             "with Job .spec.suspend" if self.job_suspend_supported else "by deleting the Job",
         )
+        self._loop = asyncio.create_task(self.run(self.settings.progress_interval_seconds), name="sweep")
 
     async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
         if self._session is not None:
             await self._session.close()
         await self.kube.close()
 
     def forget(self, key: Key) -> None:
-        self._written.pop(key, None)
-        self._created.pop(key, None)
-        self._locks.pop(key, None)
+        for memory in (self._written, self._seen, self._created, self._locks, self._due):
+            memory.pop(key, None)
         metrics.PHASE_COUNTS.set(*key, None)
 
-    def observe(self, key: Key, phase: str | None) -> None:
-        metrics.PHASE_COUNTS.set(*key, phase)
-
-    def _freshest(self, key: Key, indexed: dict[str, Any] | None) -> dict[str, Any] | None:
+    def observe(self, key: Key, body: SFTJob, *, listed: bool = False) -> None:
+        """Take note of a watch event of an SFTJob; ``listed`` for one from a fresh listing."""
+        metrics.PHASE_COUNTS.set(*key, body["status"].get("phase"))
+        version = body["metadata"].get("resourceVersion", "")
+        self._seen[key].append(version)
         written = self._written.get(key)
-        if indexed is None or written is None:
-            return indexed
-        return written if _resource_version(written) > _resource_version(indexed) else indexed
+        # A listing may have skipped the version written; the watch then goes on from the listing.
+        if written is not None and (listed or written["metadata"].get("resourceVersion") == version):
+            del self._written[key]
 
-    def _jobs(self, key: Key, indexed: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _remember_written(self, key: Key, body: dict[str, Any]) -> SFTJob:
+        """Keep what a write returned, unless the watch has shown that version already."""
+        kept = watched.keep_sftjob(body)
+        if kept["metadata"].get("resourceVersion", "") in self._seen[key]:
+            self._written.pop(key, None)
+        else:
+            self._written[key] = kept
+        return kept
+
+    def _current(self, key: Key, indexed: SFTJob | None) -> SFTJob | None:
+        """The SFTJob as the operator last wrote it until the watch shows that, else as watched."""
+        written = self._written.get(key)
+        return written if written is not None and indexed is not None else indexed
+
+    def _jobs(self, key: Key, indexed: Iterable[Job]) -> list[Job]:
         """Indexed Jobs plus those this operator created that the watch has not shown yet."""
         jobs = {job["metadata"]["name"]: job for job in indexed}
         created = self._created[key]
@@ -147,8 +169,8 @@ class Controller:
         self._waiting.add(key)
         async with self._locks[key]:
             self._waiting.discard(key)
-            observed = self._observe(key)
-            current = self._freshest(key, observed.sftjob)
+            observed = self.watches.observed(key)
+            current = self._current(key, observed.sftjob)
             if current is None:
                 return
             started = time.perf_counter()
@@ -168,7 +190,7 @@ class Controller:
             finally:
                 metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
 
-    async def _carry_out(self, key: Key, body: dict[str, Any], decision: Decision) -> None:
+    async def _carry_out(self, key: Key, body: SFTJob, decision: Decision) -> None:
         namespace, name = key
         owner = Owner(name=name, namespace=namespace, uid=body["metadata"]["uid"])
         for action in decision.actions:
@@ -176,26 +198,22 @@ class Controller:
                 await self._ensure_children(key, owner, action)
             elif isinstance(action, DeleteJob):
                 await self.kube.delete_job(namespace, action.name)
-            elif isinstance(action, SuspendJob):
-                await self.kube.patch_job(namespace, action.name, {"spec": {"suspend": action.suspend}})
-            elif isinstance(action, SetJobDeadline):
-                deadline = {"spec": {"activeDeadlineSeconds": action.seconds}}
-                await self.kube.patch_job(namespace, action.name, deadline)
+            elif isinstance(action, JobSpecChange):
+                await self.kube.patch_job(namespace, action.name, {"spec": action.spec_patch()})
             elif isinstance(action, DeleteSFTJob):
                 logger.info("deleting SFTJob %s/%s: ttlSecondsAfterFinished has passed", namespace, name)
                 await self.kube.delete_sftjob(namespace, name)
                 return
         if decision.annotations:
-            body = await self._annotate(body, decision.annotations)
-            self._written[key] = watched.keep_sftjob(body)
-        old = SFTJobStatus.model_validate(body.get("status") or {})
-        changes = status_patch(body.get("status") or {}, decision.status)
+            patch = {"metadata": {"annotations": decision.annotations}}
+            body = self._remember_written(key, await self.kube.patch_sftjob(namespace, name, patch))
+        old = SFTJobStatus.model_validate(body["status"])
+        changes = status_patch(body["status"], decision.status)
         if changes:
-            body = await self.kube.patch_sftjob_status(namespace, name, changes)
-            self._written[key] = watched.keep_sftjob(body)
+            body = self._remember_written(key, await self.kube.patch_sftjob_status(namespace, name, changes))
             created_at = parse_time(body["metadata"].get("creationTimestamp"))
             metrics.record_transition(old, decision.status, created_at)
-            self.observe(key, decision.status.phase)
+            metrics.PHASE_COUNTS.set(*key, decision.status.phase)
         for note in decision.events:
             kopf.event(
                 kopf.Body(cast(kopf.RawBody, body)),
@@ -205,12 +223,6 @@ class Controller:
             )
         if decision.requeue_after is not None:
             self._requeue(key, decision.requeue_after)
-
-    async def _annotate(self, body: dict[str, Any], annotations: dict[str, str | None]) -> dict[str, Any]:
-        meta = body["metadata"]
-        return await self.kube.patch_sftjob(
-            meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}
-        )
 
     async def _ensure_children(self, key: Key, owner: Owner, action: EnsureChildren) -> None:
         children = [render_configmap(owner, action.spec)]
@@ -227,28 +239,56 @@ class Controller:
     # -- time-driven work -----------------------------------------------------------------------
 
     def _requeue(self, key: Key, delay: float) -> None:
-        async def later() -> None:
-            await asyncio.sleep(delay)
-            try:
-                await self.reconcile(key)
-            except Exception:
-                logger.exception("reconciling %s/%s after %.0fs failed", *key, delay)
+        due = time.monotonic() + delay
+        if due < self._due.get(key, math.inf):
+            self._due[key] = due
+            self._wake.set()
 
-        asyncio.get_running_loop().create_task(later())
+    async def run(self, interval: float) -> None:
+        """Every ``interval`` seconds read progress and reconcile every SFTJob; in between, reconcile
+        the SFTJobs whose requeue is due. Runs until cancelled; a failure is logged, never fatal."""
+        next_sweep = time.monotonic() + interval
+        while True:
+            now = time.monotonic()
+            due = [key for key, at in self._due.items() if at <= now]
+            for key in due:
+                del self._due[key]
+            if now >= next_sweep:
+                next_sweep = max(next_sweep + interval, now)
+                await self._each(self.watches.keys(), self._resync)
+            await self._each(due, self.reconcile)
+            wake_at = min([next_sweep, *self._due.values()])
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - time.monotonic()))
+
+    async def _resync(self, key: Key) -> None:
+        await self.poll_progress(key)
+        await self.reconcile(key)
+
+    async def _each(self, keys: Iterable[Key], work: Callable[[Key], Awaitable[None]]) -> None:
+        """``work`` on every key, ``SWEEP_CONCURRENCY`` at a time."""
+        slots = asyncio.Semaphore(SWEEP_CONCURRENCY)
+
+        async def one(key: Key) -> None:
+            async with slots:
+                try:
+                    await work(key)
+                except Exception:
+                    logger.exception("reconciling SFTJob %s/%s failed; it is tried again", *key)
+
+        async with asyncio.TaskGroup() as group:
+            for key in keys:
+                group.create_task(one(key))
 
     async def poll_progress(self, key: Key) -> None:
         """Copy rank 0's /progress into status when its values changed."""
-        observed = self._observe(key)
-        pods = observed.pods
-        current = self._freshest(key, observed.sftjob)
+        observed = self.watches.observed(key)
+        current = self._current(key, observed.sftjob)
         if current is None or self._session is None:
             return
-        status = current.get("status") or {}
-        attempt = int(status.get("attempt") or 0)
-        mine = [
-            p for p in pods if (p["metadata"].get("labels") or {}).get(names.LABEL_ATTEMPT) == str(attempt)
-        ]
-        address = rank0_ip(mine)
+        attempt = int(current["status"].get("attempt") or 0)
+        address = rank0_ip(p for p in observed.pods if pod_attempt(p) == attempt)
         if address is None:
             return
         report = await fetch_progress(
@@ -257,12 +297,11 @@ class Controller:
         if report is None:
             return
         async with self._locks[key]:
-            current = self._freshest(key, self._observe(key).sftjob) or current
-            status = current.get("status") or {}
+            current = self._current(key, self.watches.observed(key).sftjob) or current
+            status = current["status"]
             if status.get("phase") in ("Succeeded", "Failed") or int(status.get("attempt") or 0) != attempt:
                 return
             patch = progress_patch(status, report)
             if patch:
                 namespace, name = key
-                written = await self.kube.patch_sftjob_status(namespace, name, patch)
-                self._written[key] = watched.keep_sftjob(written)
+                self._remember_written(key, await self.kube.patch_sftjob_status(namespace, name, patch))

@@ -1,7 +1,8 @@
 """The SFTJob state machine: from what exists in the cluster to the status and what to do next.
 
-``decide`` is pure. It reads the SFTJob, the Jobs and Pods it owns and the clock, and returns
-the status to write, the actions to take and the events to record. It is level-triggered: the
+``decide`` is pure. It reads the SFTJob, the Jobs and Pods it owns and the clock (a ``World``), and
+returns the status to write, the actions to take and the events to record (a ``Decision``; both
+types are in ``decisions``). It is level-triggered: the
 same world always gives the same decision, so running it again after a crash, a restart of the
 operator or a lost event repeats nothing that was already done.
 
@@ -13,18 +14,26 @@ says whether another attempt can succeed, and every attempt resumes from the new
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Literal
 
-from kubesft_api.integers import int_or
-from kubesft_api.sftjob import InvalidSpecError, SFTJobSpec, parse_spec
-from kubesft_api.status import Phase, SFTJobStatus
+from kubesft_api.sftjob import SFTJobSpec
+from kubesft_api.status import ConditionType, Phase, SFTJobStatus
 from kubesft_api.times import parse_time, rfc3339
 from kubesft_operator import names, spec_changes
 from kubesft_operator.attempts import AttemptState, observe_attempt
 from kubesft_operator.conditions import drop_condition, get_condition, headline, set_condition
+from kubesft_operator.decisions import (
+    Decision,
+    DeleteJob,
+    DeleteSFTJob,
+    EnsureChildren,
+    Note,
+    SetJobDeadline,
+    SuspendJob,
+    World,
+)
+from kubesft_operator.objects import Job, attempt_of, is_deleting, pod_attempt, restarts_of
 from kubesft_operator.progress import finished_progress, progress_text
 from kubesft_operator.render import Attempt
 
@@ -50,145 +59,6 @@ WARNING_REASONS = frozenset(
 _DEADLINE_SLACK_SECONDS = 5
 
 
-@dataclass(frozen=True)
-class SFTJobView:
-    """The parts of an SFTJob the state machine reads."""
-
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-    spec: dict[str, Any]
-    status: dict[str, Any]
-    annotations: dict[str, str]
-    deleting: bool = False
-
-    @classmethod
-    def from_body(cls, body: dict[str, Any]) -> SFTJobView:
-        meta = body.get("metadata", {})
-        return cls(
-            name=meta["name"],
-            namespace=meta.get("namespace", ""),
-            uid=meta.get("uid", ""),
-            generation=int(meta.get("generation") or 1),
-            spec=dict(body.get("spec") or {}),
-            status=dict(body.get("status") or {}),
-            annotations=dict(meta.get("annotations") or {}),
-            deleting=bool(meta.get("deletionTimestamp")),
-        )
-
-
-@dataclass(frozen=True)
-class World:
-    """Everything observed about one SFTJob at one moment."""
-
-    sftjob: SFTJobView
-    jobs: list[dict[str, Any]]
-    pods: list[dict[str, Any]]
-    now: datetime
-    job_suspend_supported: bool = False
-    """Whether the API server honours Job .spec.suspend (on by default from Kubernetes 1.22)."""
-
-
-@dataclass(frozen=True)
-class EnsureChildren:
-    """Create (or adopt) the ConfigMap, the Service if needed, and the Job of ``attempt``."""
-
-    attempt: Attempt
-    spec: SFTJobSpec
-
-
-@dataclass(frozen=True)
-class DeleteJob:
-    """Delete a Job; its pods get SIGTERM and the trainer saves a checkpoint before it exits."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class SuspendJob:
-    name: str
-    suspend: bool
-
-
-@dataclass(frozen=True)
-class SetJobDeadline:
-    name: str
-    seconds: int | None
-
-
-@dataclass(frozen=True)
-class DeleteSFTJob:
-    """The TTL after finishing has passed."""
-
-
-Action = EnsureChildren | DeleteJob | SuspendJob | SetJobDeadline | DeleteSFTJob
-
-
-@dataclass(frozen=True)
-class Note:
-    """An Event to record on the SFTJob."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass
-class Decision:
-    status: SFTJobStatus
-    actions: list[Action] = field(default_factory=list)
-    events: list[Note] = field(default_factory=list)
-    annotations: dict[str, str | None] = field(default_factory=dict)
-    requeue_after: float | None = None
-
-
-def attempt_of(job: dict[str, Any]) -> int:
-    meta = job.get("metadata", {})
-    value = (meta.get("annotations") or {}).get(names.ANNOTATION_ATTEMPT) or (meta.get("labels") or {}).get(
-        names.LABEL_ATTEMPT
-    )
-    return int_or(value, -1)
-
-
-def _restarts_of(job: dict[str, Any] | None) -> int:
-    value = ((job or {}).get("metadata", {}).get("annotations") or {}).get(names.ANNOTATION_RESTARTS)
-    return int_or(value, 0)
-
-
-def _pod_attempt(pod: dict[str, Any]) -> int:
-    value = (pod.get("metadata", {}).get("labels") or {}).get(names.LABEL_ATTEMPT)
-    return int_or(value, -1)
-
-
-def _deleting(obj: dict[str, Any]) -> bool:
-    return bool(obj.get("metadata", {}).get("deletionTimestamp"))
-
-
-@lru_cache(maxsize=2048)
-def _effective_spec(
-    applied_raw: str | None, current_raw: str
-) -> tuple[SFTJobSpec | None, tuple[str, ...], tuple[str, ...]]:
-    """(spec in effect, problems if it is invalid, refused changes) for the JSON of the spec the
-    job started with (None before it started) and of its spec now.
-
-    Cached: every watch event of an SFTJob, its Job or its Pods runs the state machine again,
-    while the spec itself rarely changes.
-    """
-    current = json.loads(current_raw)
-    if applied_raw is None:
-        try:
-            return parse_spec(current), (), ()
-        except InvalidSpecError as exc:
-            return None, tuple(exc.problems), ()
-    applied = json.loads(applied_raw)
-    refused = spec_changes.immutable_changes(applied, current)
-    try:
-        return parse_spec(spec_changes.with_mutable_fields(applied, current)), (), tuple(refused)
-    except InvalidSpecError:
-        return parse_spec(applied), (), tuple(refused or ["spec.runPolicy"])
-
-
 class _Machine:
     """One run of the state machine; ``decide`` is its only entry point."""
 
@@ -204,15 +74,21 @@ class _Machine:
 
     # -- outcomes -------------------------------------------------------------------------
 
-    def _condition(self, kind: Any, status: Any, reason: str, message: str) -> None:
+    def _condition(
+        self,
+        kind: ConditionType,
+        status: Literal["True", "False", "Unknown"],
+        reason: str,
+        message: str,
+    ) -> None:
         self.new.conditions = set_condition(self.new.conditions, kind, status, reason, message, self.now)
 
-    def _fail(self, reason: str, message: str, job: dict[str, Any] | None = None) -> None:
+    def _fail(self, reason: str, message: str, job: Job | None = None) -> None:
         self.new.phase = "Failed"
         self.new.completion_time = self.new.completion_time or self.now
         self._condition("Failed", "True", reason, message)
         self._condition("Running", "False", reason, "the job failed; see the Failed condition")
-        if job is not None and not _deleting(job):
+        if job is not None and not is_deleting(job):
             self.decision.actions.append(DeleteJob(job["metadata"]["name"]))
         self._ttl()
 
@@ -277,7 +153,7 @@ class _Machine:
             self._invalid([names.name_problem(self.job.name)])
             return None
         current = json.dumps(self.job.spec, sort_keys=True)
-        spec, problems, refused = _effective_spec(applied_raw, current)
+        spec, problems, refused = spec_changes.effective_spec(applied_raw, current)
         if spec is None:
             self._invalid(list(problems))
             return None
@@ -302,14 +178,14 @@ class _Machine:
         jobs = {attempt_of(j): j for j in self.world.jobs if attempt_of(j) >= 0}
         current = max([self.old.attempt, *jobs])
         self.new.attempt = current
-        self.new.restarts = max(self.old.restarts, _restarts_of(jobs.get(current)))
+        self.new.restarts = max(self.old.restarts, restarts_of(jobs.get(current)))
         job = jobs.get(current)
-        if job is not None and _deleting(job):
+        if job is not None and is_deleting(job):
             job = None
         for attempt, stale in sorted(jobs.items()):
-            if attempt < current and not _deleting(stale):
+            if attempt < current and not is_deleting(stale):
                 self.decision.actions.append(DeleteJob(stale["metadata"]["name"]))
-        pods = [p for p in self.world.pods if _pod_attempt(p) == current]
+        pods = [p for p in self.world.pods if pod_attempt(p) == current]
         state = observe_attempt(job, pods, spec.resources.nodes)
         if job is not None:
             self.new.job_name = job["metadata"]["name"]
@@ -384,9 +260,7 @@ class _Machine:
         self._condition("Running", "False", "PodStarting", "waiting for the trainer pods to start")
         self.decision.events.append(Note("Normal", "JobCreated", f"created Job {name} (attempt {index})"))
 
-    def _restart(
-        self, spec: SFTJobSpec, current: int, reason: str, message: str, job: dict[str, Any] | None
-    ) -> None:
+    def _restart(self, spec: SFTJobSpec, current: int, reason: str, message: str, job: Job | None) -> None:
         restarts = self.new.restarts + 1
         limit = spec.run_policy.backoff_limit
         self._start(spec, current + 1, restarts)
@@ -400,14 +274,12 @@ class _Machine:
             f"{limit}), resuming from the latest checkpoint",
         )
 
-    def _suspend(
-        self, spec: SFTJobSpec, job: dict[str, Any] | None, state: AttemptState, started_before: bool
-    ) -> None:
+    def _suspend(self, spec: SFTJobSpec, job: Job | None, state: AttemptState, started_before: bool) -> None:
         by_job_field = self.world.job_suspend_supported and not spec.run_policy.queue_name
         if job is not None:
             if not by_job_field:
                 self.decision.actions.append(DeleteJob(job["metadata"]["name"]))
-            elif not job.get("spec", {}).get("suspend"):
+            elif not job["spec"].get("suspend"):
                 self.decision.actions.append(SuspendJob(job["metadata"]["name"], True))
         if state.live_pods:
             self.new.phase = self.old.phase if self.old.phase in ("Pending", "Running") else "Pending"
@@ -441,7 +313,7 @@ class _Machine:
     def _run(
         self,
         spec: SFTJobSpec,
-        job: dict[str, Any] | None,
+        job: Job | None,
         state: AttemptState,
         current: int,
         started_before: bool,
@@ -481,11 +353,11 @@ class _Machine:
         if job is not None:
             self._sync_deadline(spec, job)
 
-    def _sync_deadline(self, spec: SFTJobSpec, job: dict[str, Any]) -> None:
+    def _sync_deadline(self, spec: SFTJobSpec, job: Job) -> None:
         """Keep the Job's own deadline at what is left of the SFTJob's, which may have changed."""
         deadline = spec.run_policy.active_deadline_seconds
-        current = job.get("spec", {}).get("activeDeadlineSeconds")
-        job_started = parse_time(job.get("status", {}).get("startTime"))
+        current = job["spec"].get("activeDeadlineSeconds")
+        job_started = parse_time(job["status"].get("startTime"))
         started = parse_time(self.new.start_time)
         if deadline is None:
             if current is not None:

@@ -1,12 +1,17 @@
 """Which spec changes a started SFTJob accepts: suspend, the deadline and the TTL, nothing else.
 
 A running job keeps the spec it started with (recorded in an annotation); the webhook refuses
-other changes at admission, and the operator ignores them if they get through.
+other changes at admission, and the operator ignores them if they get through: it runs the spec in
+effect, the one the job started with plus the fields that may change.
 """
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from typing import Any
+
+from kubesft_api.sftjob import InvalidSpecError, SFTJobSpec, parse_spec
 
 MUTABLE_FIELDS: tuple[tuple[str, str], ...] = (
     ("runPolicy", "suspend"),
@@ -57,3 +62,27 @@ def refusal_message(paths: list[str], phase: str) -> str:
         f"{shown} cannot change while the job is {phase}; the job keeps the spec it started with. "
         f"Only {MUTABLE_FIELD_NAMES} can change now: delete and re-create the SFTJob to change the rest."
     )
+
+
+@lru_cache(maxsize=2048)
+def effective_spec(
+    applied_raw: str | None, current_raw: str
+) -> tuple[SFTJobSpec | None, tuple[str, ...], tuple[str, ...]]:
+    """(spec in effect, problems if it is invalid, refused changes) for the JSON of the spec the
+    job started with (None before it started) and of its spec now.
+
+    Cached: every watch event of an SFTJob, its Job or its Pods runs the state machine again,
+    while the spec itself rarely changes.
+    """
+    current = json.loads(current_raw)
+    if applied_raw is None:
+        try:
+            return parse_spec(current), (), ()
+        except InvalidSpecError as exc:
+            return None, tuple(exc.problems), ()
+    applied = json.loads(applied_raw)
+    refused = immutable_changes(applied, current)
+    try:
+        return parse_spec(with_mutable_fields(applied, current)), (), tuple(refused)
+    except InvalidSpecError:
+        return parse_spec(applied), (), tuple(refused or ["spec.runPolicy"])

@@ -7,6 +7,7 @@ files the operator makes a self-signed one at start-up.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import logging
@@ -190,6 +191,21 @@ class PublishingWebhookServer:
         async for client_config in self.server(fn):
             await self.publish(client_config)
             yield client_config
+
+
+class NoWebhookServer:
+    """Admission turned off: Kopf wants a server once a validating handler is registered, and this
+    one listens nowhere and announces no address, so no webhook configuration is published."""
+
+    def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        return self
+
+    def __aiter__(self) -> AsyncIterator[kopf.WebhookClientConfig]:
+        return self
+
+    async def __anext__(self) -> kopf.WebhookClientConfig:
+        await asyncio.Event().wait()  # until the operator stops
+        raise StopAsyncIteration
 
 
 def webhook_server(settings: OperatorSettings) -> kopf.WebhookServer:

@@ -70,6 +70,8 @@ class StatusHistory:
     api: client.CustomObjectsApi
     namespace: str
     seen: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
+    finalizers: dict[str, set[str]] = field(default_factory=dict)
+    """Every finalizer any SFTJob ever carried, by SFTJob."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -98,6 +100,9 @@ class StatusHistory:
                 for event in stream:
                     item = event["object"]
                     resource_version = item["metadata"]["resourceVersion"]
+                    if item["metadata"].get("finalizers"):
+                        marks = self.finalizers.setdefault(item["metadata"]["name"], set())
+                        marks.update(item["metadata"]["finalizers"])
                     if event["type"] == "DELETED":
                         continue
                     status = item.get("status") or {}
@@ -551,6 +556,17 @@ def test_operator_metrics_count_the_jobs_of_the_module(e2e: E2E) -> None:
     assert samples[("kubesft_reconcile_duration_seconds_count", ())] > 5 * 5
     assert samples[("kubesft_reconcile_duration_seconds_sum", ())] > 0
     assert ("kubesft_reconcile_errors_total", ()) in samples
+
+
+def test_no_sftjob_ever_carries_a_finalizer(e2e: E2E) -> None:
+    """Kopf adds a finalizer for a handler that needs one (a timer, a daemon, a deletion handler)
+    at the first event of an object; the operator registers none, so deleting an SFTJob never
+    waits for it. The watch of the recorder sees every write, each job's whole life long."""
+    names = (HAPPY, PREEMPTED, SUSPENDED, BAD_DATA, NO_SECRET)
+    for name in names:
+        e2e.wait_finished_or_gone(name)
+    assert set(names) <= set(e2e.history.seen), sorted(e2e.history.seen)
+    assert e2e.history.finalizers == {}
 
 
 # --- the operator restart, last: it kills the module's operator ---------------------------------

@@ -1,7 +1,8 @@
 """Jobs and Pods shaped as the API server returns them, for the operator's pure-function tests.
 
 They are built from the operator's own render functions, then given the status fields that the
-Job controller and the kubelet write, so the inputs are the objects the operator really sees.
+Job controller and the kubelet write, and cut down as the operator's watches keep them, so the
+inputs are the objects the operator really sees.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import copy
 from typing import Any
 
 from kubesft_api.sftjob import SFTJobSpec, parse_spec
-from kubesft_operator import names
+from kubesft_operator import names, watched
+from kubesft_operator.objects import Job, Pod, SFTJob
 from kubesft_operator.render import Attempt, Owner, TrainerDefaults, render_job
 
 T0 = "2030-01-01T00:00:00Z"
@@ -47,7 +49,7 @@ def sftjob(
     annotations: dict[str, str] | None = None,
     generation: int = 1,
     name: str = OWNER.name,
-) -> dict[str, Any]:
+) -> SFTJob:
     return {
         "apiVersion": "kubesft.io/v1alpha1",
         "kind": "SFTJob",
@@ -70,7 +72,7 @@ def job(
     conditions: list[dict[str, Any]] | None = None,
     suspend: bool | None = None,
     start_time: str | None = T0,
-) -> dict[str, Any]:
+) -> Job:
     body = render_job(OWNER, parsed(spec or spec_dict()), Attempt(attempt, restarts), DEFAULTS)
     body["metadata"]["uid"] = f"uid-job-{attempt}"
     if suspend is not None:
@@ -78,7 +80,7 @@ def job(
     body["status"] = {"conditions": conditions or []}
     if start_time:
         body["status"]["startTime"] = start_time
-    return body
+    return watched.keep_job(body)
 
 
 def job_condition(kind: str, reason: str = "", message: str = "", at: str = T0) -> dict[str, Any]:
@@ -98,7 +100,7 @@ def pod(
     ip: str = "10.1.0.5",
     start_time: str = T0,
     deleting: bool = False,
-) -> dict[str, Any]:
+) -> Pod:
     job_name = names.job_name(OWNER.name, attempt)
     state: dict[str, Any]
     if waiting is not None:
@@ -129,4 +131,4 @@ def pod(
     }
     if deleting:
         metadata["deletionTimestamp"] = T0
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "status": status}
+    return watched.keep_pod({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "status": status})

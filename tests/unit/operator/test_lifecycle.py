@@ -8,8 +8,7 @@ from typing import Any
 
 from kubesft_api import exit_codes
 from kubesft_operator import names
-from kubesft_operator.lifecycle import (
-    ANNOTATION_REFUSED_GENERATION,
+from kubesft_operator.decisions import (
     Decision,
     DeleteJob,
     DeleteSFTJob,
@@ -18,17 +17,18 @@ from kubesft_operator.lifecycle import (
     SFTJobView,
     SuspendJob,
     World,
-    decide,
 )
+from kubesft_operator.lifecycle import ANNOTATION_REFUSED_GENERATION, decide
+from kubesft_operator.objects import Job, Pod, SFTJob
 from tests.support.operator_objects import OWNER, T0, job, job_condition, pod, sftjob, spec_dict
 
 NOW = datetime(2030, 1, 1, 0, 5, tzinfo=UTC)
 
 
 def run(
-    body: dict[str, Any],
-    jobs: list[dict[str, Any]] | None = None,
-    pods: list[dict[str, Any]] | None = None,
+    body: SFTJob,
+    jobs: list[Job] | None = None,
+    pods: list[Pod] | None = None,
     now: datetime = NOW,
     job_suspend: bool = False,
 ) -> Decision:
@@ -36,9 +36,9 @@ def run(
     return decide(world)
 
 
-def applied(body: dict[str, Any], decision: Decision) -> dict[str, Any]:
+def applied(body: SFTJob, decision: Decision) -> SFTJob:
     """The SFTJob after the operator wrote the decision's status and annotations."""
-    out: dict[str, Any] = json.loads(json.dumps(body))
+    out: SFTJob = json.loads(json.dumps(body))
     out["status"] = decision.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     for key, value in decision.annotations.items():
         if value is None:
@@ -52,7 +52,7 @@ def condition(decision: Decision, kind: str) -> Any:
     return next(c for c in decision.status.conditions if c.type == kind)
 
 
-def started(spec: dict[str, Any] | None = None, **run_policy: Any) -> dict[str, Any]:
+def started(spec: dict[str, Any] | None = None, **run_policy: Any) -> SFTJob:
     """An SFTJob whose attempt 0 was created and is running."""
     body = sftjob(spec or spec_dict(**run_policy))
     body = applied(body, run(body))
