@@ -22,7 +22,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[operator,trainer,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[operator,trainer,cli,dev]'
 	touch $@
 
 venv: $(STAMP)
@@ -35,7 +35,7 @@ test: $(STAMP) control-plane
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check api operator trainer_image testing demo hack tests bench
+	$(VENV)/bin/ruff format --check api operator trainer_image cli testing demo hack tests bench
 	$(VENV)/bin/mypy
 
 crds: $(STAMP)
