@@ -18,7 +18,7 @@ from kubesft_api.status import SFTJobStatus
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRD_PATHS = (REPO_ROOT / "crds/sftjob.yaml", REPO_ROOT / "charts/kubesft/crds/sftjob.yaml")
-HEADER = "# Generated from operator/kubesft_operator/spec.py by `make crds`. Do not edit.\n"
+HEADER = "# Generated from the models in api/kubesft_api/ by `make crds`. Do not edit.\n"
 
 _DROP = {"title", "additionalProperties", "$defs"}
 _PRINTER_COLUMNS = [
