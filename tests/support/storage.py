@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -17,11 +18,28 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from kubesft_api.checkpoints import CheckpointSettings
+from kubesft_trainer.storage.s3_store import MULTIPART_THRESHOLD
 from testing.devcluster.processes import free_port
 
 ACCESS_KEY_ID = "kubesft-test"
 SECRET_ACCESS_KEY = "kubesft-test-secret"
 REGION = "us-east-1"
+
+
+def checkpoint_like_tree(root: Path) -> dict[str, bytes]:
+    """A checkpoint-like folder: one file big enough for multipart, nested and empty files."""
+    files = {
+        "model.safetensors": os.urandom(MULTIPART_THRESHOLD + 3 * 1024 * 1024 + 17),
+        "optimizer.pt": os.urandom(300_000),
+        "trainer_state.json": b'{"global_step": 4}',
+        "rng/rng_state_0.pth": os.urandom(1234),
+        "empty.txt": b"",
+    }
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
 
 
 class MotoS3:

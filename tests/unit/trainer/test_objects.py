@@ -1,9 +1,9 @@
-"""The object store against moto's S3 server on loopback and against a local folder, through one API."""
+"""One object store API over S3 (moto's server on loopback) and local folders, and the store
+a URI opens."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,31 +11,15 @@ import pytest
 
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_api.pod_contract import PVC_ROOT
-from kubesft_trainer.errors import TrainerError
 from kubesft_trainer.storage.local_store import LocalStore
 from kubesft_trainer.storage.objects import ObjectStore, StorageError, open_store
-from kubesft_trainer.storage.s3_store import MULTIPART_THRESHOLD, S3Store
+from kubesft_trainer.storage.s3_store import S3Store
+from tests.support.storage import checkpoint_like_tree
 
 if TYPE_CHECKING:
     from tests.support.storage import MotoS3
 
 pytest_plugins = ("tests.support.storage",)
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    """A checkpoint-like folder: one file big enough for multipart, nested and empty files."""
-    files = {
-        "model.safetensors": os.urandom(MULTIPART_THRESHOLD + 3 * 1024 * 1024 + 17),
-        "optimizer.pt": os.urandom(300_000),
-        "trainer_state.json": b'{"global_step": 4}',
-        "rng/rng_state_0.pth": os.urandom(1234),
-        "empty.txt": b"",
-    }
-    for name, data in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return files
 
 
 @pytest.fixture(params=["s3", "local"])
@@ -50,7 +34,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
 
 
 def test_directory_round_trip_keeps_every_byte(store: ObjectStore, tmp_path: Path) -> None:
-    files = _tree(tmp_path / "src")
+    files = checkpoint_like_tree(tmp_path / "src")
     written = store.upload_directory(tmp_path / "src", "checkpoint-4")
     assert written == sum(len(data) for data in files.values())
 
@@ -96,45 +80,6 @@ def test_missing_objects_raise_a_storage_error_naming_the_uri(store: ObjectStore
     with pytest.raises(StorageError, match=r"nothing/here\.bin"):
         store.download_file("nothing/here.bin", tmp_path / "x")
     assert store.download_directory("nothing", tmp_path / "empty") == []
-
-
-def test_s3_multipart_upload_is_used_for_large_files(moto_s3: MotoS3, s3_bucket: str, tmp_path: Path) -> None:
-    uri = f"s3://{s3_bucket}/big"
-    store = open_store(uri, moto_s3.settings(uri))
-    _tree(tmp_path / "src")
-    store.upload_directory(tmp_path / "src", "")
-    client = moto_s3.client()
-    big = client.head_object(Bucket=s3_bucket, Key="big/model.safetensors")
-    small = client.head_object(Bucket=s3_bucket, Key="big/optimizer.pt")
-    # S3 ETags of multipart objects end in -<parts>.
-    assert big["ETag"].strip('"').endswith("-2")
-    assert "-" not in small["ETag"]
-
-
-def test_s3_errors_name_the_bucket_and_are_retryable(moto_s3: MotoS3, tmp_path: Path) -> None:
-    uri = "s3://no-such-bucket-here/prefix"
-    store = open_store(uri, moto_s3.settings(uri))
-    with pytest.raises(StorageError, match="bucket 'no-such-bucket-here' does not exist") as raised:
-        store.list_keys()
-    assert isinstance(raised.value, TrainerError) and raised.value.exit_code == 1
-
-
-def test_unreachable_endpoint_raises_a_storage_error(tmp_path: Path) -> None:
-    uri = "s3://bucket/prefix"
-    # Port 9 (discard) on loopback is closed: connections are refused at once.
-    store = open_store(uri, CheckpointSettings(uri=uri, endpoint_url="http://127.0.0.1:9"))
-    (tmp_path / "f").write_bytes(b"x")
-    with pytest.raises(StorageError, match=r"uploading to s3://bucket/prefix/k failed"):
-        store.upload_file(tmp_path / "f", "k")
-    with pytest.raises(StorageError, match=r"listing s3://bucket/prefix failed"):
-        store.list_keys()
-
-
-def test_local_store_leaves_no_partial_file_under_the_final_name(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "root"), CheckpointSettings())
-    with pytest.raises(StorageError, match="writing"):
-        store.upload_file(tmp_path / "missing-source", "a/b.bin")
-    assert store.list_keys() == []
 
 
 @pytest.mark.parametrize(
