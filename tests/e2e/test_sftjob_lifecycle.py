@@ -285,20 +285,13 @@ class E2E:
 
 def _stage_inputs(s3: S3Server, directory: Path) -> None:
     """A tiny model, a good conversational dataset and one with a single invalid row, into S3."""
-    model = build_tiny_model(directory / "model")
+    build_tiny_model(directory / "model")
     rows = chat_rows(64)
     bad = [dict(row) for row in rows]
     bad[BAD_ROW] = {"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}
-    files = {
-        "chat.jsonl": write_jsonl(directory / "chat.jsonl", rows),
-        "bad.jsonl": write_jsonl(directory / "bad.jsonl", bad),
-    }
-    s3_client = s3.client()
-    for path in sorted(model.rglob("*")):
-        if path.is_file():
-            s3_client.upload_file(str(path), s3.bucket, f"{PREFIX}/inputs/model/{path.relative_to(model)}")
-    for key, path in files.items():
-        s3_client.upload_file(str(path), s3.bucket, f"{PREFIX}/inputs/{key}")
+    write_jsonl(directory / "chat.jsonl", rows)
+    write_jsonl(directory / "bad.jsonl", bad)
+    s3.upload_directory(directory, f"{PREFIX}/inputs")
 
 
 HAPPY = "happy"
