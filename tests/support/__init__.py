@@ -1,1 +1,2 @@
-"""Support modules the tests share: fixtures' helpers, the operator harness, tiny data."""
+"""Support modules the tests share: Kubernetes objects and specs, S3, trainer runs and configs,
+data loading, checkpoints, and what an image can import."""
