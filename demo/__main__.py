@@ -19,6 +19,7 @@ from types import FrameType
 
 from demo.flow import DemoSettings, heading, run_demo
 from kubesft_api import pod_contract
+from testing.devcluster.binaries import kubernetes_version
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.s3 import S3Server
 
@@ -77,7 +78,10 @@ def main() -> int:
     cluster: Cluster | None = None
     succeeded = False
     try:
-        heading(say, "Local cluster: kube-apiserver + kube-controller-manager 1.20, process node, S3")
+        heading(
+            say,
+            f"Local cluster: kube-apiserver + kube-controller-manager {kubernetes_version()}, process node, S3",
+        )
         cluster = Cluster.start()
         s3 = cluster.start_s3()
         say(f"control plane up in {cluster.startup_seconds:.1f}s at {cluster.server}")

@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """kube-apiserver + kube-controller-manager 1.20 + process node, for the whole session."""
+    """kube-apiserver + kube-controller-manager + process node, for the whole session."""
     running = Cluster.start()
     try:
         yield running

@@ -226,6 +226,10 @@ def observe_attempt(job: Job | None, pods: list[Pod], nodes: int) -> AttemptStat
         return replace(
             base, phase="Failed", failure=failure, finished_at=failed_job.get("lastTransitionTime")
         )
+    if job["spec"].get("suspend"):
+        # The Job controller deletes a suspended Job's pods; a trainer stopped that way may end
+        # Failed, which is the suspension itself and not a failure of the attempt.
+        return replace(base, phase="Stopping" if live else "Queued")
     failed_pods = [p for p in pods if _phase(p) == "Failed"]
     if failed_pods:
         return replace(base, phase="Failed", failure=_worst([pod_failure(p) for p in failed_pods]))
@@ -236,8 +240,6 @@ def observe_attempt(job: Job | None, pods: list[Pod], nodes: int) -> AttemptStat
             retryable=True,
         )
         return replace(base, phase="Failed", failure=failure)
-    if job["spec"].get("suspend"):
-        return replace(base, phase="Stopping" if live else "Queued")
     if running:
         return replace(base, phase="Running")
     reason, message = _waiting(live, namespace)

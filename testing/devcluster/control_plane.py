@@ -1,4 +1,4 @@
-"""etcd + kube-apiserver + kube-controller-manager 1.20 on free loopback ports.
+"""etcd + kube-apiserver + kube-controller-manager on free loopback ports.
 
 Authentication: client certificates signed by the cluster CA (any user, any groups, minted at
 run time) and a static admin bearer token. Authorization: RBAC only. Pods get no
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testing.devcluster.binaries import kubernetes_binary, system_binary
+from testing.devcluster.binaries import etcd_binary, kubernetes_binary
 from testing.devcluster.kubeconfig import write_kubeconfig
 from testing.devcluster.pki import CertificateAuthority, write_signing_key
 from testing.devcluster.processes import ManagedProcess, free_port, process_identity
@@ -24,10 +24,9 @@ from testing.devcluster.run_state import RunState
 ADMIN_USER = "kubesft-admin"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 # Controllers that make Jobs work: Pods for Jobs, cascading deletion, namespace deletion, TTL
-# cleanup, and Endpoints (so a webhook Service backed by a pod resolves).
-CONTROLLERS = "job,namespace,garbagecollector,ttl-after-finished,endpoint"
-# TTLAfterFinished is alpha in 1.20: without the gate the apiserver drops ttlSecondsAfterFinished.
-FEATURE_GATES = "TTLAfterFinished=true"
+# cleanup, and Endpoints and EndpointSlices (the apiserver resolves a webhook Service backed by
+# a pod through its EndpointSlices).
+CONTROLLERS = "job,namespace,garbagecollector,ttl-after-finished,endpoint,endpointslice"
 
 
 class ControlPlaneError(RuntimeError):
@@ -81,7 +80,7 @@ class ControlPlane:
 
     def start(self) -> None:
         began = time.monotonic()
-        etcd_bin = system_binary("etcd")
+        etcd_bin = etcd_binary()
         apiserver_bin = kubernetes_binary("kube-apiserver")
         controller_manager_bin = kubernetes_binary("kube-controller-manager")
         self._ca = CertificateAuthority(self.pki_dir)
@@ -127,7 +126,6 @@ class ControlPlane:
             f"--secure-port={self.api_port}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
-            "--insecure-port=0",
             f"--cert-dir={self.pki_dir}",
             f"--tls-cert-file={serving.cert}",
             f"--tls-private-key-file={serving.key}",
@@ -140,7 +138,6 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
             "--disable-admission-plugins=ServiceAccount",
-            f"--feature-gates={FEATURE_GATES}",
             # Webhooks behind a Service are called on the pod's address: there is no kube-proxy.
             "--enable-aggregator-routing=true",
             "--profiling=false",
@@ -163,9 +160,7 @@ class ControlPlane:
                 str(controller_manager_bin),
                 f"--kubeconfig={self.admin_kubeconfig}",
                 f"--controllers={CONTROLLERS}",
-                f"--feature-gates={FEATURE_GATES}",
                 "--leader-elect=false",
-                "--port=0",
                 "--secure-port=0",
                 "--use-service-account-credentials=false",
             ],

@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kubesft_api.times import now_text
+from testing.devcluster.binaries import kubernetes_version
 
 _RAW = {"_preload_content": False}
 _MERGE_PATCH = "application/merge-patch+json"
@@ -74,7 +75,7 @@ class NodeApi:
                 }
             ],
             "nodeInfo": {
-                "kubeletVersion": "v1.20.2-devcluster",
+                "kubeletVersion": f"v{kubernetes_version()}-devcluster",
                 "containerRuntimeVersion": "process://devcluster",
                 "operatingSystem": "linux",
                 "architecture": "amd64",

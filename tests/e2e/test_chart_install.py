@@ -8,7 +8,7 @@ trains a tiny model to Succeeded and is removed by its TTL, and a second one is 
 its pod starts. The tests then read the API server's audit log, the scrapes, and the Prometheus
 data.
 
-What this control plane (Kubernetes 1.20, no kubelet, no kube-proxy) cannot show: the
+What this control plane (no kubelet, no kube-proxy) cannot show: the
 Deployment's pods (there is no Deployment controller, so the operator runs beside the cluster
 rather than in a pod), the webhook reached through its Service (the API server calls the
 operator on loopback instead), and the GPU memory panel (the trainer runs on CPU).
@@ -144,8 +144,8 @@ def _stage_inputs(s3: S3Server, directory: pathlib.Path, prefix: str) -> None:
 def _suspend_while_waiting(cluster: Cluster, namespace: str, s3: Any, operator: OperatorProcess) -> None:
     """A second SFTJob, suspended while its pod waits for a Secret that does not exist.
 
-    Kubernetes 1.20 has no Job .spec.suspend, so the operator suspends by deleting the Job: this
-    exercises the chart's Job delete grant on every run, without a second training.
+    The operator suspends by setting the Job's .spec.suspend: this exercises the chart's Job
+    patch grant on every run, without a second training. The Job stays and its pod goes.
     """
     job = _sftjob(namespace, s3, "chart-e2e", name=SUSPENDED)
     job["spec"]["checkpoints"]["credentialsSecret"] = {"name": "not-created"}
@@ -157,8 +157,19 @@ def _suspend_while_waiting(cluster: Cluster, namespace: str, s3: Any, operator: 
         describe=lambda: f"no Job for the second SFTJob:\n{operator.log()[-3000:]}",
     )
     patch_sftjob_spec(cluster, namespace, SUSPENDED, {"runPolicy": {"suspend": True}})
-    cluster.kube.wait_for_deletion("batch/v1", "Job", trainer_job, namespace, timeout=120)
     wait_for_phase(cluster, namespace, SUSPENDED, "Suspended", timeout=120)
+    kept = cluster.kube.get("batch/v1", "Job", trainer_job, namespace)
+    assert kept is not None and kept["spec"]["suspend"] is True, kept
+    wait_until(
+        lambda: (
+            not cluster.kube.core.list_namespaced_pod(
+                namespace, label_selector=f"job-name={trainer_job}"
+            ).items
+            or None
+        ),
+        timeout=60,
+        describe=lambda: f"the suspended Job {trainer_job} still has pods",
+    )
     cluster.kubectl("delete", "sft", SUSPENDED, "-n", namespace, "--timeout=60s")
 
 
@@ -308,10 +319,9 @@ GRANTED_BUT_NOT_EXERCISED: dict[tuple[str, str, str], str] = {
     ("batch", "jobs", "get"): _ADOPT,
     ("", "configmaps", "get"): _ADOPT,
     ("", "configmaps", "patch"): _ADOPT + ", then refreshing the trainer config in it",
-    ("batch", "jobs", "patch"): "Job .spec.suspend (Kubernetes 1.22+, not on this 1.20 control plane) and "
-    "activeDeadlineSeconds changes; this run neither suspends nor changes the deadline",
-    ("", "services", "create"): "the headless Service of multi-node jobs, which need Indexed Jobs "
-    "(Kubernetes 1.21+, not on this 1.20 control plane); this run trains on one node",
+    ("batch", "jobs", "delete"): "replacing a failed attempt's Job, and suspending a job queued in Kueue "
+    "or on Kubernetes before 1.22; no job of this run fails or is queued",
+    ("", "services", "create"): "the headless Service of multi-node jobs; this run trains on one node",
     ("", "services", "get"): _ADOPT + " (multi-node jobs only)",
 }
 

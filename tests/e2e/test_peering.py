@@ -79,4 +79,6 @@ def test_standby_replica_takes_over_when_the_active_one_stops(
         )
         patch_sftjob_spec(cluster, namespace, "elected", {"runPolicy": {"suspend": True}})
         wait_for_phase(cluster, namespace, "elected", "Suspended")
-        assert cluster.kube.get("batch/v1", "Job", "elected-0", namespace) is None
+        # The standby did the suspending: the Job stays, with its own .spec.suspend set.
+        trainer_job = cluster.kube.get("batch/v1", "Job", "elected-0", namespace)
+        assert trainer_job is not None and trainer_job["spec"]["suspend"] is True, trainer_job

@@ -11,11 +11,6 @@ waits on its own: the jobs that need no action from a test start with the module
 test acts on mid-run start in that test. A recorder polls every SFTJob's status, so a test can
 check what a job went through even when the test looked at it late. The operator restart test
 kills the shared operator, so it runs last.
-
-What this control plane (Kubernetes 1.20) cannot run: Job ``.spec.suspend`` (1.21+). The
-operator suspends there by deleting the Job and starts a new attempt on resume; that is the path
-tested here, and the Job ``.spec.suspend`` path is covered by the state machine's unit tests
-(tests/unit/operator/test_lifecycle.py).
 """
 
 from __future__ import annotations
@@ -332,7 +327,7 @@ def _suspend_mid_run_then_resume(run: E2E) -> dict[str, Any]:
     run.wait_until_training(SUSPENDED, min_step=2)
     run.patch_spec(SUSPENDED, {"runPolicy": {"suspend": True}})
     status = run.wait(SUSPENDED, "Suspended", "Failed", "Succeeded")
-    seen: dict[str, Any] = {"status": status, "jobs": run.jobs(SUSPENDED)}
+    seen: dict[str, Any] = {"status": status}
     if status.get("phase") != "Suspended":
         return seen
     # The stopped pod is gone once its process has exited, as a kubelet removes it.
@@ -341,6 +336,12 @@ def _suspend_mid_run_then_resume(run: E2E) -> dict[str, Any]:
         timeout=60,
         describe=lambda: f"pods of {SUSPENDED} left: {[p.metadata.name for p in run.pods(SUSPENDED)]}",
     )
+    seen["jobs"] = {
+        job.metadata.name: job.spec.suspend
+        for job in run.cluster.kube.batch.list_namespaced_job(
+            run.namespace, label_selector=f"kubesft.io/job={SUSPENDED}"
+        ).items
+    }
     store = run.checkpoints(SUSPENDED)
     saved = next(iter(store.complete()), None)
     seen["checkpoint_step"] = saved.step if saved is not None else None
@@ -429,13 +430,12 @@ def test_preempted_trainer_retries_and_resumes_from_its_checkpoint(e2e: E2E) -> 
 
 
 def test_suspend_saves_a_checkpoint_and_resume_finishes_the_same_steps(e2e: E2E) -> None:
-    """On 1.20 the operator suspends by deleting the Job (Job .spec.suspend is 1.21+ and cannot
-    run on this control plane; that path is covered by the state machine's unit tests) and
-    resumes with a new attempt from the checkpoint."""
+    """The operator suspends by setting the Job's own .spec.suspend (as Kueue does): the Job
+    stays, the Job controller removes its pods, and the trainer saves on SIGTERM."""
     seen = e2e.acted(SUSPENDED)
     assert seen["status"]["phase"] == "Suspended", yaml.safe_dump(seen["status"])
     assert seen["status"]["restarts"] == 0
-    assert seen["jobs"] == []
+    assert seen["jobs"] == {f"{SUSPENDED}-0": True}
     saved = seen["checkpoint_step"]
     assert saved is not None, "the suspended trainer uploaded no complete checkpoint"
     assert 0 < saved < LONG_RUN
@@ -443,7 +443,9 @@ def test_suspend_saves_a_checkpoint_and_resume_finishes_the_same_steps(e2e: E2E)
     status = e2e.wait(SUSPENDED, "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", yaml.safe_dump(status)
     assert status["restarts"] == 0, "a suspension is not a restart"
-    assert status["attempt"] == 1
+    # Resuming clears the same Job's .spec.suspend: no new attempt, no second Job.
+    assert status["attempt"] == 0
+    assert e2e.jobs(SUSPENDED) == [f"{SUSPENDED}-0"]
     assert status["progress"]["step"] == status["progress"]["totalSteps"] == LONG_RUN
     summary = e2e.summary(SUSPENDED)
     assert summary["globalStep"] == LONG_RUN

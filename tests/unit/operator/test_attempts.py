@@ -121,6 +121,10 @@ def test_stopping_missing_and_queued() -> None:
     assert observe_attempt(None, [], nodes=1).phase == "Missing"
     assert observe_attempt(job(0, suspend=True), [], nodes=1).phase == "Queued"
     assert observe_attempt(job(0, suspend=True), [pod(0)], nodes=1).phase == "Stopping"
+    # A trainer stopped by the Job's suspension may end Failed: that is no failed attempt.
+    stopped = pod(0, "Failed", exit_code=exit_codes.PREEMPTED, deleting=True)
+    assert observe_attempt(job(0, suspend=True), [stopped], nodes=1).phase == "Queued"
+    assert observe_attempt(job(0), [stopped], nodes=1).phase == "Failed"
 
 
 def test_trainer_reason_prefers_the_prefixed_line() -> None:
