@@ -98,6 +98,10 @@ class Client:
         ns = self._ns(namespace or job.namespace)
         body = job.to_dict()
         body["metadata"]["namespace"] = ns
+        # The API server fills a section's defaults only when the section exists. Without
+        # runPolicy, a later suspend would add it and its defaulted fields, which admission
+        # refuses as changes to a running job; with it, they are set once, at creation.
+        body["spec"].setdefault("runPolicy", {})
         created = self._call(
             "create",
             job.name,
@@ -260,7 +264,16 @@ class Client:
             items = self.core.list_namespaced_event(ns, field_selector=selector).items
         except ApiException as error:
             raise api_error(error, verb="list", resource="events", namespace=ns) from None
-        events = [
+        oldest = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+        # Times are to the second; the resourceVersion orders events written within one.
+        items = sorted(
+            items,
+            key=lambda item: (
+                item.last_timestamp or item.event_time or item.first_timestamp or oldest,
+                _version(item.metadata.resource_version if item.metadata else None),
+            ),
+        )
+        return [
             Event(
                 type=str(item.type or ""),
                 reason=str(item.reason or ""),
@@ -270,8 +283,6 @@ class Client:
             )
             for item in items
         ]
-        oldest = datetime.datetime.min.replace(tzinfo=datetime.UTC)
-        return sorted(events, key=lambda event: event.time or oldest)
 
     def logs(
         self,
@@ -306,6 +317,10 @@ class Client:
     ) -> builtins.list[Path]:
         """Copy the output model of a Succeeded SFTJob from object storage into ``directory``."""
         return download_output(self.get(name, namespace), Path(directory), on_file=on_file)
+
+
+def _version(resource_version: str | None) -> int:
+    return int(resource_version) if resource_version and resource_version.isdigit() else 0
 
 
 def _first_line(error: BaseException) -> str:

@@ -44,15 +44,12 @@ class StatusBar:
             self.progress.stop()
 
     def update(self, job: SFTJob) -> None:
-        if not self.started:
-            # Started on the first status, so an error before it prints nothing but its line.
-            self.progress.start()
-            self.started = True
         status = job.status
         phase = (status.phase if status else None) or "Pending"
         if phase != self.phase:
             reason = self._reason(job)
-            self.progress.console.print(f"{job.name}: {phase}{reason}")
+            # Not wrapped: a log of the run keeps one line per phase.
+            self.console.print(f"{job.name}: {phase}{reason}", soft_wrap=True)
             self.phase = phase
         progress = status.progress if status else None
         if progress is None:
@@ -62,6 +59,10 @@ class StatusBar:
         loss = number(progress.loss)
         left = eta(job)
         if self.task is None:
+            # The bar starts with the first progress report: a job that fails before training,
+            # or an error before any status, leaves no empty bar behind.
+            self.progress.start()
+            self.started = True
             self.task = self.progress.add_task(
                 job.name, total=total, completed=progress.step, steps=steps, loss=loss, eta=left
             )

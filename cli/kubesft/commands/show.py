@@ -46,8 +46,9 @@ def created(job: SFTJob) -> datetime.datetime | None:
 
 
 def eta(job: SFTJob) -> str:
-    """The operator's ETA text while the job runs (what ``kubectl get -o wide`` shows)."""
-    return (job.status.eta_text if job.status and not job.finished else None) or "-"
+    """The operator's ETA text while the job trains (what ``kubectl get -o wide`` shows); a
+    suspended or finished job keeps the last one, which no longer means anything."""
+    return (job.status.eta_text if job.status and job.phase == "Running" else None) or "-"
 
 
 def progress_text(job: SFTJob) -> str:
@@ -122,15 +123,14 @@ def status_text(job: SFTJob, events: Sequence[Event], now: datetime.datetime | N
                 lines.append(("Learning rate", f"{progress.learning_rate:.3g}"))
             if progress.tokens_per_second is not None:
                 lines.append(("Throughput", f"{progress.tokens_per_second:,.0f} tokens/s"))
-            if not job.finished:
+            if job.phase == "Running":
                 lines.append(("ETA", eta(job)))
             if progress.resumed_from_step is not None:
                 lines.append(("Resumed from", f"step {progress.resumed_from_step}"))
-            if progress.checkpoint_upload_failures or progress.checkpoint_status:
-                note = progress.checkpoint_status or ""
-                lines.append(
-                    ("Checkpoint uploads", f"{progress.checkpoint_upload_failures} failed {note}".strip())
-                )
+            failures = progress.checkpoint_upload_failures
+            if failures or progress.checkpoint_status:
+                note = [f"{failures} checkpoint uploads failed"] if failures else []
+                lines.append(("Storage", "; ".join([*note, progress.checkpoint_status or ""]).strip("; ")))
         lines.append(("Started", status.start_time or "-"))
         if status.completion_time:
             lines.append(("Completed", status.completion_time))

@@ -52,7 +52,7 @@ def test_create_posts_the_fields_that_were_set(api: FakeApi) -> None:
         "apiVersion": "kubesft.io/v1alpha1",
         "kind": "SFTJob",
         "metadata": {"name": "smol", "namespace": "team", "labels": {"team": "nlp"}},
-        "spec": SPEC,
+        "spec": {**SPEC, "runPolicy": {}},
     }
     assert created.name == "smol" and created.namespace == "team"
     assert created.spec.model.name == "HuggingFaceTB/SmolLM2-135M"
@@ -169,9 +169,9 @@ def test_a_watch_resumes_after_410_gone_by_listing_again(api: FakeApi) -> None:
 
 
 def test_events_oldest_first(api: FakeApi) -> None:
-    def event(reason: str, at: str) -> dict[str, Any]:
+    def event(reason: str, at: str, version: str = "1") -> dict[str, Any]:
         return {
-            "metadata": {"name": reason, "namespace": "team"},
+            "metadata": {"name": reason, "namespace": "team", "resourceVersion": version},
             "involvedObject": {"kind": "SFTJob", "name": "smol"},
             "reason": reason,
             "message": f"{reason} happened",
@@ -180,10 +180,15 @@ def test_events_oldest_first(api: FakeApi) -> None:
             "lastTimestamp": at,
         }
 
-    items = [event("Completed", "2025-01-01T00:05:00Z"), event("JobCreated", "2025-01-01T00:00:00Z")]
+    items = [
+        event("Completed", "2025-01-01T00:05:00Z"),
+        event("Training", "2025-01-01T00:00:00Z", "12"),
+        event("JobCreated", "2025-01-01T00:00:00Z", "9"),
+    ]
     api.on("GET", "/api/v1/namespaces/team/events", Answer(200, {"items": items, "metadata": {}}))
     events = Client().events("smol")
-    assert [(e.reason, e.count) for e in events] == [("JobCreated", 2), ("Completed", 2)]
+    # Within one second, the order they were written in.
+    assert [(e.reason, e.count) for e in events] == [("JobCreated", 2), ("Training", 2), ("Completed", 2)]
     assert api.requests[0].query["fieldSelector"] == ["involvedObject.kind=SFTJob,involvedObject.name=smol"]
 
 

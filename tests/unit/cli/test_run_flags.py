@@ -191,7 +191,7 @@ def test_other_sft_config_arguments_go_to_extra_args_as_trl_sft_takes_them(cli: 
 
 def test_a_chat_template_file_is_read_into_the_spec(cli: Cli, tmp_path: Path) -> None:
     template = tmp_path / "template.jinja"
-    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    template.write_text("{% for m in messages %}{{ m['content'] }}<|im_end|>{% endfor %}")
     assert (
         spec_of(cli, "--chat_template_path", str(template))["model"]["chatTemplate"] == template.read_text()
     )

@@ -70,7 +70,7 @@ def test_status_of_a_running_job() -> None:
             "Throughput:     5,120 tokens/s",
             "ETA:            14m",
             "Resumed from:   step 400",
-            "Checkpoint uploads: 2 failed last upload: timeout",
+            "Storage:        2 checkpoint uploads failed; last upload: timeout",
             "Started:        2025-01-01T00:01:00Z",
             "Checkpoint:     s3://bucket/ckpt/checkpoint-400",
             "Output:         s3://bucket/out",
@@ -112,6 +112,9 @@ def test_the_list_table() -> None:
         ]
     )
     assert job_table([RUNNING], namespaces=True, now=NOW).splitlines()[1].split()[:2] == ["team", "smol"]
+    suspended = SFTJob.from_dict({**RUNNING.raw, "status": {**RUNNING.raw["status"], "phase": "Suspended"}})
+    assert job_table([suspended], now=NOW).splitlines()[1].split()[5] == "-"
+    assert "ETA:" not in status_text(suspended, [], NOW)
 
 
 def test_ages_as_kubectl_shows_them() -> None:
@@ -144,14 +147,24 @@ def test_ages_as_kubectl_shows_them() -> None:
     assert human_duration(800 * 86400) == "2y70d"
 
 
+def test_no_bar_before_a_progress_report() -> None:
+    stream = io.StringIO()
+    failed = sftjob(
+        phase="Failed",
+        conditions=[{"type": "Failed", "status": "True", "reason": "InvalidData", "message": "row 7"}],
+    )
+    with StatusBar(stream) as bar:
+        for body in (sftjob(phase="Running"), failed):
+            bar.update(SFTJob.from_dict(body))
+    assert stream.getvalue() == "smol: Running\nsmol: Failed (InvalidData: row 7)\n"
+
+
 def test_the_wait_bar_prints_each_phase_with_its_reason_and_ends_with_the_last_step() -> None:
     stream = io.StringIO()
     succeeded = sftjob(
         phase="Succeeded",
         progress={"step": 1000, "totalSteps": 1000, "loss": 0.9},
-        conditions=[
-            {"type": "Succeeded", "status": "True", "reason": "Completed", "message": "1000 steps done"}
-        ],
+        conditions=[{"type": "Succeeded", "status": "True", "reason": "Completed", "message": "done " * 30}],
     )
     with StatusBar(stream) as bar:
         for body in (sftjob(phase="Pending"), sftjob(phase="Pending"), RUNNING.raw, succeeded):
@@ -160,6 +173,6 @@ def test_the_wait_bar_prints_each_phase_with_its_reason_and_ends_with_the_last_s
     assert lines[:3] == [
         "smol: Pending",
         "smol: Running (Training: training)",
-        "smol: Succeeded (Completed: 1000 steps done)",
+        f"smol: Succeeded (Completed: {'done ' * 30})",
     ]
     assert lines[-1].startswith("smol ━") and lines[-1].endswith(" 1000/1000 loss 0.9 ETA -"), lines
