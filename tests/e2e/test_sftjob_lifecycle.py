@@ -16,6 +16,7 @@ kills the shared operator, so it runs last.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import tempfile
 import threading
@@ -373,41 +374,47 @@ def _create_the_missing_secret_later(run: E2E) -> dict[str, Any]:
     return seen
 
 
-@pytest.fixture(scope="module")
-def e2e(cluster: Cluster, s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
-    work = tmp_path_factory.mktemp("operator-e2e")
+@contextlib.contextmanager
+def running_e2e(cluster: Cluster, s3: S3Server, work: Path, namespace: str = NAMESPACE) -> Iterator[E2E]:
+    """Inputs in S3, ``namespace`` with the S3 Secret, and one operator under the chart's RBAC
+    with progress read every second; the namespace goes afterwards."""
     _stage_inputs(s3, work / "inputs")
-    cluster.kubectl("create", "namespace", NAMESPACE)
-    s3.credentials_secret(cluster.kube.api, NAMESPACE, SECRET)
+    cluster.kubectl("create", "namespace", namespace)
+    s3.credentials_secret(cluster.kube.api, namespace, SECRET)
     install = OperatorInstall.apply(cluster)
-    history = StatusHistory(client.CustomObjectsApi(cluster.kube.api), NAMESPACE).start()
+    history = StatusHistory(client.CustomObjectsApi(cluster.kube.api), namespace).start()
     try:
         with (
             pytest.MonkeyPatch.context() as env,
             running_operator(
                 install, work / "operator.log", KUBESFT_PROGRESS_INTERVAL_SECONDS="1"
             ) as operator,
-            concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="scenario") as actors,
         ):
             # The test reads checkpoints through the trainer's own store, with the credentials pods get.
             for variable, value in s3.env().items():
                 env.setenv(variable, value)
-            run = E2E(cluster, s3, operator, history)
-            run.apply(run.spec(HAPPY, steps=HAPPY_STEPS, save_steps=50))
-            run.apply(run.spec(BAD_DATA, steps=10, save_steps=5, data="bad.jsonl"))
-            run.apply(
-                run.spec(NO_SECRET, steps=6, save_steps=3, secret=LATE_SECRET, ttlSecondsAfterFinished=5)
-            )
-            for name, scenario in (
-                (PREEMPTED, _preempt_after_a_checkpoint),
-                (SUSPENDED, _suspend_mid_run_then_resume),
-                (NO_SECRET, _create_the_missing_secret_later),
-            ):
-                run.actions[name] = actors.submit(scenario, run)
-            yield run
+            yield E2E(cluster, s3, operator, history, namespace=namespace)
     finally:
         history.stop()
-        cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def e2e(cluster: Cluster, s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    with (
+        running_e2e(cluster, s3, tmp_path_factory.mktemp("operator-e2e")) as run,
+        concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="scenario") as actors,
+    ):
+        run.apply(run.spec(HAPPY, steps=HAPPY_STEPS, save_steps=50))
+        run.apply(run.spec(BAD_DATA, steps=10, save_steps=5, data="bad.jsonl"))
+        run.apply(run.spec(NO_SECRET, steps=6, save_steps=3, secret=LATE_SECRET, ttlSecondsAfterFinished=5))
+        for name, scenario in (
+            (PREEMPTED, _preempt_after_a_checkpoint),
+            (SUSPENDED, _suspend_mid_run_then_resume),
+            (NO_SECRET, _create_the_missing_secret_later),
+        ):
+            run.actions[name] = actors.submit(scenario, run)
+        yield run
 
 
 def test_preempted_trainer_retries_and_resumes_from_its_checkpoint(e2e: E2E) -> None:
