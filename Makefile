@@ -39,9 +39,8 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 crds: $(STAMP)
-	$(PY) hack/gen_sft_config_fields.py
 	$(PY) -m kubesft_operator.crd
-	$(PY) hack/gen_reference.py
+	$(PY) hack/generate.py
 
 demo: $(STAMP) control-plane
 	$(PY) -m demo

@@ -106,7 +106,7 @@ def test_committed_crd_yaml_parses() -> None:
 
 def test_readme_reference_is_current() -> None:
     check = subprocess.run(
-        [sys.executable, str(ROOT / "hack/gen_reference.py"), "--check"], capture_output=True, text=True
+        [sys.executable, str(ROOT / "hack/generate.py"), "--check"], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
     text = (ROOT / "README.md").read_text()

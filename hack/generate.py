@@ -1,17 +1,41 @@
-"""Writes the SFTJob field reference into README.md from the generated CRD schema."""
+"""Regenerates the generated parts of committed files: TRL SFTConfig's argument list in
+api/kubesft_api/sft_config_fields.py (from the installed TRL) and the SFTJob field reference in
+README.md (from the CRD the models generate). ``--check`` changes nothing and fails when either
+is stale. The CRD itself is ``python -m kubesft_operator.crd``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import sys
+from collections.abc import Callable
 from typing import Any
+
+import trl
+from trl import SFTConfig
 
 from kubesft_operator.crd import build_crd
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-BEGIN = "<!-- BEGIN SFTJOB REFERENCE (make crds) -->"
-END = "<!-- END SFTJOB REFERENCE -->"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIELDS = ROOT / "api/kubesft_api/sft_config_fields.py"
+FIELDS_BEGIN = "# BEGIN GENERATED FIELDS"
+FIELDS_END = "# END GENERATED FIELDS"
+README = ROOT / "README.md"
+README_BEGIN = "<!-- BEGIN SFTJOB REFERENCE (make crds) -->"
+README_END = "<!-- END SFTJOB REFERENCE -->"
+
+
+def render_sft_config_fields() -> str:
+    names = sorted(f.name for f in dataclasses.fields(SFTConfig) if f.init)
+    body = "\n".join(f'        "{name}",' for name in names)
+    return (
+        f"{FIELDS_BEGIN} (TRL {trl.__version__}; make crds regenerates)\n"
+        f'SFT_CONFIG_TRL_VERSION = "{trl.__version__}"\n'
+        "SFT_CONFIG_FIELDS: frozenset[str] = frozenset(\n    (\n"
+        f"{body}\n    )\n)\n{FIELDS_END}"
+    )
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -59,30 +83,36 @@ def _rows(path: str, node: dict[str, Any], out: list[str]) -> None:
 
 def render_reference() -> str:
     schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    lines = [BEGIN, "", "| Field | Type | Default | Description |", "|---|---|---|---|"]
+    lines = [README_BEGIN, "", "| Field | Type | Default | Description |", "|---|---|---|---|"]
     _rows("spec", schema["properties"]["spec"], lines)
     lines += ["", "Status fields, written by the operator:", ""]
     lines += ["| Field | Type | Default | Description |", "|---|---|---|---|"]
     _rows("status", schema["properties"]["status"], lines)
-    lines += ["", END]
+    lines += ["", README_END]
     return "\n".join(lines)
 
 
-def updated_readme(text: str) -> str:
-    start, stop = text.index(BEGIN), text.index(END) + len(END)
-    return text[:start] + render_reference() + text[stop:]
+REGIONS: tuple[tuple[pathlib.Path, str, str, Callable[[], str]], ...] = (
+    (FIELDS, FIELDS_BEGIN, FIELDS_END, render_sft_config_fields),
+    (README, README_BEGIN, README_END, render_reference),
+)
 
 
 def main() -> int:
-    text = README.read_text()
-    new = updated_readme(text)
-    if "--check" in sys.argv:
-        if new != text:
-            print("README.md field reference is stale; run make crds", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new)
-    return 0
+    stale = []
+    for path, begin, end, render in REGIONS:
+        text = path.read_text()
+        start, stop = text.index(begin), text.index(end) + len(end)
+        updated = text[:start] + render() + text[stop:]
+        if updated == text:
+            continue
+        if "--check" in sys.argv:
+            stale.append(path.relative_to(ROOT))
+        else:
+            path.write_text(updated)
+    for path in stale:
+        print(f"{path} is stale (TRL {trl.__version__}); run make crds", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
