@@ -186,7 +186,8 @@ def run(jobs: int, timeout: float, out: Path, profile: Path | None = None) -> di
     )
     cluster = Cluster.start(ClusterOptions(node=NodeOptions(command_overrides=[override])))
     try:
-        install = OperatorInstall.apply(cluster)
+        # The stand-in trainers touch no storage, so the jobs name no S3 credentials.
+        install = OperatorInstall.apply(cluster, values={"policy.allowAmbientCredentials": True})
         cluster.kubectl("create", "namespace", NAMESPACE)
         log = Path(tempfile.mkdtemp(prefix="kubesft-scale-")) / "operator.log"
         profiling: dict[str, Any] = {}

@@ -16,6 +16,7 @@ import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, cast
 
 import aiohttp
@@ -37,7 +38,8 @@ from kubesft_operator.decisions import (
 )
 from kubesft_operator.kube import Kube
 from kubesft_operator.lifecycle import decide
-from kubesft_operator.objects import Job, SFTJob, pod_attempt
+from kubesft_operator.network_policy import NetworkPolicySettings, render_network_policy
+from kubesft_operator.objects import Job, Pod, SFTJob, owned_jobs, owned_pods, pod_attempt
 from kubesft_operator.progress import fetch_progress, progress_patch
 from kubesft_operator.render import (
     Owner,
@@ -48,7 +50,8 @@ from kubesft_operator.render import (
     render_service,
 )
 from kubesft_operator.settings import OperatorSettings
-from kubesft_operator.watched import Key, Watches
+from kubesft_operator.start_checks import StartChecks
+from kubesft_operator.watched import Key, Observed, Watches
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,21 @@ class Controller:
         self.kube = kube
         self.watches = watches
         self.defaults = TrainerDefaults(settings.trainer_image, tuple(settings.trainer_image_pull_secrets))
+        self.signer = settings.signer
+        self.checks = StartChecks(
+            settings.policy, kube.review_access, self.signer, settings.admission_records_required
+        )
+        self.network_policy = (
+            NetworkPolicySettings(
+                operator_namespace=settings.pod_namespace,
+                operator_labels=dict(settings.network_policy_operator_labels),
+                prometheus=tuple(settings.network_policy_prometheus),
+                restrict_egress=settings.network_policy_restrict_egress,
+                egress=tuple(settings.network_policy_egress),
+            )
+            if settings.network_policy_enabled
+            else None
+        )
         self.job_suspend_supported = False
         self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._written: dict[Key, SFTJob] = {}
@@ -100,7 +118,8 @@ class Controller:
     async def start(self) -> None:
         version = await self.kube.server_version()
         self.job_suspend_supported = version >= JOB_SUSPEND_SINCE
-        self._session = aiohttp.ClientSession()
+        # Undecompressed: a pod's compressed body could expand far past the size read.
+        self._session = aiohttp.ClientSession(auto_decompress=False)
         logger.info(
             "API server %s.%s: suspending %s",
             *version,
@@ -147,6 +166,11 @@ class Controller:
         written = self._written.get(key)
         return written if written is not None and indexed is not None else indexed
 
+    def _owned(self, key: Key, body: SFTJob, observed: Observed) -> tuple[list[Job], list[Pod]]:
+        """The SFTJob's own Jobs and their Pods, by owner reference: labels can be copied."""
+        jobs = owned_jobs(self._jobs(key, observed.jobs), body["metadata"].get("uid", ""))
+        return jobs, owned_pods(observed.pods, jobs)
+
     def _jobs(self, key: Key, indexed: Iterable[Job]) -> list[Job]:
         """Indexed Jobs plus those this operator created that the watch has not shown yet."""
         jobs = {job["metadata"]["name"]: job for job in indexed}
@@ -175,20 +199,28 @@ class Controller:
                 return
             started = time.perf_counter()
             try:
-                world = World(
-                    SFTJobView.from_body(current),
-                    self._jobs(key, observed.jobs),
-                    observed.pods,
-                    now_utc(),
-                    self.job_suspend_supported,
-                )
-                decision = decide(world)
+                jobs, pods = self._owned(key, current, observed)
+                view = SFTJobView.from_body(current)
+                world = World(view, jobs, pods, now_utc(), self.job_suspend_supported, self.signer)
+                decision = await self._checked(current, world, decide(world))
                 await self._carry_out(key, current, decision)
             except Exception:
                 metrics.RECONCILE_ERRORS.inc()
                 raise
             finally:
                 metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
+
+    async def _checked(self, body: SFTJob, world: World, decision: Decision) -> Decision:
+        """``decision``, or, when it starts an attempt the checks refuse, the decision to fail."""
+        start = next((a for a in decision.actions if isinstance(a, EnsureChildren)), None)
+        if start is None:
+            return decision
+        refusal = await self.checks.refusal(body, decision, start.spec)
+        if refusal is None:
+            return decision
+        meta = body["metadata"]
+        logger.warning("not starting SFTJob %s/%s: %s", meta.get("namespace"), meta["name"], refusal.message)
+        return decide(replace(world, refusal=refusal))
 
     async def _carry_out(self, key: Key, body: SFTJob, decision: Decision) -> None:
         namespace, name = key
@@ -226,6 +258,9 @@ class Controller:
 
     async def _ensure_children(self, key: Key, owner: Owner, action: EnsureChildren) -> None:
         children = [render_configmap(owner, action.spec)]
+        if self.network_policy is not None:
+            # First, so that the pods are covered from the moment they exist.
+            children.insert(0, render_network_policy(owner, action.spec, self.network_policy))
         if needs_service(action.spec):
             children.append(render_service(owner))
         job = render_job(owner, action.spec, action.attempt, self.defaults)
@@ -288,7 +323,8 @@ class Controller:
         if current is None or self._session is None:
             return
         attempt = int(current["status"].get("attempt") or 0)
-        address = rank0_ip(p for p in observed.pods if pod_attempt(p) == attempt)
+        _, pods = self._owned(key, current, observed)
+        address = rank0_ip(p for p in pods if pod_attempt(p) == attempt)
         if address is None:
             return
         report = await fetch_progress(

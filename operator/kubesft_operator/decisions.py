@@ -14,6 +14,7 @@ from typing import Any, Literal
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_api.status import SFTJobStatus
 from kubesft_operator.objects import Job, Pod, SFTJob
+from kubesft_operator.records import Signer
 from kubesft_operator.render import Attempt
 
 
@@ -46,6 +47,14 @@ class SFTJobView:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why the operator will not start an attempt: a policy or authorization check failed."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class World:
     """Everything observed about one SFTJob at one moment."""
 
@@ -55,11 +64,16 @@ class World:
     now: datetime
     job_suspend_supported: bool = False
     """Whether the API server honours Job .spec.suspend (on by default from Kubernetes 1.22)."""
+    signer: Signer | None = None
+    """Signs and checks the applied-spec record; None leaves it unsigned."""
+    refusal: Refusal | None = None
+    """Set by the controller when the checks before a start failed: the job fails instead."""
 
 
 @dataclass(frozen=True)
 class EnsureChildren:
-    """Create (or adopt) the ConfigMap, the Service if needed, and the Job of ``attempt``."""
+    """Create (or adopt) the NetworkPolicy if enabled, the ConfigMap, the Service if needed, and
+    the Job of ``attempt``."""
 
     attempt: Attempt
     spec: SFTJobSpec

@@ -22,6 +22,7 @@ import kopf
 
 from kubesft_api.sftjob import GROUP, KIND, PLURAL, VERSION
 from kubesft_operator import metrics, names, watched
+from kubesft_operator.admission import Admission, record_admission, validate_sftjob
 from kubesft_operator.controller import Controller
 from kubesft_operator.kube import Kube, find_connection
 from kubesft_operator.objects import Job, Pod, SFTJob
@@ -29,9 +30,11 @@ from kubesft_operator.settings import OperatorSettings, get_settings
 from kubesft_operator.watched import Key, Watches
 from kubesft_operator.webhook import (
     HANDLER_ID,
+    MUTATING_HANDLER_ID,
+    NamespacedWebhookServer,
     NoWebhookServer,
     PublishingWebhookServer,
-    validate_sftjob,
+    mutating_configuration,
     validating_configuration,
     webhook_server,
 )
@@ -91,16 +94,23 @@ def admission_server(config: OperatorSettings, kube: Kube) -> kopf.WebhookServer
         return NoWebhookServer()
     server = webhook_server(config)
     if not config.webhook_configuration:
-        return server
+        return NamespacedWebhookServer(server)
 
     async def publish(client_config: kopf.WebhookClientConfig) -> None:
-        body = validating_configuration(
-            config.webhook_configuration, client_config, config.webhook_failure_policy
+        for render in (mutating_configuration, validating_configuration):
+            body = render(
+                config.webhook_configuration,
+                client_config,
+                config.webhook_failure_policy,
+                config.watch_namespaces,
+            )
+            await kube.patch_webhook_configuration(body)
+        logger.info(
+            "published ValidatingWebhookConfiguration and MutatingWebhookConfiguration %s",
+            config.webhook_configuration,
         )
-        await kube.apply_webhook_configuration(body)
-        logger.info("published ValidatingWebhookConfiguration %s", config.webhook_configuration)
 
-    return PublishingWebhookServer(server, publish)
+    return NamespacedWebhookServer(PublishingWebhookServer(server, publish))
 
 
 def _watches(indexes: dict[str, Any]) -> Watches:
@@ -121,6 +131,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     kube = Kube(lambda: find_connection(settings))
     await kube.start()
     settings.admission.server = admission_server(config, kube)
+    memo.admission = Admission(config.policy, kube.review_access, config.signer)
+    if config.signer is None:
+        logger.warning(
+            "KUBESFT_SIGNING_KEY is not set: SFTJobs carry no signed admission or applied-spec "
+            "record, so the operator cannot re-check creators or detect an edited record"
+        )
     controller = Controller(config, kube, _watches(kwargs))
     await controller.start()
     memo.controller = controller
@@ -173,4 +189,7 @@ async def pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Mem
     await _controller(memo).reconcile((namespace or "", labels[names.LABEL_JOB]))
 
 
+kopf.on.mutate(GROUP, VERSION, PLURAL, id=MUTATING_HANDLER_ID, operations=["CREATE", "UPDATE"])(
+    record_admission
+)
 kopf.on.validate(GROUP, VERSION, PLURAL, id=HANDLER_ID, operations=["CREATE", "UPDATE"])(validate_sftjob)

@@ -19,6 +19,8 @@ import aiohttp
 import kopf
 
 from kubesft_api.sftjob import GROUP, PLURAL, VERSION
+from kubesft_operator.authorization import Permission
+from kubesft_operator.records import Creator
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +29,15 @@ API_CONCURRENCY = 24
 """API calls in flight at once (pooled connections)."""
 REQUEST_TIMEOUT_SECONDS = 60
 SFTJOBS = f"/apis/{GROUP}/{VERSION}"
-WEBHOOK_CONFIGURATIONS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+WEBHOOK_CONFIGURATIONS = {
+    "ValidatingWebhookConfiguration": "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+    "MutatingWebhookConfiguration": "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+}
 _CHILDREN = {
     "Job": ("/apis/batch/v1", "jobs"),
     "ConfigMap": ("/api/v1", "configmaps"),
     "Service": ("/api/v1", "services"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
 }
 
 
@@ -166,22 +172,45 @@ class Kube:
             existing = await self._request("PATCH", path, {"data": obj["data"]}, MERGE_PATCH)
         return existing, False
 
-    async def apply_webhook_configuration(self, body: dict[str, Any]) -> None:
-        """Create the ValidatingWebhookConfiguration, or point the existing one at this operator."""
-        try:
-            await self._request("POST", WEBHOOK_CONFIGURATIONS, body)
-            return
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-        patch = {"metadata": {"labels": body["metadata"]["labels"]}, "webhooks": body["webhooks"]}
-        await self._request(
-            "PATCH", f"{WEBHOOK_CONFIGURATIONS}/{body['metadata']['name']}", patch, MERGE_PATCH
-        )
+    async def patch_webhook_configuration(self, body: dict[str, Any]) -> None:
+        """Point the installed webhook configuration ``body`` names at this operator.
 
-    async def _delete(self, path: str) -> None:
-        """Delete, and the dependents in the background (each pod gets its grace period)."""
-        options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        The chart creates the object; the operator may only patch it, by name, so it cannot
+        register a webhook for anything else.
+        """
+        path = f"{WEBHOOK_CONFIGURATIONS[body['kind']]}/{body['metadata']['name']}"
+        patch = {"metadata": {"labels": body["metadata"]["labels"]}, "webhooks": body["webhooks"]}
+        await self._request("PATCH", path, patch, MERGE_PATCH)
+
+    async def review_access(self, namespace: str, user: Creator, permission: Permission) -> bool:
+        """Whether ``user`` may do ``permission`` in ``namespace``, by a LocalSubjectAccessReview."""
+        attributes = {
+            "namespace": namespace,
+            "verb": permission.verb,
+            "group": "",
+            "resource": permission.resource,
+        }
+        if permission.name:
+            attributes["name"] = permission.name
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "LocalSubjectAccessReview",
+            "metadata": {"namespace": namespace},
+            "spec": {
+                "user": user.username,
+                "uid": user.uid,
+                "groups": list(user.groups),
+                "extra": {key: list(values) for key, values in user.extra},
+                "resourceAttributes": attributes,
+            },
+        }
+        path = f"/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews"
+        answer = await self._request("POST", path, review)
+        return bool((answer.get("status") or {}).get("allowed"))
+
+    async def _delete(self, path: str, propagation: str = "Background") -> None:
+        """Delete; each dependent pod gets its grace period."""
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
         try:
             await self._request("DELETE", path, options)
         except ApiError as exc:
@@ -189,7 +218,9 @@ class Kube:
                 raise
 
     async def delete_job(self, namespace: str, name: str) -> None:
-        await self._delete(_child_path("Job", namespace, name))
+        # In the foreground: the Job stays, marked as deleting, until its pods are gone, so the
+        # operator knows those pods by their owner's uid while they stop and save a checkpoint.
+        await self._delete(_child_path("Job", namespace, name), "Foreground")
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self._request("PATCH", _child_path("Job", namespace, name), patch, MERGE_PATCH)

@@ -20,7 +20,7 @@ from typing import Literal
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_api.status import ConditionType, Phase, SFTJobStatus
 from kubesft_api.times import parse_time, rfc3339
-from kubesft_operator import names, spec_changes
+from kubesft_operator import names, records, spec_changes
 from kubesft_operator.attempts import AttemptState, observe_attempt
 from kubesft_operator.conditions import drop_condition, get_condition, headline, set_condition
 from kubesft_operator.decisions import (
@@ -39,22 +39,14 @@ from kubesft_operator.render import Attempt
 
 ANNOTATION_REFUSED_GENERATION = "kubesft.io/refused-generation"
 TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
+RESTART_ON_EDIT = frozenset({"InvalidSpec", "PolicyViolation", "Unauthorized", "NotAdmitted"})
+"""Failures an edit of the spec can mend: the job starts over once its spec changes."""
 QUIET_REASONS = frozenset({"PodStarting"})
 """Headline reasons too routine to record as events."""
 WARNING_REASONS = frozenset(
-    {
-        "Preempted",
-        "Killed",
-        "TrainerError",
-        "PodFailed",
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "Unschedulable",
-    }
+    {"Preempted", "Killed", "TrainerError", "PodFailed", "Unschedulable"}
+    | {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
+    | {"CreateContainerConfigError", "CreateContainerError"}
 )
 _DEADLINE_SLACK_SECONDS = 5
 
@@ -136,19 +128,29 @@ class _Machine:
         return self._finish()
 
     def _invalid_spec_edited(self) -> bool:
-        """A job that failed validation starts over once its spec is edited."""
+        """A job that failed its checks before it started starts over once its spec is edited."""
         failed = get_condition(self.old.conditions, "Failed")
         return (
             failed is not None
-            and failed.reason == "InvalidSpec"
+            and failed.reason in RESTART_ON_EDIT
             and self.job.generation != self.old.observed_generation
         )
 
     def _spec(self) -> SFTJobSpec | None:
         """The spec in effect: the one the job started with plus the fields that may change."""
         applied_raw = self.job.annotations.get(names.ANNOTATION_APPLIED_SPEC)
+        signer = self.world.signer
         if self.old.phase in TERMINAL:
             applied_raw = None  # an InvalidSpec job that was edited starts over
+        elif signer is not None:
+            altered = records.applied_record_problem(
+                signer, self.job.uid, self.job.annotations, started=bool(self.old.job_name)
+            )
+            if altered:
+                live = [j for j in self.world.jobs if not is_deleting(j)]
+                self.decision.actions += [DeleteJob(j["metadata"]["name"]) for j in live]
+                self._fail("SpecRecordAltered", altered)
+                return None
         if not names.is_dns_label(self.job.name):
             self._invalid([names.name_problem(self.job.name)])
             return None
@@ -159,6 +161,9 @@ class _Machine:
             return None
         if applied_raw is None:
             self.decision.annotations[names.ANNOTATION_APPLIED_SPEC] = current
+            if signer is not None:
+                signature = records.applied_signature(signer, self.job.uid, current)
+                self.decision.annotations[records.ANNOTATION_APPLIED_SPEC_SIGNATURE] = signature
         if not refused:
             self.new.observed_generation = self.job.generation
         elif self.job.annotations.get(ANNOTATION_REFUSED_GENERATION) != str(self.job.generation):
@@ -249,8 +254,12 @@ class _Machine:
             active_deadline_seconds=left,
         )
 
-    def _start(self, spec: SFTJobSpec, index: int, restarts: int) -> None:
-        """Create the children of attempt ``index``; the status moves to Pending."""
+    def _start(self, spec: SFTJobSpec, index: int, restarts: int, job: Job | None = None) -> bool:
+        """Create the children of attempt ``index``; the status moves to Pending. False when the
+        checks before a start refused it, and the job failed instead (``job`` is then deleted)."""
+        if self.world.refusal is not None:
+            self._fail(self.world.refusal.reason, self.world.refusal.message, job)
+            return False
         name = names.job_name(self.job.name, index)
         self.decision.actions.append(EnsureChildren(self._attempt(spec, index, restarts), spec))
         self.new.attempt, self.new.restarts, self.new.job_name = index, restarts, name
@@ -259,11 +268,13 @@ class _Machine:
         # What the pods will say a moment later, so that moment costs no second status write.
         self._condition("Running", "False", "PodStarting", "waiting for the trainer pods to start")
         self.decision.events.append(Note("Normal", "JobCreated", f"created Job {name} (attempt {index})"))
+        return True
 
     def _restart(self, spec: SFTJobSpec, current: int, reason: str, message: str, job: Job | None) -> None:
         restarts = self.new.restarts + 1
         limit = spec.run_policy.backoff_limit
-        self._start(spec, current + 1, restarts)
+        if not self._start(spec, current + 1, restarts, job):
+            return
         if job is not None:
             self.decision.actions.append(DeleteJob(job["metadata"]["name"]))
         self._condition(

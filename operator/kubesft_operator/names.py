@@ -69,6 +69,11 @@ def configmap_name(sftjob: str) -> str:
     return f"{sftjob}-config"
 
 
+def network_policy_name(sftjob: str) -> str:
+    """The NetworkPolicy of the job's trainer pods."""
+    return f"{sftjob}-trainers"
+
+
 def service_name(sftjob: str) -> str:
     """The headless Service of a multi-node job; a DNS-1035 label (starts with a letter)."""
     base = sftjob if sftjob[:1].isalpha() else f"j{sftjob}"

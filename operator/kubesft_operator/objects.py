@@ -14,6 +14,12 @@ from kubesft_api.integers import int_or
 from kubesft_operator import names
 
 
+class OwnerReference(TypedDict, total=False):
+    kind: str
+    uid: str
+    controller: bool
+
+
 class ObjectMeta(TypedDict, total=False):
     name: str
     namespace: str
@@ -26,6 +32,7 @@ class ObjectMeta(TypedDict, total=False):
     labels: dict[str, str]
     annotations: dict[str, str]
     finalizers: list[str]
+    ownerReferences: list[OwnerReference]
 
 
 class SFTJob(TypedDict):
@@ -117,5 +124,25 @@ def pod_attempt(pod: Pod) -> int:
     return int_or((pod["metadata"].get("labels") or {}).get(names.LABEL_ATTEMPT), -1)
 
 
+def controller_uid(obj: Job | Pod, kind: str) -> str | None:
+    """The uid of the ``kind`` object that controls ``obj``: who it belongs to, whatever its labels say."""
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == kind:
+            return ref.get("uid")
+    return None
+
+
 def is_deleting(obj: Job | Pod) -> bool:
     return bool(obj["metadata"].get("deletionTimestamp"))
+
+
+def owned_jobs(jobs: list[Job], sftjob_uid: str) -> list[Job]:
+    """The Jobs the SFTJob ``sftjob_uid`` controls. Labels select what the watch delivers, but
+    anyone who can create Jobs can copy labels; only the owner reference says whose a Job is."""
+    return [job for job in jobs if controller_uid(job, "SFTJob") == sftjob_uid]
+
+
+def owned_pods(pods: list[Pod], jobs: list[Job]) -> list[Pod]:
+    """The Pods one of ``jobs`` controls, whatever labels other pods carry."""
+    uids = {job["metadata"].get("uid") for job in jobs}
+    return [pod for pod in pods if controller_uid(pod, "Job") in uids]

@@ -30,6 +30,16 @@ single replica watching the whole cluster.
 | ``KUBESFT_STANDALONE`` | ``false`` | Run without peering (a single replica) |
 | ``KUBESFT_POD_NAMESPACE`` | ``default`` | The operator's own namespace (from the downward API) |
 | ``KUBESFT_LOG_LEVEL`` | ``INFO`` | Log level |
+| ``KUBESFT_SIGNING_KEY`` | (none) | Key that signs the admission and applied-spec records; without one they are neither written nor checked |
+| ``KUBESFT_POLICY_ALLOWED_IMAGES`` | the trainer image's repository | JSON list of fnmatch patterns ``spec.resources.image`` must match |
+| ``KUBESFT_POLICY_ALLOWED_PRIORITY_CLASSES`` | ``[]`` (none) | JSON list of patterns ``spec.resources.priorityClassName`` must match |
+| ``KUBESFT_POLICY_STORAGE_PREFIXES`` | ``[]`` (any) | JSON list of templates (``s3://models/{namespace}/``) checkpoints and output must fall under |
+| ``KUBESFT_POLICY_ALLOW_AMBIENT_CREDENTIALS`` | ``false`` | Let jobs use S3 without ``checkpoints.credentialsSecret`` |
+| ``KUBESFT_NETWORK_POLICY_ENABLED`` | ``true`` | Create a NetworkPolicy for each SFTJob's trainer pods |
+| ``KUBESFT_NETWORK_POLICY_OPERATOR_LABELS`` | ``{}`` | JSON labels of the operator's pods, which may read ``/progress`` |
+| ``KUBESFT_NETWORK_POLICY_PROMETHEUS`` | ``[]`` | JSON list of NetworkPolicy peers that may scrape trainer metrics |
+| ``KUBESFT_NETWORK_POLICY_RESTRICT_EGRESS`` | ``false`` | Allow trainer pods only the egress below (and their own job's pods) |
+| ``KUBESFT_NETWORK_POLICY_EGRESS`` | ``[]`` | JSON list of NetworkPolicy egress rules for trainer pods |
 
 Without certificate files the operator makes a self-signed certificate at start-up, which
 suits one replica. Replicas behind one Service need one shared certificate (cert-manager or a
@@ -39,11 +49,15 @@ Secret), or each would publish its own CA bundle.
 from __future__ import annotations
 
 import random
+import re
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kubesft_operator.policy import NAMESPACE_PLACEHOLDER, Policy, repository_patterns
+from kubesft_operator.records import Signer
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/kubesft/kubesft-trainer:0.1.0"
 
@@ -84,6 +98,16 @@ class OperatorSettings(BaseSettings):
     standalone: bool = False
     pod_namespace: str = "default"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    signing_key: SecretStr | None = None
+    policy_allowed_images: list[str] = Field(default_factory=list)
+    policy_allowed_priority_classes: list[str] = Field(default_factory=list)
+    policy_storage_prefixes: list[str] = Field(default_factory=list)
+    policy_allow_ambient_credentials: bool = False
+    network_policy_enabled: bool = True
+    network_policy_operator_labels: dict[str, str] = Field(default_factory=dict)
+    network_policy_prometheus: list[dict[str, Any]] = Field(default_factory=list)
+    network_policy_restrict_egress: bool = False
+    network_policy_egress: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("trainer_image_pull_secrets", "watch_namespaces", mode="before")
     @classmethod
@@ -103,6 +127,28 @@ class OperatorSettings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("signing_key", mode="before")
+    @classmethod
+    def _no_key(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("signing_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("KUBESFT_SIGNING_KEY needs at least 16 bytes")
+        return value
+
+    @field_validator("policy_storage_prefixes")
+    @classmethod
+    def _prefix_templates(cls, value: list[str]) -> list[str]:
+        for template in value:
+            if not re.match(r"^(s3://[a-z0-9{]|pvc://|/)", template):
+                raise ValueError(f"'{template}' is not an s3://, pvc:// or absolute path prefix")
+            if re.sub(re.escape(NAMESPACE_PLACEHOLDER), "", template).count("{"):
+                raise ValueError(f"'{template}': {NAMESPACE_PLACEHOLDER} is the only placeholder")
+        return value
+
     @model_validator(mode="after")
     def _cert_pair(self) -> OperatorSettings:
         if (self.webhook_cert_file is None) != (self.webhook_key_file is None):
@@ -112,6 +158,28 @@ class OperatorSettings(BaseSettings):
     @property
     def clusterwide(self) -> bool:
         return not self.watch_namespaces
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            allowed_images=tuple(self.policy_allowed_images or repository_patterns(self.trainer_image)),
+            allowed_priority_classes=tuple(self.policy_allowed_priority_classes),
+            storage_prefixes=tuple(self.policy_storage_prefixes),
+            allow_ambient_credentials=self.policy_allow_ambient_credentials,
+        )
+
+    @property
+    def signer(self) -> Signer | None:
+        """Signs the operator's records; None without a key, when records are not used."""
+        if self.signing_key is None:
+            return None
+        return Signer(self.signing_key.get_secret_value().encode())
+
+    @property
+    def admission_records_required(self) -> bool:
+        """Whether a job may start only with a good admission record: the webhook writes them,
+        so only while it runs, and they are signed, so only with a key."""
+        return self.webhook_enabled and self.signing_key is not None
 
 
 @lru_cache(maxsize=1)

@@ -48,6 +48,13 @@ def _picked(source: Mapping[str, Any] | None, fields: Iterable[str]) -> dict[str
 def _meta(obj: Mapping[str, Any], *, annotations: bool = True) -> ObjectMeta:
     meta = obj.get("metadata") or {}
     out = _picked(meta, _META_FIELDS)
+    owners = [
+        {"kind": ref.get("kind"), "uid": ref.get("uid"), "controller": True}
+        for ref in meta.get("ownerReferences") or []
+        if ref.get("controller")
+    ]
+    if owners:
+        out["ownerReferences"] = owners
     if annotations and meta.get("annotations"):
         out["annotations"] = {k: v for k, v in meta["annotations"].items() if k != _LAST_APPLIED}
     return cast(ObjectMeta, out)

@@ -1,8 +1,10 @@
 """Admission: the same validation as the operator's, so ``kubectl apply`` of a bad SFTJob fails at once.
 
-The webhook is served by Kopf's HTTPS server. In a cluster the API server reaches it through a
-Service; in development it calls the operator's address directly. Without mounted certificate
-files the operator makes a self-signed one at start-up.
+The webhooks are served by Kopf's HTTPS server (the handlers are in ``admission``). In a cluster
+the API server reaches it through a Service; in development it calls the operator's address
+directly. Without mounted certificate files the operator makes a self-signed one at start-up.
+The chart creates both webhook configurations; the operator only patches them, by name, with its
+address and CA bundle.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import ipaddress
 import logging
 import pathlib
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
 import kopf
 from cryptography import x509
@@ -24,13 +26,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kubesft_api.sftjob import GROUP, PLURAL, VERSION, InvalidSpecError, parse_spec
 from kubesft_operator import names, spec_changes
+from kubesft_operator.network_policy import NAMESPACE_NAME_LABEL
+from kubesft_operator.policy import Policy, policy_problems
 from kubesft_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
 HANDLER_ID = "validate-sftjob"
 """Kopf serves the handler at /<id>; a ValidatingWebhookConfiguration made by hand points there."""
+MUTATING_HANDLER_ID = "record-sftjob-admission"
 WEBHOOK_NAME = f"validate.{PLURAL}.{GROUP}"
+MUTATING_WEBHOOK_NAME = f"record.{PLURAL}.{GROUP}"
 ACTIVE_PHASES = frozenset({"Pending", "Running", "Suspended"})
 
 
@@ -40,43 +46,29 @@ def admission_problems(
     spec: dict[str, Any] | None,
     old_spec: dict[str, Any] | None = None,
     old_phase: str | None = None,
+    *,
+    namespace: str = "",
+    policy: Policy | None = None,
 ) -> list[str]:
-    """Why an SFTJob create or update must be refused; empty when it may go ahead."""
+    """Why an SFTJob create or update must be refused; empty when it may go ahead.
+
+    With a ``policy``, a spec that breaks it in ``namespace`` is refused too.
+    """
     problems: list[str] = []
     if operation == "CREATE" and name and not names.is_dns_label(name):
         problems.append(names.name_problem(name))
     try:
-        parse_spec(spec)
+        parsed = parse_spec(spec)
     except InvalidSpecError as exc:
         problems += exc.problems
+    else:
+        if policy is not None:
+            problems += policy_problems(parsed, namespace, policy)
     if operation == "UPDATE" and old_spec is not None and old_phase in ACTIVE_PHASES:
         changed = spec_changes.immutable_changes(old_spec, spec or {})
         if changed:
             problems.append(spec_changes.refusal_message(changed, old_phase))
     return problems
-
-
-def validate_sftjob(
-    body: kopf.Body,
-    operation: str | None = None,
-    old: kopf.Body | None = None,
-    **_: Any,
-) -> None:
-    """Kopf validating handler for SFTJob CREATE and UPDATE."""
-    old_body: dict[str, Any] = dict(old or {})
-    problems = admission_problems(
-        operation or "",
-        body.get("metadata", {}).get("name"),
-        dict(body.get("spec") or {}),
-        old_spec=dict(old_body.get("spec") or {}) if old_body else None,
-        old_phase=(old_body.get("status") or {}).get("phase"),
-    )
-    if problems:
-        meta = body.get("metadata", {})
-        logger.info(
-            "refused %s of SFTJob %s/%s: %s", operation, meta.get("namespace"), meta.get("name"), problems
-        )
-        raise kopf.AdmissionError("; ".join(problems), code=422)
 
 
 def self_signed_certificate(
@@ -135,43 +127,106 @@ class ServiceWebhookServer(kopf.WebhookServer):
             yield kopf.WebhookClientConfig(caBundle=client_config.get("caBundle"), service=service)
 
 
-def validating_configuration(
-    name: str, client_config: Mapping[str, Any], failure_policy: str
+def _webhook(
+    name: str,
+    handler_id: str,
+    client_config: Mapping[str, Any],
+    failure_policy: str,
+    namespaces: Sequence[str],
 ) -> dict[str, Any]:
-    """The ValidatingWebhookConfiguration that sends SFTJob creates and updates to the operator."""
     config: dict[str, Any] = {key: value for key, value in client_config.items() if value is not None}
     if "url" in config:
-        config["url"] = f"{config['url'].rstrip('/')}/{HANDLER_ID}"
+        config["url"] = f"{config['url'].rstrip('/')}/{handler_id}"
     if "service" in config:
-        config["service"] = {**config["service"], "path": f"/{HANDLER_ID}"}
+        config["service"] = {**config["service"], "path": f"/{handler_id}"}
+    webhook: dict[str, Any] = {
+        "name": name,
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "failurePolicy": failure_policy,
+        "matchPolicy": "Equivalent",
+        "timeoutSeconds": 10,
+        "clientConfig": config,
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "apiVersions": [VERSION],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": [PLURAL],
+                "scope": "Namespaced",
+            }
+        ],
+    }
+    if namespaces:
+        # One namespaced install being down must not block SFTJob writes anywhere else.
+        webhook["namespaceSelector"] = {
+            "matchExpressions": [{"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": list(namespaces)}]
+        }
+    return webhook
+
+
+def _configuration(kind: str, name: str, webhook: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
+        "kind": kind,
         "metadata": {
             "name": name,
             "labels": {names.LABEL_NAME: "kubesft", names.LABEL_MANAGED_BY: names.MANAGED_BY},
         },
-        "webhooks": [
-            {
-                "name": WEBHOOK_NAME,
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": failure_policy,
-                "matchPolicy": "Equivalent",
-                "timeoutSeconds": 10,
-                "clientConfig": config,
-                "rules": [
-                    {
-                        "apiGroups": [GROUP],
-                        "apiVersions": [VERSION],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": [PLURAL],
-                        "scope": "Namespaced",
-                    }
-                ],
-            }
-        ],
+        "webhooks": [webhook],
     }
+
+
+def validating_configuration(
+    name: str, client_config: Mapping[str, Any], failure_policy: str, namespaces: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration that sends SFTJob creates and updates to the operator."""
+    webhook = _webhook(WEBHOOK_NAME, HANDLER_ID, client_config, failure_policy, namespaces)
+    return _configuration("ValidatingWebhookConfiguration", name, webhook)
+
+
+def mutating_configuration(
+    name: str, client_config: Mapping[str, Any], failure_policy: str, namespaces: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration that records who set each SFTJob's spec."""
+    webhook = _webhook(MUTATING_WEBHOOK_NAME, MUTATING_HANDLER_ID, client_config, failure_policy, namespaces)
+    webhook["reinvocationPolicy"] = "Never"
+    return _configuration("MutatingWebhookConfiguration", name, webhook)
+
+
+class _NamespacedRequests:
+    """``fn`` given objects that name their namespace.
+
+    Before the API server stores a create, the object's own namespace may still be empty when
+    the request named it only in the URL; the admission record must be bound to it.
+    """
+
+    def __init__(self, fn: kopf.WebhookFn) -> None:
+        self.fn = fn
+
+    def __call__(
+        self,
+        request: Any,
+        *,
+        webhook: str | None = None,
+        headers: dict[str, str] | None = None,
+        sslpeer: dict[str, Any] | None = None,
+    ) -> Awaitable[Any]:
+        payload = request.get("request") or {}
+        obj, namespace = payload.get("object"), payload.get("namespace")
+        if isinstance(obj, dict) and namespace:
+            obj.setdefault("metadata", {}).setdefault("namespace", namespace)
+        return self.fn(request, webhook=webhook, headers=headers, sslpeer=sslpeer)
+
+
+class NamespacedWebhookServer:
+    """Serves with ``server``; every admission request's object names the request's namespace."""
+
+    def __init__(self, server: kopf.WebhookServerProtocol) -> None:
+        self.server = server
+
+    def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        return self.server(cast(kopf.WebhookFn, _NamespacedRequests(fn)))
 
 
 class PublishingWebhookServer:

@@ -3,6 +3,8 @@
 Either the chart is rendered with the real helm binary and its CRDs, ServiceAccount,
 (Cluster)Roles, their bindings and the peering object are applied (``OperatorInstall.apply``),
 or a release that ``helm install`` made is read back (``OperatorInstall.from_release``). The
+chart's webhook configurations are (re)created just before each operator starts, which may only
+patch them, and deleted when it stops. The
 operator then runs as ``python -m kubesft_operator``, the operator image's command, with a
 kubeconfig for that ServiceAccount and the environment the chart's Deployment sets. Only what
 differs outside a pod is replaced: the webhook is addressed by URL on loopback instead of
@@ -11,6 +13,7 @@ through a Service, and ports are free ones. The e2e tests, the benchmarks and ``
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
@@ -31,7 +34,15 @@ from testing.devcluster.kube import wait_until
 from testing.devcluster.processes import die_with_parent, free_port
 
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-SETUP_KINDS = ("CustomResourceDefinition", "Namespace", *RBAC_KINDS, "ClusterKopfPeering", "KopfPeering")
+SETUP_KINDS = (
+    "CustomResourceDefinition",
+    "Namespace",
+    *RBAC_KINDS,
+    "ClusterKopfPeering",
+    "KopfPeering",
+    "Secret",  # the operator's signing key
+)
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 _priorities = itertools.count(1000)
 IMAGE_COMMAND = (str(Path(__file__).with_name("operator_as_in_its_image.py")),)
 """``python -m kubesft_operator`` without what the operator image does not install."""
@@ -52,6 +63,8 @@ class OperatorInstall:
     kubeconfig: Path
     env: dict[str, str]
     webhook_configuration: str
+    webhook_configurations: list[dict[str, Any]] = field(default_factory=list)
+    """The chart's webhook configurations, as it renders them."""
 
     @classmethod
     def apply(
@@ -79,7 +92,9 @@ class OperatorInstall:
             )
         cluster.kube.apply([doc for doc in setup if doc["kind"] != "CustomResourceDefinition"])
         (deployment,) = find(docs, "Deployment")
-        return cls._of_deployment(cluster, namespace, deployment)
+        install = cls._of_deployment(cluster, namespace, deployment)
+        install.webhook_configurations = [doc for doc in docs if doc["kind"] in WEBHOOK_KINDS]
+        return install
 
     @classmethod
     def from_release(
@@ -92,13 +107,23 @@ class OperatorInstall:
         deployments: list[dict[str, Any]] = found.to_dict()["items"]
         if len(deployments) != 1:
             raise LookupError(f"release {release} has {len(deployments)} Deployments in {namespace}, not 1")
-        return cls._of_deployment(cluster, namespace, deployments[0])
+        install = cls._of_deployment(cluster, namespace, deployments[0])
+        for kind in WEBHOOK_KINDS if install.webhook_configuration else ():
+            found = cluster.kube.get("admissionregistration.k8s.io/v1", kind, install.webhook_configuration)
+            if found is not None:
+                meta = {
+                    k: found["metadata"][k]
+                    for k in ("name", "labels", "annotations")
+                    if k in found["metadata"]
+                }
+                install.webhook_configurations.append({**found, "metadata": meta})
+        return install
 
     @classmethod
     def _of_deployment(cls, cluster: Cluster, namespace: str, deployment: dict[str, Any]) -> OperatorInstall:
         pod = deployment["spec"]["template"]["spec"]
         account = pod["serviceAccountName"]
-        env = _plain_env(pod["containers"][0]["env"], namespace)
+        env = _plain_env(pod["containers"][0]["env"], namespace, cluster)
         return cls(
             cluster=cluster,
             namespace=namespace,
@@ -112,16 +137,36 @@ class OperatorInstall:
     def username(self) -> str:
         return f"system:serviceaccount:{self.namespace}:{self.service_account}"
 
+    def create_webhook_configurations(self) -> None:
+        """The chart's webhook configurations, for the operator to point at itself."""
+        for body in self.webhook_configurations:
+            if self.cluster.kube.get(body["apiVersion"], body["kind"], body["metadata"]["name"]) is None:
+                self.cluster.kube.apply(body)
 
-def _plain_env(env: list[dict[str, Any]], namespace: str) -> dict[str, str]:
-    """The Deployment's variables; the downward-API namespace is the only reference it uses."""
+    def delete_webhook_configurations(self) -> None:
+        for kind in WEBHOOK_KINDS:
+            self.cluster.kubectl(
+                "delete", kind.lower(), self.webhook_configuration, "--ignore-not-found", check=False
+            )
+
+
+def _plain_env(env: list[dict[str, Any]], namespace: str, cluster: Cluster) -> dict[str, str]:
+    """The Deployment's variables, references resolved as the kubelet would: the downward-API
+    namespace and keys of Secrets in the operator's namespace."""
     out: dict[str, str] = {}
     for item in env:
+        source = item.get("valueFrom") or {}
         # The API server drops empty values, so an installed item may have neither field.
         if "valueFrom" not in item:
             out[item["name"]] = str(item.get("value", ""))
-        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+        elif source.get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
             out[item["name"]] = namespace
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            secret = cluster.kube.get("v1", "Secret", ref["name"], namespace)
+            if secret is None:
+                raise ValueError(f"the operator's Secret {namespace}/{ref['name']} does not exist")
+            out[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
         else:
             raise ValueError(f"the harness cannot resolve {item}")
     return out
@@ -167,6 +212,8 @@ class OperatorProcess:
             "PYTHONUNBUFFERED": "1",
             **self.overrides,
         }
+        if self.publishes_webhook:
+            self.install.create_webhook_configurations()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -238,9 +285,9 @@ def running_operator(
     python_args: tuple[str, ...] = IMAGE_COMMAND,
     **overrides: str,
 ) -> Iterator[OperatorProcess]:
-    """Start the operator; on exit delete the SFTJobs it still handles, stop it, remove its webhook.
+    """Start the operator; on exit delete the SFTJobs it still handles, stop it, remove its webhooks.
 
-    The webhook configuration goes too: with failurePolicy Fail, one left pointing at a stopped
+    The webhook configurations go too: with failurePolicy Fail, one left pointing at a stopped
     operator would refuse every later SFTJob in the session.
     """
     operator = OperatorProcess(
@@ -256,13 +303,7 @@ def running_operator(
         finally:
             operator.stop()
             if operator.publishes_webhook:
-                install.cluster.kubectl(
-                    "delete",
-                    "validatingwebhookconfiguration",
-                    install.webhook_configuration,
-                    "--ignore-not-found",
-                    check=False,
-                )
+                install.delete_webhook_configurations()
 
 
 def _delete_all_sftjobs(cluster: Cluster, timeout: float = 60.0) -> None:

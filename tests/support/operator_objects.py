@@ -128,6 +128,16 @@ def pod(
         "namespace": OWNER.namespace,
         "labels": {**names.child_labels(OWNER.name), names.LABEL_ATTEMPT: str(attempt), "job-name": job_name},
         "annotations": {names.ANNOTATION_COMPLETION_INDEX: str(index)},
+        # The Job controller makes each pod's Job its controller; job() gives that Job this uid.
+        "ownerReferences": [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": job_name,
+                "uid": f"uid-job-{attempt}",
+                "controller": True,
+            }
+        ],
     }
     if deleting:
         metadata["deletionTimestamp"] = T0

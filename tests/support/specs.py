@@ -16,7 +16,12 @@ VALID: dict[str, Any] = {
 
 def with_changes(**paths: Any) -> dict[str, Any]:
     """VALID with dotted paths set (``None`` removes the key)."""
-    spec = copy.deepcopy(VALID)
+    return changed(VALID, **paths)
+
+
+def changed(base: dict[str, Any], **paths: Any) -> dict[str, Any]:
+    """A copy of ``base`` with dotted paths (``a__b``) set; ``None`` removes the key."""
+    spec = copy.deepcopy(base)
     for dotted, value in paths.items():
         *parents, leaf = dotted.split("__")
         node = spec

@@ -20,6 +20,31 @@
   value: {{ .Values.metrics.port | quote }}
 - name: KUBESFT_HEALTH_PORT
   value: {{ .Values.health.port | quote }}
+- name: KUBESFT_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kubesft.signingSecretName" . }}
+      key: key
+- name: KUBESFT_POLICY_ALLOWED_IMAGES
+  value: {{ include "kubesft.allowedImages" . | quote }}
+- name: KUBESFT_POLICY_ALLOWED_PRIORITY_CLASSES
+  value: {{ toJson .Values.policy.allowedPriorityClasses | quote }}
+- name: KUBESFT_POLICY_STORAGE_PREFIXES
+  value: {{ toJson .Values.policy.storagePrefixes | quote }}
+- name: KUBESFT_POLICY_ALLOW_AMBIENT_CREDENTIALS
+  value: {{ .Values.policy.allowAmbientCredentials | quote }}
+- name: KUBESFT_NETWORK_POLICY_ENABLED
+  value: {{ .Values.policy.networkPolicy.enabled | quote }}
+{{- if .Values.policy.networkPolicy.enabled }}
+- name: KUBESFT_NETWORK_POLICY_OPERATOR_LABELS
+  value: {{ include "kubesft.selectorLabels" . | fromYaml | toJson | quote }}
+- name: KUBESFT_NETWORK_POLICY_PROMETHEUS
+  value: {{ toJson .Values.policy.networkPolicy.prometheus | quote }}
+- name: KUBESFT_NETWORK_POLICY_RESTRICT_EGRESS
+  value: {{ .Values.policy.networkPolicy.restrictEgress | quote }}
+- name: KUBESFT_NETWORK_POLICY_EGRESS
+  value: {{ toJson .Values.policy.networkPolicy.egress | quote }}
+{{- end }}
 {{- if .Values.leaderElection.enabled }}
 - name: KUBESFT_STANDALONE
   value: "false"
@@ -47,7 +72,7 @@
   value: /etc/kubesft/webhook-tls/tls.key
 - name: KUBESFT_WEBHOOK_CA_FILE
   value: /etc/kubesft/webhook-tls/ca.crt
-# The chart owns the ValidatingWebhookConfiguration and cert-manager injects its CA.
+# cert-manager injects the CA into the chart's webhook configurations; the operator leaves them be.
 - name: KUBESFT_WEBHOOK_CONFIGURATION
   value: ""
 {{- else }}

@@ -82,3 +82,18 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+
+{{/* The Secret holding the key that signs the operator's records on SFTJobs. */}}
+{{- define "kubesft.signingSecretName" -}}
+{{- printf "%s-signing-key" (include "kubesft.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* policy.allowedImages as JSON; empty means any tag or digest of the trainer image repository. */}}
+{{- define "kubesft.allowedImages" -}}
+{{- if .Values.policy.allowedImages }}
+{{- toJson .Values.policy.allowedImages }}
+{{- else }}
+{{- $repository := .Values.trainerImage.repository }}
+{{- toJson (list (printf "%s:*" $repository) (printf "%s@sha256:*" $repository)) }}
+{{- end }}
+{{- end }}

@@ -31,6 +31,17 @@ API server's audit log of a real run: each verb here was used, and nothing used 
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["localsubjectaccessreviews"]
+  # Whether an SFTJob's creator may read the Secrets and ConfigMaps it names and create pods:
+  # asked by the webhook at admission and by the operator before each attempt starts.
+  verbs: ["create"]
+{{- if .Values.policy.networkPolicy.enabled }}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  # Each job's NetworkPolicy, removed with the SFTJob by the garbage collector; get adopts it.
+  verbs: ["get", "create"]
+{{- end }}
 {{- end }}
 
 {{/* Kopf peering: replicas announce themselves in the shared object and elect a leader. */}}
@@ -42,19 +53,16 @@ API server's audit log of a real run: each verb here was used, and nothing used 
 {{- end }}
 {{- end }}
 
-{{/* Cluster-scoped: Kopf discovers the SFTJob CRD, and manages the webhook configuration. */}}
+{{/* Cluster-scoped: Kopf discovers the SFTJob CRD, and the operator points the webhook configurations at itself. */}}
 {{- define "kubesft.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
 {{- if and .Values.webhook.enabled (not .Values.webhook.certManager.enabled) }}
-{{- /* Kopf creates the object when absent (create cannot be limited by name), then patches
-       its webhooks and CA bundle. */}}
+{{- /* The chart creates both; the operator patches their address and CA bundle, by name only,
+       and may create none, so it cannot register a webhook for anything else. */}}
 - apiGroups: ["admissionregistration.k8s.io"]
-  resources: ["validatingwebhookconfigurations"]
-  verbs: ["create"]
-- apiGroups: ["admissionregistration.k8s.io"]
-  resources: ["validatingwebhookconfigurations"]
+  resources: ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"]
   resourceNames: [{{ include "kubesft.webhookConfigName" . | quote }}]
   verbs: ["patch"]
 {{- end }}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import pathlib
 import re
@@ -16,7 +17,7 @@ import yaml
 
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_operator import names
-from kubesft_operator.webhook import HANDLER_ID
+from kubesft_operator.webhook import HANDLER_ID, MUTATING_HANDLER_ID
 from testing.devcluster.chart import (
     CHART_DIR,
     REPO_ROOT,
@@ -90,8 +91,12 @@ def test_default_install_is_cluster_wide_and_hardened() -> None:
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Deployment",
+        "MutatingWebhookConfiguration",
+        "NetworkPolicy",
+        "Secret",
         "Service",
         "ServiceAccount",
+        "ValidatingWebhookConfiguration",
     ]
     assert {d["metadata"]["name"] for d in find(docs, "CustomResourceDefinition")} == {
         "sftjobs.kubesft.io",
@@ -165,13 +170,23 @@ def test_operator_settings_accept_the_chart_env(
     for name in fields:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
-        # Downward-API values are filled in by the kubelet; stand in for it.
-        monkeypatch.setenv(name, value if isinstance(value, str) else "kubesft-system")
+        # References are resolved by the kubelet; stand in for it.
+        if isinstance(value, str):
+            monkeypatch.setenv(name, value)
+        elif "secretKeyRef" in value:
+            monkeypatch.setenv(name, "k" * 48)
+        else:
+            monkeypatch.setenv(name, "kubesft-system")
     settings = OperatorSettings()
     assert settings.watch_namespaces == values.get("watchNamespaces", [])
     assert settings.standalone is (values.get("leaderElection.enabled") is False)
     assert settings.webhook_enabled is (values.get("webhook.enabled") is not False)
     assert settings.metrics_port == 8080 and settings.health_port == 8081
+    assert settings.signer is not None
+    assert settings.policy.allowed_images == (
+        "ghcr.io/kubesft/kubesft-trainer:*",
+        "ghcr.io/kubesft/kubesft-trainer@sha256:*",
+    )
 
 
 def test_namespaced_install_uses_roles_per_namespace() -> None:
@@ -185,10 +200,15 @@ def test_namespaced_install_uses_roles_per_namespace() -> None:
     namespaced = _rules_by_verb(roles[0]["rules"])
     assert ("kubesft.io", "sftjobs", "patch") in namespaced
     assert ("kopf.dev", "kopfpeerings", "patch") in namespaced
-    # Cluster-wide, only what has no namespace: the CRD scan and the webhook configuration.
+    assert ("authorization.k8s.io", "localsubjectaccessreviews", "create") in namespaced
+    # Cluster-wide, only what has no namespace: the CRD scan and the webhook configurations.
     (cluster_role,) = find(docs, "ClusterRole")
     cluster_resources = {resource for _, resource, _ in _rules_by_verb(cluster_role["rules"])}
-    assert cluster_resources == {"customresourcedefinitions", "validatingwebhookconfigurations"}
+    assert cluster_resources == {
+        "customresourcedefinitions",
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+    }
     # No more than the cluster-wide install grants, which the audit-log test in
     # tests/e2e/test_chart_install.py proves is all used (or says why not), with namespaced peering objects
     # in place of the cluster-wide one.
@@ -204,6 +224,106 @@ def test_namespaced_install_uses_roles_per_namespace() -> None:
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
     assert not find(docs, "ClusterKopfPeering")
     assert _env(_operator_container(docs))["KUBESFT_WATCH_NAMESPACES"] == "team-a,team-b"
+
+
+def test_the_chart_creates_both_webhook_configurations_and_the_operator_may_only_patch_them() -> None:
+    docs = render()
+    configurations = find(docs, "MutatingWebhookConfiguration") + find(docs, "ValidatingWebhookConfiguration")
+    paths = {c["kind"]: c["webhooks"][0]["clientConfig"]["service"]["path"] for c in configurations}
+    # Kopf serves each handler at /<id>.
+    assert paths == {
+        "MutatingWebhookConfiguration": f"/{MUTATING_HANDLER_ID}",
+        "ValidatingWebhookConfiguration": f"/{HANDLER_ID}",
+    }
+    name = "kubesft.kubesft-system.kubesft.io"
+    assert {c["metadata"]["name"] for c in configurations} == {name}
+    assert all("namespaceSelector" not in c["webhooks"][0] for c in configurations)
+    (role,) = find(docs, "ClusterRole")
+    rules = [r for r in role["rules"] if r["apiGroups"] == ["admissionregistration.k8s.io"]]
+    assert rules == [
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+            "resourceNames": [name],
+            "verbs": ["patch"],
+        }
+    ]
+    # A namespaced install's webhooks see only its namespaces.
+    for configuration in find(render({"watchNamespaces": ["team-a"]}), "MutatingWebhookConfiguration") + find(
+        render({"watchNamespaces": ["team-a"]}), "ValidatingWebhookConfiguration"
+    ):
+        assert configuration["webhooks"][0]["namespaceSelector"] == {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}
+            ]
+        }
+
+
+def test_the_signing_key_is_a_kept_secret_only_the_operator_pod_reads() -> None:
+    docs = render()
+    (key,) = find(docs, "Secret")
+    assert key["metadata"]["name"] == "kubesft-signing-key"
+    assert key["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert len(base64.b64decode(key["data"]["key"])) == 48
+    env = _env(_operator_container(docs))
+    assert env["KUBESFT_SIGNING_KEY"] == {"secretKeyRef": {"name": "kubesft-signing-key", "key": "key"}}
+    assert base64.b64decode(find(render(), "Secret")[0]["data"]["key"]) != base64.b64decode(
+        key["data"]["key"]
+    )
+
+
+def test_policy_values_reach_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubesft_operator.settings import OperatorSettings
+
+    values = {
+        "policy.allowedImages": ["registry.corp/ml/*"],
+        "policy.allowedPriorityClasses": ["team-*", "batch-low"],
+        "policy.storagePrefixes": ["s3://models/{namespace}/"],
+        "policy.allowAmbientCredentials": True,
+        "policy.networkPolicy.restrictEgress": True,
+        "policy.networkPolicy.egress": [{"ports": [{"protocol": "UDP", "port": 53}]}],
+    }
+    env = _env(_operator_container(render(values)))
+    for name, value in env.items():
+        if isinstance(value, str) and name.startswith(("KUBESFT_POLICY", "KUBESFT_NETWORK")):
+            monkeypatch.setenv(name, value)
+    settings = OperatorSettings()
+    policy = settings.policy
+    assert policy.allowed_images == ("registry.corp/ml/*",)
+    assert policy.allowed_priority_classes == ("team-*", "batch-low")
+    assert policy.prefixes_for("team-a") == ["s3://models/team-a/"]
+    assert policy.allow_ambient_credentials
+    assert settings.network_policy_restrict_egress
+    assert settings.network_policy_egress == [{"ports": [{"protocol": "UDP", "port": 53}]}]
+    # The operator's NetworkPolicy peer is the chart's selector of its own pods.
+    (deployment,) = find(render(values), "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert settings.network_policy_operator_labels.items() <= pod_labels.items()
+    assert settings.network_policy_prometheus == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    ]
+
+
+def test_network_policies_fence_the_operator_and_switch_off_together() -> None:
+    docs = render()
+    (policy,) = find(docs, "NetworkPolicy")
+    (deployment,) = find(docs, "Deployment")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    opened, scraped = policy["spec"]["ingress"]
+    assert "from" not in opened, "the API server and the kubelet are not pods a selector names"
+    assert {p["port"] for p in opened["ports"]} == {8081, 9443}
+    assert scraped["ports"] == [{"protocol": "TCP", "port": 8080}]
+    (role,) = find(docs, "ClusterRole")
+    assert ("networking.k8s.io", "networkpolicies", "create") in _rules_by_verb(role["rules"])
+    off = render({"policy.networkPolicy.enabled": False})
+    assert not find(off, "NetworkPolicy")
+    (role,) = find(off, "ClusterRole")
+    assert "networkpolicies" not in str(role["rules"])
+    assert _env(_operator_container(off))["KUBESFT_NETWORK_POLICY_ENABLED"] == "false"
+    no_prometheus = render({"policy.networkPolicy.prometheus": []})
+    assert len(find(no_prometheus, "NetworkPolicy")[0]["spec"]["ingress"]) == 1
 
 
 def test_monitoring_objects_select_what_they_should() -> None:
@@ -257,7 +377,9 @@ def test_monitoring_objects_select_what_they_should() -> None:
     assert env["KUBESFT_WEBHOOK_CERT_FILE"] == "/etc/kubesft/webhook-tls/tls.crt"
     assert env["KUBESFT_WEBHOOK_CONFIGURATION"] == ""
     (cluster_role,) = find(docs, "ClusterRole")
-    assert "validatingwebhookconfigurations" not in str(cluster_role["rules"])
+    assert "webhookconfigurations" not in str(cluster_role["rules"])
+    (mutating,) = find(docs, "MutatingWebhookConfiguration")
+    assert mutating["metadata"]["annotations"] == webhook["metadata"]["annotations"]
 
 
 @pytest.mark.parametrize(
@@ -385,6 +507,20 @@ BAD_VALUES = {
     # Each replica would make its own self-signed certificate behind one Service.
     "replicas-with-self-signed-webhook": ("replicas: 2\n", "/webhook/certManager/enabled"),
     "progress-interval-zero": ("progress:\n  intervalSeconds: 0\n", "/progress/intervalSeconds"),
+    "storage-prefix-not-a-location": (
+        "policy:\n  storagePrefixes: [gs://models/]\n",
+        "/policy/storagePrefixes/0",
+    ),
+    "storage-prefix-other-placeholder": (
+        "policy:\n  storagePrefixes: ['s3://models/{team}/']\n",
+        "/policy/storagePrefixes/0",
+    ),
+    "allowed-images-not-a-list": ("policy:\n  allowedImages: ghcr.io/*\n", "/policy/allowedImages"),
+    "policy-key-misspelt": ("policy:\n  allowAmbientCredential: true\n", "allowAmbientCredential"),
+    "network-policy-peer-unknown-key": (
+        "policy:\n  networkPolicy:\n    prometheus: [{podSelektor: {}}]\n",
+        "/policy/networkPolicy/prometheus/0",
+    ),
     "issuer-ref-without-name": (
         "webhook:\n  certManager:\n    enabled: true\n    issuerRef:\n      kind: ClusterIssuer\n",
         "/webhook/certManager/issuerRef",

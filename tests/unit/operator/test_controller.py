@@ -295,3 +295,73 @@ def test_a_requeue_runs_when_it_is_due_between_sweeps() -> None:
         await controller.stop()
 
     asyncio.run(scenario())
+
+
+# --- what the controller trusts ------------------------------------------------------------------
+
+
+def _forged(pod_body: Pod) -> Pod:
+    """``pod_body`` as someone who copied its labels made it: no Job owns it."""
+    forged = copy.deepcopy(pod_body)
+    del forged["metadata"]["ownerReferences"]
+    return forged
+
+
+def test_pods_and_jobs_with_copied_labels_are_not_the_sftjobs() -> None:
+    """A finished pod with the job's labels would otherwise have finished the job."""
+    stranger = copy.deepcopy(job(0))
+    stranger["metadata"]["ownerReferences"] = [{"kind": "SFTJob", "uid": "uid-other", "controller": True}]
+    body = _with_version(sftjob(), "first")
+    cluster = Cluster(body, jobs=[job(0)], pods=[pod(0), _forged(pod(0, "Succeeded", exit_code=0))])
+    controller = cluster.controller()
+    asyncio.run(controller.reconcile(KEY))
+    assert cluster.stored()["status"]["phase"] == "Running"
+    # Only a Job of its own counts: with a stranger's Job alone, the SFTJob starts its own.
+    lone = Cluster(_with_version(sftjob(), "first"), jobs=[stranger], pods=[pod(0)])
+    asyncio.run(lone.controller().reconcile(KEY))
+    assert lone.kube.children[-1] == f"Job/{OWNER.name}-0"
+
+
+def test_progress_is_read_only_from_the_jobs_own_pods(monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[str] = []
+
+    async def progress(session: Any, address: str, *_: Any) -> ProgressReport:
+        read.append(address)
+        return ProgressReport(step=999)
+
+    monkeypatch.setattr(controller_module, "fetch_progress", progress)
+    body = _with_version(sftjob(), "first")
+    cluster = Cluster(body, jobs=[job(0)], pods=[_forged(pod(0, ip="10.9.9.9"))])
+    controller = cluster.controller()
+
+    async def scenario() -> None:
+        await controller.start()
+        await controller.poll_progress(KEY)
+        cluster.pods[KEY] = [pod(0, ip="10.1.0.5")]
+        await controller.poll_progress(KEY)
+        await controller.stop()
+
+    asyncio.run(scenario())
+    assert read == ["10.1.0.5"]
+
+
+def test_a_start_the_checks_refuse_fails_the_job_and_creates_nothing() -> None:
+    body = sftjob()
+    body["spec"]["resources"] = {"image": "docker.io/evil/miner:1"}
+    cluster = Cluster(_with_version(body, "first"))
+    asyncio.run(cluster.controller().reconcile(KEY))
+    assert cluster.kube.children == []
+    status = cluster.stored()["status"]
+    assert status["phase"] == "Failed"
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "PolicyViolation" and "policy.allowedImages" in failed["message"]
+
+
+def test_each_start_creates_the_network_policy_before_the_pods() -> None:
+    cluster = Cluster(_with_version(sftjob(), "first"))
+    asyncio.run(cluster.controller().reconcile(KEY))
+    assert cluster.kube.children == ["NetworkPolicy/chat-trainers", "ConfigMap/chat-config", "Job/chat-0"]
+    off = Cluster(_with_version(sftjob(), "first"))
+    settings = OperatorSettings.model_construct(network_policy_enabled=False)
+    asyncio.run(Controller(settings, off.kube, Watches(off.sftjobs, off.jobs, off.pods)).reconcile(KEY))
+    assert off.kube.children == ["ConfigMap/chat-config", "Job/chat-0"]

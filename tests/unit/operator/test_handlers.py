@@ -18,7 +18,7 @@ from kubesft_operator.kube import Kube
 from kubesft_operator.objects import SFTJob
 from kubesft_operator.settings import OperatorSettings
 from kubesft_operator.watched import Key, Watches
-from kubesft_operator.webhook import NoWebhookServer, PublishingWebhookServer
+from kubesft_operator.webhook import NamespacedWebhookServer, NoWebhookServer, PublishingWebhookServer
 from tests.support.operator_objects import OWNER, sftjob
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -57,9 +57,41 @@ def test_without_the_webhook_the_admission_server_listens_nowhere_and_announces_
 
 def test_with_the_webhook_the_server_publishes_its_configuration() -> None:
     settings = OperatorSettings(webhook_enabled=True, webhook_configuration="kubesft.io")
-    assert isinstance(handlers.admission_server(settings, _kube()), PublishingWebhookServer)
+    published = handlers.admission_server(settings, _kube())
+    assert isinstance(published, NamespacedWebhookServer)
+    assert isinstance(published.server, PublishingWebhookServer)
     unpublished = OperatorSettings(webhook_enabled=True, webhook_configuration="")
-    assert isinstance(handlers.admission_server(unpublished, _kube()), kopf.WebhookServer)
+    served = handlers.admission_server(unpublished, _kube())
+    assert isinstance(served, NamespacedWebhookServer) and isinstance(served.server, kopf.WebhookServer)
+
+
+def test_publishing_patches_both_configurations_by_name() -> None:
+    patched: list[dict[str, Any]] = []
+
+    class Recording(Kube):
+        async def patch_webhook_configuration(self, body: dict[str, Any]) -> None:
+            patched.append(body)
+
+    settings = OperatorSettings(
+        webhook_enabled=True, webhook_configuration="kubesft.io", watch_namespaces="team-a"
+    )
+    server = handlers.admission_server(
+        settings, Recording(lambda: kopf.ConnectionInfo(server="http://unused"))
+    )
+    assert isinstance(server, NamespacedWebhookServer) and isinstance(server.server, PublishingWebhookServer)
+    publishing = server.server
+
+    async def publish() -> None:
+        await publishing.publish({"url": "https://127.0.0.1:9443", "caBundle": "Q0E="})
+
+    asyncio.run(publish())
+    assert [(b["kind"], b["metadata"]["name"]) for b in patched] == [
+        ("MutatingWebhookConfiguration", "kubesft.io"),
+        ("ValidatingWebhookConfiguration", "kubesft.io"),
+    ]
+    assert all(
+        b["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["team-a"] for b in patched
+    )
 
 
 class Recorder(Controller):

@@ -13,6 +13,7 @@ from kubesft_operator.decisions import (
     DeleteJob,
     DeleteSFTJob,
     EnsureChildren,
+    Refusal,
     SetJobDeadline,
     SFTJobView,
     SuspendJob,
@@ -20,6 +21,7 @@ from kubesft_operator.decisions import (
 )
 from kubesft_operator.lifecycle import ANNOTATION_REFUSED_GENERATION, decide
 from kubesft_operator.objects import Job, Pod, SFTJob
+from kubesft_operator.records import ANNOTATION_APPLIED_SPEC_SIGNATURE, Signer, applied_record_verifies
 from tests.support.operator_objects import OWNER, T0, job, job_condition, pod, sftjob, spec_dict
 
 NOW = datetime(2030, 1, 1, 0, 5, tzinfo=UTC)
@@ -31,8 +33,10 @@ def run(
     pods: list[Pod] | None = None,
     now: datetime = NOW,
     job_suspend: bool = False,
+    signer: Signer | None = None,
+    refusal: Refusal | None = None,
 ) -> Decision:
-    world = World(SFTJobView.from_body(body), jobs or [], pods or [], now, job_suspend)
+    world = World(SFTJobView.from_body(body), jobs or [], pods or [], now, job_suspend, signer, refusal)
     return decide(world)
 
 
@@ -347,3 +351,68 @@ def test_finished_or_deleted_jobs_are_left_alone() -> None:
     body["metadata"]["deletionTimestamp"] = T0
     assert run(body, [job(0)], [pod(0)]).actions == []
     assert OWNER.name == "chat"
+
+
+# --- the signed applied-spec record, and refused starts -----------------------------------------
+
+SIGNER = Signer(b"l" * 32)
+
+
+def _signed_and_started() -> SFTJob:
+    body = sftjob()
+    body = applied(body, run(body, signer=SIGNER))
+    return applied(body, run(body, [job(0)], [pod(0)], signer=SIGNER))
+
+
+def test_a_start_signs_the_spec_it_applies() -> None:
+    body = _signed_and_started()
+    assert applied_record_verifies(SIGNER, OWNER.uid, body["metadata"]["annotations"])
+    again = run(body, [job(0)], [pod(0)], signer=SIGNER)
+    assert again.status.phase == "Running" and again.actions == []
+
+
+def test_an_altered_applied_spec_fails_the_job_and_stops_its_pods() -> None:
+    body = _signed_and_started()
+    record = json.loads(body["metadata"]["annotations"][names.ANNOTATION_APPLIED_SPEC])
+    record["training"]["maxSteps"] = 99999
+    edited = json.loads(json.dumps(body))
+    edited["metadata"]["annotations"][names.ANNOTATION_APPLIED_SPEC] = json.dumps(record)
+    removed = json.loads(json.dumps(body))
+    del removed["metadata"]["annotations"][names.ANNOTATION_APPLIED_SPEC]
+    del removed["metadata"]["annotations"][ANNOTATION_APPLIED_SPEC_SIGNATURE]
+    for altered in (edited, removed):
+        decision = run(altered, [job(0)], [pod(0)], signer=SIGNER)
+        assert decision.status.phase == "Failed"
+        failed = condition(decision, "Failed")
+        assert failed.reason == "SpecRecordAltered"
+        assert "kubesft.io/applied-spec was changed or removed outside the operator" in failed.message
+        assert decision.actions == [DeleteJob("chat-0")]
+    # Unsigned records are all there is without a key.
+    assert run(edited, [job(0)], [pod(0)]).status.phase == "Running"
+
+
+def test_a_refused_start_fails_the_job_instead() -> None:
+    refusal = Refusal("Unauthorized", "spec.checkpoints.credentialsSecret: user 'alice' may not get secrets")
+    decision = run(sftjob(), refusal=refusal)
+    assert decision.status.phase == "Failed"
+    failed = condition(decision, "Failed")
+    assert (failed.reason, failed.message) == (refusal.reason, refusal.message)
+    assert not any(isinstance(a, EnsureChildren) for a in decision.actions)
+
+
+def test_a_refused_restart_deletes_the_failed_attempt_and_starts_none() -> None:
+    body = started()
+    decision = run(
+        body, [job(0)], [pod(0, "Failed", exit_code=137)], refusal=Refusal("PolicyViolation", "no")
+    )
+    assert decision.actions == [DeleteJob("chat-0")]
+    assert condition(decision, "Failed").reason == "PolicyViolation"
+    assert decision.status.phase == "Failed"
+
+
+def test_an_edit_after_a_refused_start_starts_over() -> None:
+    body = applied(sftjob(), run(sftjob(), refusal=Refusal("NotAdmitted", "no record")))
+    body["metadata"]["generation"] = 2
+    decision = run(body)
+    assert isinstance(decision.actions[0], EnsureChildren)
+    assert decision.status.phase == "Pending"

@@ -41,3 +41,44 @@ def test_certificate_and_key_go_together(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("KUBESFT_WEBHOOK_CERT_FILE", "/certs/tls.crt")
     with pytest.raises(ValidationError, match="KUBESFT_WEBHOOK_KEY_FILE"):
         OperatorSettings()
+
+
+def test_the_policy_comes_from_json_lists_and_defaults_to_the_trainer_repository(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KUBESFT_TRAINER_IMAGE", "registry:5000/ml/trainer:1.2")
+    default = OperatorSettings().policy
+    assert default.allowed_images == ("registry:5000/ml/trainer:*", "registry:5000/ml/trainer@sha256:*")
+    assert default.allowed_priority_classes == () and default.storage_prefixes == ()
+    assert default.allow_ambient_credentials is False
+    monkeypatch.setenv("KUBESFT_POLICY_ALLOWED_IMAGES", '["*"]')
+    monkeypatch.setenv("KUBESFT_POLICY_ALLOWED_PRIORITY_CLASSES", '["team-*"]')
+    monkeypatch.setenv("KUBESFT_POLICY_STORAGE_PREFIXES", '["s3://models/{namespace}/", "pvc://"]')
+    monkeypatch.setenv("KUBESFT_POLICY_ALLOW_AMBIENT_CREDENTIALS", "true")
+    policy = OperatorSettings().policy
+    assert policy.allowed_images == ("*",) and policy.allowed_priority_classes == ("team-*",)
+    assert policy.prefixes_for("team-a") == ["s3://models/team-a/", "pvc://"]
+    assert policy.allow_ambient_credentials
+
+
+@pytest.mark.parametrize("template", ["gs://models/{namespace}/", "s3://models/{team}/", "models/"])
+def test_a_storage_prefix_must_be_a_location_with_only_the_namespace_placeholder(
+    monkeypatch: pytest.MonkeyPatch, template: str
+) -> None:
+    monkeypatch.setenv("KUBESFT_POLICY_STORAGE_PREFIXES", f'["{template}"]')
+    with pytest.raises(ValidationError, match="policy_storage_prefixes"):
+        OperatorSettings()
+
+
+def test_the_signing_key_is_secret_and_long_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert OperatorSettings().signer is None
+    assert not OperatorSettings().admission_records_required
+    monkeypatch.setenv("KUBESFT_SIGNING_KEY", "k" * 48)
+    settings = OperatorSettings()
+    assert settings.signer is not None and settings.admission_records_required
+    assert "k" * 48 not in repr(settings) and "k" * 48 not in str(settings.model_dump())
+    monkeypatch.setenv("KUBESFT_WEBHOOK_ENABLED", "false")
+    assert not OperatorSettings().admission_records_required, "only the webhook writes records"
+    monkeypatch.setenv("KUBESFT_SIGNING_KEY", "short")
+    with pytest.raises(ValidationError, match="16 bytes"):
+        OperatorSettings()

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from kubesft_operator.policy import Policy
 from kubesft_operator.settings import OperatorSettings
 from kubesft_operator.webhook import (
+    NamespacedWebhookServer,
     PublishingWebhookServer,
     admission_problems,
+    mutating_configuration,
     self_signed_certificate,
     validating_configuration,
     webhook_server,
@@ -50,6 +53,18 @@ def test_update_of_a_running_job_may_only_touch_suspend_deadline_ttl() -> None:
     # Finished or not yet started jobs are not held to their spec.
     assert admission_problems("UPDATE", "chat", changed, old, "Succeeded") == []
     assert admission_problems("UPDATE", "chat", changed, old, None) == []
+
+
+def test_with_a_policy_a_spec_that_breaks_it_is_refused() -> None:
+    raw = spec_dict()
+    raw["resources"] = {"image": "docker.io/evil:1"}
+    assert admission_problems("CREATE", "chat", raw) == []
+    (problem,) = admission_problems(
+        "CREATE", "chat", raw, namespace="team-a", policy=Policy(allowed_images=())
+    )
+    assert problem.startswith(
+        "spec.resources.image: 'docker.io/evil:1' matches no pattern of policy.allowedImages"
+    )
 
 
 def test_self_signed_certificate_serves_tls_for_its_names(tmp_path: Path) -> None:
@@ -117,6 +132,48 @@ def test_validating_configuration_points_at_the_handler() -> None:
     (hook,) = by_service["webhooks"]
     assert hook["clientConfig"] == {"service": {**service, "path": "/validate-sftjob"}}
     assert hook["failurePolicy"] == "Ignore"
+
+
+def test_the_mutating_configuration_points_at_its_own_handler() -> None:
+    body = mutating_configuration("kubesft", {"url": "https://127.0.0.1:9443", "caBundle": "Q0E="}, "Fail")
+    assert body["kind"] == "MutatingWebhookConfiguration"
+    (hook,) = body["webhooks"]
+    assert hook["name"] == "record.sftjobs.kubesft.io"
+    assert hook["clientConfig"]["url"] == "https://127.0.0.1:9443/record-sftjob-admission"
+    assert hook["reinvocationPolicy"] == "Never" and hook["sideEffects"] == "None"
+
+
+def test_a_namespaced_operators_webhooks_see_only_its_namespaces() -> None:
+    for render in (validating_configuration, mutating_configuration):
+        (hook,) = render("kubesft", {"url": "https://x"}, "Fail", ["team-a", "team-b"])["webhooks"]
+        assert hook["namespaceSelector"] == {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+            ]
+        }
+        (everywhere,) = render("kubesft", {"url": "https://x"}, "Fail")["webhooks"]
+        assert "namespaceSelector" not in everywhere
+
+
+def test_admission_requests_name_their_namespace_before_kopf_sees_them() -> None:
+    """A create may leave the object's namespace to the URL; the record is bound to it."""
+    served: list[Any] = []
+
+    async def kopf_fn(request: Any, **_: Any) -> Any:
+        served.append(request["request"]["object"]["metadata"])
+        return {"response": {"allowed": True}}
+
+    async def server(fn: Any) -> Any:
+        await fn({"request": {"namespace": "team-a", "object": {"metadata": {"name": "chat"}}}}, webhook="x")
+        await fn({"request": {"namespace": "team-a", "object": {"metadata": {"namespace": "team-a"}}}})
+        yield {"url": "https://x"}
+
+    async def first() -> Any:
+        async for config in NamespacedWebhookServer(server)(kopf_fn):
+            return config
+
+    assert asyncio.run(first()) == {"url": "https://x"}
+    assert served == [{"name": "chat", "namespace": "team-a"}, {"namespace": "team-a"}]
 
 
 def test_publishing_server_publishes_before_kopf_sees_the_config(monkeypatch: pytest.MonkeyPatch) -> None:

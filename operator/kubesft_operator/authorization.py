@@ -1,0 +1,85 @@
+"""What an SFTJob's creator must be allowed to do themselves, asked of the API server.
+
+The operator creates pods that read the Secrets and ConfigMaps a spec names. Without a check, a
+user who may only create SFTJobs could read every Secret of the namespace through them. So the
+creator must be allowed to ``get`` each Secret and ConfigMap the spec references and to
+``create`` pods in the namespace: the webhook asks for the requesting user at admission, and the
+operator asks again for the recorded creator before it starts each attempt. Both ask with
+LocalSubjectAccessReviews, which the API server answers with the cluster's real authorizers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from kubesft_api.sftjob import SFTJobSpec
+from kubesft_operator.records import Creator
+
+
+@dataclass(frozen=True)
+class Permission:
+    """One request the creator must be allowed to make, and the spec fields that need it."""
+
+    verb: str
+    resource: str
+    name: str | None
+    fields: tuple[str, ...]
+
+    def describe(self, namespace: str) -> str:
+        target = f"{self.resource} '{self.name}'" if self.name else self.resource
+        return f"{self.verb} {target} in namespace {namespace}"
+
+
+Review = Callable[[str, Creator, Permission], Awaitable[bool]]
+"""Asks the API server whether the user may: (namespace, user, permission) -> allowed."""
+
+
+def required_permissions(spec: SFTJobSpec) -> list[Permission]:
+    """Every permission the job's pods stand in for, in the order the spec names them."""
+    wanted: dict[tuple[str, str], list[str]] = {}
+
+    def need(resource: str, name: str, where: str) -> None:
+        wanted.setdefault((resource, name), []).append(where)
+
+    if spec.checkpoints.credentials_secret is not None:
+        need("secrets", spec.checkpoints.credentials_secret.name, "spec.checkpoints.credentialsSecret")
+    if spec.model.token_secret is not None:
+        need("secrets", spec.model.token_secret.name, "spec.model.tokenSecret")
+    for number, item in enumerate(spec.resources.env):
+        source = item.value_from
+        if source is not None and source.secret_key_ref is not None:
+            need(
+                "secrets", source.secret_key_ref.name, f"spec.resources.env[{number}].valueFrom.secretKeyRef"
+            )
+        if source is not None and source.config_map_key_ref is not None:
+            need(
+                "configmaps",
+                source.config_map_key_ref.name,
+                f"spec.resources.env[{number}].valueFrom.configMapKeyRef",
+            )
+    for number, env_from in enumerate(spec.resources.env_from):
+        if env_from.secret_ref is not None:
+            need("secrets", env_from.secret_ref.name, f"spec.resources.envFrom[{number}].secretRef")
+        if env_from.config_map_ref is not None:
+            need("configmaps", env_from.config_map_ref.name, f"spec.resources.envFrom[{number}].configMapRef")
+    pods = Permission("create", "pods", None, ("the trainer pods the operator creates for the job",))
+    return [
+        pods,
+        *(Permission("get", resource, name, tuple(fields)) for (resource, name), fields in wanted.items()),
+    ]
+
+
+def refusal(namespace: str, creator: Creator, permission: Permission) -> str:
+    return (
+        f"{', '.join(permission.fields)}: user '{creator.username}' may not "
+        f"{permission.describe(namespace)}, and an SFTJob may not do what its creator may not"
+    )
+
+
+async def denied(review: Review, namespace: str, creator: Creator, spec: SFTJobSpec) -> list[str]:
+    """What ``creator`` may not do that the job would; empty when they may do all of it."""
+    permissions = required_permissions(spec)
+    allowed = await asyncio.gather(*(review(namespace, creator, p) for p in permissions))
+    return [refusal(namespace, creator, p) for p, ok in zip(permissions, allowed, strict=True) if not ok]
