@@ -24,7 +24,7 @@ from typing import Any
 
 from kubesft_api.sftjob import GROUP
 from kubesft_operator import names
-from kubesft_operator.spec_changes import MUTABLE_FIELDS
+from kubesft_operator.spec_changes import MUTABLE_FIELDS, with_defaults
 
 ANNOTATION_ADMITTED_BY = f"{GROUP}/admitted-by"
 """The user whose request last set the spec, as the API server authenticated them (JSON)."""
@@ -94,8 +94,10 @@ class Signer:
 
 
 def spec_digest(spec: Mapping[str, Any]) -> str:
-    """A digest of ``spec`` without the fields a running job may change."""
-    fixed = {key: dict(value) if isinstance(value, dict) else value for key, value in spec.items()}
+    """A digest of ``spec`` without the fields a running job may change, its defaults applied: the
+    API server fills a section's defaults when a patch creates it, which changes nothing."""
+    normal = with_defaults(dict(spec))
+    fixed = {key: dict(value) if isinstance(value, dict) else value for key, value in normal.items()}
     for section, name in MUTABLE_FIELDS:
         part = fixed.get(section)
         if isinstance(part, dict):

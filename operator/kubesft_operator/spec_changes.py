@@ -38,7 +38,7 @@ def _diff(old: Any, new: Any, path: str) -> list[str]:
     return [] if old == new else [path]
 
 
-def _with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+def with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec as the models read it: a section the API server filled with its defaults (say after
     a merge patch created ``runPolicy``) is then no change from the same section left out."""
     try:
@@ -49,7 +49,7 @@ def _with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
 
 def immutable_changes(applied: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Dotted paths (``spec.training.learningRate``) that differ outside the mutable fields."""
-    return _diff(_with_defaults(applied), _with_defaults(current), "spec")
+    return _diff(with_defaults(applied), with_defaults(current), "spec")
 
 
 def with_mutable_fields(applied: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

@@ -340,6 +340,16 @@ def test_what_the_creator_may_do_is_admitted_and_recorded(cluster: Cluster, tena
     assert kept["username"] == "alice"
 
 
+def test_a_suspend_by_someone_else_keeps_the_creator(cluster: Cluster, tenant: Tenant) -> None:
+    """The patch creates runPolicy, which the API server fills with its defaults: no new spec."""
+    ns = tenant.namespace
+    assert create(cluster, ns, "kept", job_spec(ns, "kept", runPolicy=None), tenant.alice).returncode == 0
+    patch_sftjob_spec(cluster, ns, "kept", {"runPolicy": {"suspend": True}})
+    suspended = sftjob(cluster, ns, "kept")
+    assert suspended["spec"]["runPolicy"]["suspend"] is True
+    assert json.loads(suspended["metadata"]["annotations"][ANNOTATION_ADMITTED_BY])["username"] == "alice"
+
+
 def test_the_operator_checks_the_recorded_creator_again_before_a_start(
     cluster: Cluster, tenant: Tenant
 ) -> None:

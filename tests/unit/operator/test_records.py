@@ -53,6 +53,12 @@ def test_the_mutable_fields_do_not_change_the_digest_and_everything_else_does() 
     assert spec_digest({"model": {"name": "x"}}) == spec_digest(
         {"model": {"name": "x"}, "runPolicy": {"suspend": True}}
     )
+    # A patch that creates runPolicy makes the API server fill in its defaults: the same spec.
+    bare = copy.deepcopy(spec)
+    del bare["runPolicy"]
+    filled = copy.deepcopy(spec)
+    filled["runPolicy"] = {"suspend": True, "backoffLimit": 3, "terminationGracePeriodSeconds": 300}
+    assert spec_digest(filled) == spec_digest(bare)
 
 
 def test_an_admission_record_verifies_only_for_its_namespace_and_spec() -> None:
