@@ -23,7 +23,7 @@ single replica watching the whole cluster.
 | ``KUBESFT_WEBHOOK_CERT_FILE`` | (none) | PEM server certificate (e.g. a mounted ``tls.crt``) |
 | ``KUBESFT_WEBHOOK_KEY_FILE`` | (none) | PEM private key of that certificate |
 | ``KUBESFT_WEBHOOK_CA_FILE`` | (none) | PEM CA bundle the API server trusts; defaults to the certificate |
-| ``KUBESFT_WEBHOOK_CONFIGURATION`` | ``kubesft.io`` | ValidatingWebhookConfiguration the operator keeps up to date; empty leaves it to the installer |
+| ``KUBESFT_WEBHOOK_CONFIGURATION`` | ``kubesft.io`` | Name of the installed Validating- and MutatingWebhookConfiguration the operator points at itself; empty leaves them to the installer |
 | ``KUBESFT_WEBHOOK_FAILURE_POLICY`` | ``Fail`` | ``Fail`` or ``Ignore``: what the API server does when it cannot reach the webhook |
 | ``KUBESFT_PEERING_NAME`` | ``kubesft`` | Kopf peering object replicas use to elect the active one |
 | ``KUBESFT_PEERING_PRIORITY`` | (random) | This replica's peering priority; the highest is active |
