@@ -46,5 +46,17 @@ class CheckpointSettings(SpecModel):
         default=3, description="Complete checkpoints to keep; older ones are deleted.", ge=1, le=1000
     )
     resume: Literal["auto", "never"] = Field(
-        default="auto", description="auto resumes from the newest complete checkpoint; never starts over."
+        default="auto",
+        description=(
+            "auto resumes from the newest complete checkpoint; never starts over. Either way, "
+            "checkpoints under uri made with other model, data or LoRA settings fail the job."
+        ),
+    )
+    resume_from: S3OrLocalUri | None = Field(
+        default=None,
+        description=(
+            "Warm start: a checkpoint folder (e.g. s3://bucket/other-job/checkpoint-300) whose "
+            "weights training starts from, with a fresh optimizer and schedule. Used while uri "
+            "holds no checkpoint of this job; after that the job resumes from its own."
+        ),
     )

@@ -30,6 +30,13 @@ class DatasetSource(SpecModel):
             "absolute local path to a .jsonl, .json, .parquet or .csv file or a folder of them."
         ),
     )
+    revision: ShortName = Field(
+        default="main",
+        description=(
+            "Hub dataset revision (branch, tag or commit) when name is set; recorded in "
+            "training_summary.json and the model card."
+        ),
+    )
     split: ShortName = Field(default="train", description="Split used for training.")
     format: Literal["auto", "messages", "prompt-completion", "text"] = Field(
         default="auto",
@@ -52,12 +59,27 @@ class DatasetSource(SpecModel):
         default=None, description="Split used for evaluation. Set evalSplit or evalFraction, not both."
     )
     eval_fraction: float | None = Field(
-        default=None, description="Share of training rows held out for evaluation.", gt=0.0, le=0.5
+        default=None,
+        description="Share of the rows (after maxSamples) held out for evaluation.",
+        gt=0.0,
+        le=0.5,
     )
     max_samples: int | None = Field(
         default=None,
-        description="Use at most this many training rows (after shuffling with seed).",
+        description=(
+            "Use at most this many rows of the training split (a seeded random subset); "
+            "evalFraction is held out of them."
+        ),
         ge=1,
+        le=1_000_000_000,
+    )
+    max_eval_samples: int = Field(
+        default=1000,
+        description=(
+            "Evaluate on at most this many rows (a seeded random subset), from evalSplit or "
+            "evalFraction; 0 means all. Held-out rows over the cap stay in training."
+        ),
+        ge=0,
         le=1_000_000_000,
     )
     seed: Seed = Field(default=42, description="Seed for shuffling, sampling and the evaluation hold-out.")
@@ -68,4 +90,6 @@ class DatasetSource(SpecModel):
         one_of(self, "eval_split", "eval_fraction", required=False)
         if self.subset is not None and self.name is None:
             raise field_error("subset", "applies to hub datasets only; it needs name")
+        if self.revision != "main" and self.name is None:
+            raise field_error("revision", "applies to hub datasets only; it needs name")
         return self

@@ -35,6 +35,8 @@ ENV_CONFIG = "KUBESFT_CONFIG"
 ENV_METRICS_PORT = "KUBESFT_METRICS_PORT"
 ENV_JOB_NAME = "KUBESFT_JOB_NAME"
 ENV_NAMESPACE = "KUBESFT_NAMESPACE"
+ENV_JOB_UID = "KUBESFT_JOB_UID"
+"""The SFTJob's uid: with its namespace and name, the job identity a checkpoint manifest records."""
 ENV_WORK_DIR = "KUBESFT_WORK_DIR"
 ENV_GRACE_SECONDS = "KUBESFT_GRACE_SECONDS"
 ENV_NNODES = "KUBESFT_NNODES"
@@ -48,6 +50,17 @@ ENV_HF_TOKEN = "HF_TOKEN"
 
 OPERATOR_ENV = frozenset({ENV_MASTER_ADDR, ENV_MASTER_PORT, ENV_HF_HOME, ENV_HOME})
 """Variables without the prefix that the operator sets on every trainer pod."""
+LAUNCHER_ENV = frozenset({"RANK", "WORLD_SIZE", "LOCAL_RANK"})
+"""Variables torchrun sets for each training process; a value from the spec would misplace it."""
+LAUNCHER_ENV_PREFIX = "TORCHELASTIC_"
+RESERVED_PREFIXES = (ENV_PREFIX, LAUNCHER_ENV_PREFIX)
+ENV_FROM_RESERVED = (
+    *sorted(LAUNCHER_ENV | {ENV_MASTER_ADDR, ENV_MASTER_PORT}),
+    "KUBESFT_*",
+    "TORCHELASTIC_*",
+)
+"""What an ``envFrom`` prefix must not be able to form with a key. The operator's own ``env``
+entries would win over ``envFrom`` anyway; these names would still misplace a training process."""
 
 
 def pvc_mount_path(claim: str) -> str:
@@ -58,3 +71,26 @@ def pvc_mount_path(claim: str) -> str:
 def is_operator_env(name: str) -> bool:
     """Whether the operator sets (or reserves) the variable ``name``, so a spec may not."""
     return name.startswith(ENV_PREFIX) or name in OPERATOR_ENV
+
+
+def reserved_env_problem(name: str) -> str | None:
+    """Why a spec may not set the variable ``name``, or None when it may."""
+    if is_operator_env(name):
+        return f"{name} is set by kubesft and cannot be overridden"
+    if name in LAUNCHER_ENV or name.startswith(LAUNCHER_ENV_PREFIX):
+        return f"{name} is set by torchrun for each training process and cannot be set here"
+    return None
+
+
+def reserved_prefix_problem(prefix: str) -> str | None:
+    """Why an ``envFrom`` prefix is refused: some key of the Secret or ConfigMap would then make a
+    variable kubesft or torchrun reserves. None when no key can."""
+    if not prefix:
+        return None
+    for reserved in RESERVED_PREFIXES:
+        if prefix.startswith(reserved):
+            return f"{prefix} makes every variable start with {reserved}, which kubesft reserves"
+    for reserved in ENV_FROM_RESERVED:
+        if reserved.startswith(prefix):
+            return f"{prefix} followed by a key could make {reserved}, which kubesft reserves; choose another prefix"
+    return None

@@ -14,7 +14,7 @@ from pydantic import (
 
 from kubesft_api.base import SpecModel
 from kubesft_api.env import EnvFromSource, EnvVar
-from kubesft_api.pod_contract import is_operator_env
+from kubesft_api.pod_contract import reserved_env_problem, reserved_prefix_problem
 from kubesft_api.validation import field_error
 
 _Quantity = Annotated[
@@ -72,10 +72,20 @@ class Resources(SpecModel):
         default=None, description="PriorityClass of the pods.", max_length=253
     )
     env: list[EnvVar] = Field(
-        default_factory=list, description="Extra environment variables.", max_length=256
+        default_factory=list,
+        description=(
+            "Extra environment variables. KUBESFT_*, TORCHELASTIC_*, RANK, WORLD_SIZE, LOCAL_RANK, "
+            "MASTER_ADDR, MASTER_PORT, HF_HOME and HOME are reserved."
+        ),
+        max_length=256,
     )
     env_from: list[EnvFromSource] = Field(
-        default_factory=list, description="Secrets or ConfigMaps exposed as variables.", max_length=64
+        default_factory=list,
+        description=(
+            "Secrets or ConfigMaps exposed as variables. A prefix that could form a reserved name "
+            "(KUBESFT_*, TORCHELASTIC_*, RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) is refused."
+        ),
+        max_length=64,
     )
 
     @field_validator("node_selector")
@@ -87,10 +97,13 @@ class Resources(SpecModel):
         return value
 
     @model_validator(mode="after")
-    def _not_operator_env(self) -> Self:
+    def _not_reserved_env(self) -> Self:
         for number, item in enumerate(self.env):
-            if is_operator_env(item.name):
-                raise field_error(
-                    f"env[{number}].name", f"{item.name} is set by kubesft and cannot be overridden"
-                )
+            problem = reserved_env_problem(item.name)
+            if problem:
+                raise field_error(f"env[{number}].name", problem)
+        for number, source in enumerate(self.env_from):
+            problem = reserved_prefix_problem(source.prefix or "")
+            if problem:
+                raise field_error(f"envFrom[{number}].prefix", problem)
         return self

@@ -187,6 +187,17 @@ MANAGED_SFT_CONFIG_FIELDS: dict[str, str] = {
 }
 """SFTConfig arguments kubesft derives from the spec, with the spec field to use instead."""
 
+REFUSED_SFT_CONFIG_FIELDS: dict[str, str] = {
+    "save_only_model": "checkpoints without the optimizer, scheduler and RNG states cannot resume exactly",
+    "ignore_data_skip": "a resumed run would train on the data it already saw",
+    "save_strategy": "kubesft saves every spec.checkpoints.saveSteps steps and uploads each save",
+    "save_total_limit": "kubesft keeps spec.checkpoints.keep checkpoints in storage",
+    "resume_from_checkpoint": "kubesft resumes by spec.checkpoints.resume, or warm-starts from spec.checkpoints.resumeFrom",
+    "overwrite_output_dir": "kubesft owns the local output folder and writes spec.output.uri",
+}
+"""SFTConfig arguments (or arguments of older TRL) that would break resume or the output layout,
+with why. They are refused before the managed or unknown checks, so the reason is the one shown."""
+
 
 def closest_field_names(name: str, limit: int = 3, candidates: Iterable[str] | None = None) -> list[str]:
     """SFTConfig argument names (or ``candidates``) that look like ``name``, best first."""
@@ -197,12 +208,15 @@ def closest_field_names(name: str, limit: int = 3, candidates: Iterable[str] | N
 def extra_args_problems(
     names: Iterable[str], known: Collection[str] = SFT_CONFIG_FIELDS, trl_version: str | None = None
 ) -> dict[str, str]:
-    """What keeps each of the extraArgs ``names`` from SFTConfig, by name: kubesft sets it from the
-    spec, or SFTConfig (whose arguments are ``known``, those of TRL ``trl_version``) has no such one.
+    """What keeps each of the extraArgs ``names`` from SFTConfig, by name: it would break resume or
+    the output layout, kubesft sets it from the spec, or SFTConfig (whose arguments are ``known``,
+    those of TRL ``trl_version``) has no such one.
     """
     problems = {}
     for name in sorted(names):
-        if name in MANAGED_SFT_CONFIG_FIELDS:
+        if name in REFUSED_SFT_CONFIG_FIELDS:
+            problems[name] = f"refused: {REFUSED_SFT_CONFIG_FIELDS[name]}"
+        elif name in MANAGED_SFT_CONFIG_FIELDS:
             problems[name] = f"set by kubesft; use {MANAGED_SFT_CONFIG_FIELDS[name]}"
         elif name not in known:
             near = closest_field_names(name, candidates=known)

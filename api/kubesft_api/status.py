@@ -51,6 +51,9 @@ class SFTJobStatus(StatusModel):
     progress_text: str | None = Field(
         default=None, description="Progress as step/total (percent), for kubectl get."
     )
+    loss_text: str | None = Field(
+        default=None, description="Latest training loss to 4 significant digits, for kubectl get."
+    )
     eta_text: str | None = Field(default=None, description="Time left, e.g. 12m, for kubectl get -o wide.")
     latest_checkpoint: str | None = Field(default=None, description="URI of the newest complete checkpoint.")
     output_uri: str | None = Field(default=None, description="Where the trained model was written.")

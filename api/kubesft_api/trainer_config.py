@@ -16,11 +16,17 @@ from pydantic import (
 from kubesft_api.base import SpecModel
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_api.dataset import DatasetSource
+from kubesft_api.evaluation import EvaluationSettings
 from kubesft_api.lora import LoraSettings
 from kubesft_api.model import ModelSource
 from kubesft_api.output import OutputSettings
 from kubesft_api.training import TrainingSettings
 from kubesft_api.validation import field_error
+
+COMPLETION_ONLY_ON_MESSAGES = (
+    "applies to prompt-completion data, and conversations in messages format have no completion; "
+    "use training.assistantOnlyLoss to train on the assistant turns only"
+)
 
 
 class TrainerConfig(SpecModel):
@@ -47,14 +53,19 @@ class TrainerConfig(SpecModel):
         default_factory=lambda: OutputSettings.model_construct(),
         description="Where the final model goes.",
     )
+    evaluation: EvaluationSettings = Field(
+        default_factory=EvaluationSettings,
+        description="Sample answers before and after training.",
+    )
 
     @model_validator(mode="after")
     def _cross_section(self) -> Self:
         if self.lora.quantization != "none" and not self.lora.enabled:
             raise field_error("lora.quantization", "needs lora.enabled: true (QLoRA trains adapters)")
-        if self.training.assistant_only_loss and self.dataset.format in ("text", "prompt-completion"):
+        if self.training.assistant_only_loss and self.dataset.format == "text":
             raise field_error(
-                "training.assistantOnlyLoss",
-                f"needs conversational data; dataset.format is {self.dataset.format}",
+                "training.assistantOnlyLoss", "needs conversational data; dataset.format is text"
             )
+        if self.training.completion_only_loss and self.dataset.format == "messages":
+            raise field_error("training.completionOnlyLoss", COMPLETION_ONLY_ON_MESSAGES)
         return self

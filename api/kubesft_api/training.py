@@ -71,7 +71,7 @@ class TrainingSettings(SpecModel):
         default=None,
         description=(
             "Train only on completions in prompt-completion data. Unset: on for "
-            "prompt-completion data, as in TRL."
+            "prompt-completion data, as in TRL. For conversations use assistantOnlyLoss."
         ),
     )
     gradient_checkpointing: bool = Field(
@@ -79,7 +79,10 @@ class TrainingSettings(SpecModel):
     )
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         default="auto",
-        description="Mixed precision. auto picks bf16 on GPUs that support it and fp32 on CPU.",
+        description=(
+            "Mixed precision (autocast over float32 weights). auto: bf16 on GPUs with native bf16 "
+            "(compute capability 8.0 or newer), fp16 with loss scaling on older GPUs, fp32 on CPU."
+        ),
     )
     seed: Seed = Field(default=42, description="Seed for model initialisation, dropout and data order.")
     logging_steps: _StepInterval = Field(

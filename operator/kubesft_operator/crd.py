@@ -29,7 +29,7 @@ _PRINTER_COLUMNS = [
         "jsonPath": ".status.progressText",
         "description": "step/total (percent)",
     },
-    {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss"},
+    {"name": "Loss", "type": "string", "jsonPath": ".status.lossText", "description": "training loss"},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts", "priority": 1},
     {"name": "ETA", "type": "string", "jsonPath": ".status.etaText", "priority": 1},
     {"name": "Checkpoint", "type": "string", "jsonPath": ".status.latestCheckpoint", "priority": 1},

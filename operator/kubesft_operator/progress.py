@@ -33,6 +33,12 @@ def progress_text(report: ProgressReport) -> str:
     return f"{report.step}/{report.total_steps} ({percent}%)"
 
 
+def loss_text(loss: float | None) -> str | None:
+    """The loss to 4 significant digits (``0.4773``, ``12.35``, ``nan``): a printer column cannot
+    format numbers, and the raw float shows every digit."""
+    return None if loss is None else f"{loss:.4g}"
+
+
 def eta_text(seconds: float | None) -> str | None:
     """A short duration for ``kubectl get -o wide``: 45s, 12m, 1h05m, 2d3h."""
     if seconds is None or not math.isfinite(seconds):
@@ -63,6 +69,7 @@ def progress_patch(status: dict[str, Any], report: ProgressReport) -> dict[str, 
     patch: dict[str, Any] = {
         "progress": progress,
         "progressText": progress_text(report),
+        "lossText": loss_text(report.loss),
         "etaText": eta_text(report.eta_seconds),
     }
     if report.latest_checkpoint:

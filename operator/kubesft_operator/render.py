@@ -146,6 +146,7 @@ def _env(owner: Owner, spec: SFTJobSpec, job: str) -> list[dict[str, Any]]:
         {"name": pod_contract.ENV_METRICS_PORT, "value": str(pod_contract.TRAINER_METRICS_PORT)},
         {"name": pod_contract.ENV_JOB_NAME, "value": owner.name},
         {"name": pod_contract.ENV_NAMESPACE, "value": owner.namespace},
+        {"name": pod_contract.ENV_JOB_UID, "value": owner.uid},
         {"name": pod_contract.ENV_WORK_DIR, "value": pod_contract.WORK_DIR},
         {"name": pod_contract.ENV_HF_HOME, "value": pod_contract.HF_HOME},
         # The root filesystem is read-only; libraries that cache under $HOME get the work volume.

@@ -31,6 +31,7 @@ def test_the_trainer_reads_what_the_operator_sets() -> None:
     assert str(env.work_dir) in mounts
     assert env.metrics_port == container["ports"][0]["containerPort"] == pod_contract.TRAINER_METRICS_PORT
     assert (env.job_name, env.namespace, env.nproc_per_node, env.node_rank) == ("chat", "team-a", 2, 0)
+    assert env.job_uid == "uid-chat", "the job identity a checkpoint manifest records"
     assert env.grace_seconds == 60.0
     assert container["terminationMessagePath"] == pod_contract.TERMINATION_LOG
 

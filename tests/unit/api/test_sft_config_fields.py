@@ -25,3 +25,15 @@ def test_extra_args_problems_name_the_spec_field_or_the_closest_arguments() -> N
         "adam_beta1": "not an SFTConfig argument (did you mean adam_beta2?)",
         "weight_decay": "not an SFTConfig argument",
     }
+
+
+def test_arguments_that_break_resume_or_the_output_layout_are_refused_with_the_reason() -> None:
+    problems = extra_args_problems(
+        ["save_only_model", "ignore_data_skip", "save_total_limit", "overwrite_output_dir"]
+    )
+    assert problems["save_only_model"].startswith("refused: checkpoints without the optimizer")
+    assert problems["ignore_data_skip"] == "refused: a resumed run would train on the data it already saw"
+    assert "spec.checkpoints.keep" in problems["save_total_limit"]
+    # Not an argument of this TRL any more, still refused for what it would do.
+    assert "overwrite_output_dir" not in SFT_CONFIG_FIELDS
+    assert problems["overwrite_output_dir"].startswith("refused: kubesft owns the local output folder")

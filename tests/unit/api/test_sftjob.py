@@ -61,6 +61,81 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         "spec.resources.env[0].name: KUBESFT_CONFIG is set by kubesft",
     ),
     (
+        "env setting what torchrun sets",
+        with_changes(resources__env=[{"name": "A", "value": "1"}, {"name": "RANK", "value": "3"}]),
+        "spec.resources.env[1].name: RANK is set by torchrun",
+    ),
+    (
+        "env setting a torchrun prefix",
+        with_changes(resources__env=[{"name": "TORCHELASTIC_RUN_ID", "value": "x"}]),
+        "spec.resources.env[0].name: TORCHELASTIC_RUN_ID is set by torchrun",
+    ),
+    (
+        "envFrom prefix reserved by kubesft",
+        with_changes(resources__envFrom=[{"prefix": "KUBESFT_", "configMapRef": {"name": "c"}}]),
+        "spec.resources.envFrom[0].prefix: KUBESFT_ makes every variable start with KUBESFT_",
+    ),
+    (
+        "envFrom prefix that could form a reserved name",
+        with_changes(
+            resources__envFrom=[
+                {"secretRef": {"name": "s"}},
+                {"prefix": "MASTER_", "secretRef": {"name": "t"}},
+            ]
+        ),
+        "spec.resources.envFrom[1].prefix: MASTER_ followed by a key could make MASTER_ADDR",
+    ),
+    (
+        "envFrom prefix that could form a reserved prefix",
+        with_changes(resources__envFrom=[{"prefix": "TORCH", "secretRef": {"name": "s"}}]),
+        "spec.resources.envFrom[0].prefix: TORCH followed by a key could make TORCHELASTIC_*",
+    ),
+    (
+        "extraArgs that break resume",
+        with_changes(training__extraArgs={"save_only_model": True}),
+        "spec.training.extraArgs: 'save_only_model' is refused: checkpoints without the optimizer",
+    ),
+    (
+        "extraArgs that break the output layout",
+        with_changes(training__extraArgs={"overwrite_output_dir": True}),
+        "spec.training.extraArgs: 'overwrite_output_dir' is refused",
+    ),
+    (
+        "completion-only loss on conversations",
+        with_changes(dataset__format="messages", training__completionOnlyLoss=True),
+        "spec.training.completionOnlyLoss: applies to prompt-completion data",
+    ),
+    (
+        "inline template without a turn end",
+        with_changes(model__chatTemplate="{% for m in messages %}{{ m['content'] }}\n{% endfor %}"),
+        "spec.model.chatTemplate: cannot tell which token ends a turn",
+    ),
+    (
+        "eosToken that contradicts chatml",
+        with_changes(model__eosToken="</s>"),
+        "spec.model.eosToken: chatml ends turns with <|im_end|>",
+    ),
+    (
+        "dataset revision without a hub dataset",
+        with_changes(dataset__revision="v1"),
+        "spec.dataset.revision: applies to hub datasets only",
+    ),
+    (
+        "negative maxEvalSamples",
+        with_changes(dataset__maxEvalSamples=-1),
+        "spec.dataset.maxEvalSamples: must be ≥ 0",
+    ),
+    (
+        "resumeFrom on an unsupported scheme",
+        with_changes(checkpoints__resumeFrom="gs://b/checkpoint-3"),
+        "spec.checkpoints.resumeFrom: scheme 'gs://' is not supported",
+    ),
+    (
+        "too many sample prompts",
+        with_changes(evaluation={"samplePrompts": ["hi"] * 17}),
+        "spec.evaluation.samplePrompts: must have at most 16 items",
+    ),
+    (
         "inline credentials",
         with_changes(checkpoints__credentialsSecret={"name": "s3", "secretAccessKey": "abc"}),
         "spec.checkpoints.credentialsSecret.secretAccessKey: unknown field",
@@ -174,6 +249,28 @@ def test_valid_spec_parses_and_keeps_values() -> None:
     trainer = spec.trainer_config()
     assert trainer.checkpoints.uri == "s3://bucket/ckpt"
     assert not hasattr(trainer, "resources")
+
+
+def test_new_settings_default_and_conversational_prompt_completion_takes_assistant_only_loss() -> None:
+    spec = parse_spec(with_changes(dataset__format="prompt-completion", training__assistantOnlyLoss=True))
+    assert spec.training.assistant_only_loss
+    assert (spec.dataset.revision, spec.dataset.max_eval_samples) == ("main", 1000)
+    assert spec.checkpoints.resume_from is None
+    assert (spec.evaluation.sample_prompts, spec.evaluation.sample_count) == ([], 3)
+    assert spec.evaluation.sample_max_new_tokens == 64
+    assert spec.model.end_of_turn() == "<|im_end|>"
+    inline = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    assert (
+        parse_spec(with_changes(model__chatTemplate=inline, model__eosToken="<|end|>")).model.end_of_turn()
+        == "<|end|>"
+    )
+    own = parse_spec(with_changes(model__chatTemplate=None))
+    assert own.model.end_of_turn() is None, "the model's own template keeps the tokenizer's EOS"
+    prefixed = [
+        {"prefix": "HF_", "secretRef": {"name": "hf"}},
+        {"prefix": "APP_", "configMapRef": {"name": "c"}},
+    ]
+    assert len(parse_spec(with_changes(resources__envFrom=prefixed)).resources.env_from) == 2
 
 
 def test_several_problems_are_all_reported() -> None:

@@ -84,6 +84,15 @@ def test_crd_is_structural() -> None:
         "Loss",
         "Age",
     ]
+    loss = next(c for c in version["additionalPrinterColumns"] if c["name"] == "Loss")
+    # A printer column cannot format a number, so the operator writes the loss as text.
+    assert loss == {
+        "name": "Loss",
+        "type": "string",
+        "jsonPath": ".status.lossText",
+        "description": "training loss",
+    }
+    assert "lossText" in version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
 
     def check(node: dict, path: str) -> None:
         assert "$ref" not in node and "anyOf" not in node, path

@@ -14,6 +14,7 @@ from kubesft_operator.progress import (
     MAX_PROGRESS_BYTES,
     eta_text,
     fetch_progress,
+    loss_text,
     parse_progress,
     progress_patch,
     progress_text,
@@ -45,11 +46,23 @@ def test_progress_patch_only_when_values_change() -> None:
     patch = progress_patch({}, report)
     assert patch is not None
     assert patch["progressText"] == "10/40 (25%)" and patch["etaText"] == "30s"
+    assert patch["lossText"] == "2.5"
     assert patch["latestCheckpoint"] == "s3://ckpt/chat/checkpoint-10"
     assert patch["progress"]["totalSteps"] == 40
     status = {"progress": patch["progress"]}
     assert progress_patch(status, report.model_copy(update={"updated_at": "t2"})) is None
     assert progress_patch(status, report.model_copy(update={"step": 11})) is not None
+
+
+def test_the_loss_column_shows_four_significant_digits() -> None:
+    assert [loss_text(v) for v in (0.47734904289245605, 12.345678, 2.5, 0.000123456, None)] == [
+        "0.4773",
+        "12.35",
+        "2.5",
+        "0.0001235",
+        None,
+    ]
+    assert loss_text(float("nan")) == "nan"
 
 
 # --- reading /progress from a pod that may run any image -----------------------------------------
