@@ -35,6 +35,7 @@ class RuntimeEnv:
     metrics_port: int
     job_name: str | None
     namespace: str | None
+    job_uid: str | None
     grace_seconds: float
     nnodes: int
     nproc_per_node: int
@@ -75,6 +76,7 @@ class RuntimeEnv:
             metrics_port=_int(env, pod_contract.ENV_METRICS_PORT, pod_contract.TRAINER_METRICS_PORT, 0),
             job_name=env.get(pod_contract.ENV_JOB_NAME) or None,
             namespace=env.get(pod_contract.ENV_NAMESPACE) or None,
+            job_uid=env.get(pod_contract.ENV_JOB_UID) or None,
             grace_seconds=grace,
             nnodes=_int(env, pod_contract.ENV_NNODES, 1, 1),
             nproc_per_node=_int(env, pod_contract.ENV_NPROC_PER_NODE, 1, 1),
