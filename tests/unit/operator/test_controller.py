@@ -6,7 +6,6 @@ import asyncio
 import copy
 import logging
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import Any
 
 import kopf
@@ -281,8 +280,10 @@ def test_a_failing_reconcile_is_logged_and_the_loop_goes_on(caplog: pytest.LogCa
 
 
 def test_a_requeue_runs_when_it_is_due_between_sweeps() -> None:
-    finished = rfc3339(now_utc() - timedelta(seconds=1))
-    body = sftjob(spec_dict(ttlSecondsAfterFinished=2), {"phase": "Succeeded", "completionTime": finished})
+    # Five seconds of TTL left: room for a loaded machine between writing the status and the
+    # first reconcile, which must find the TTL not yet passed and ask for a requeue.
+    finished = rfc3339(now_utc())
+    body = sftjob(spec_dict(ttlSecondsAfterFinished=5), {"phase": "Succeeded", "completionTime": finished})
     cluster = Cluster(_with_version(body, "first"))
     controller = cluster.controller(interval=3600.0)
 
@@ -290,8 +291,8 @@ def test_a_requeue_runs_when_it_is_due_between_sweeps() -> None:
         await controller.start()
         await asyncio.sleep(0.05)  # the loop sleeps until the next sweep, an hour away
         await controller.reconcile(KEY)
-        assert cluster.kube.deleted == [], "the TTL has a second left"
-        await _wait_for(lambda: cluster.kube.deleted == [f"SFTJob/{OWNER.name}"], timeout=3)
+        assert cluster.kube.deleted == [], "the TTL has seconds left"
+        await _wait_for(lambda: cluster.kube.deleted == [f"SFTJob/{OWNER.name}"], timeout=20)
         await controller.stop()
 
     asyncio.run(scenario())
