@@ -46,7 +46,9 @@ def test_the_models_own_template_is_kept_an_inline_one_used_and_dtype_honoured(
     )
 
     inline = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    source = ModelSource.model_validate({"uri": str(chat_model), "chatTemplate": inline})
+    source = ModelSource.model_validate(
+        {"uri": str(chat_model), "chatTemplate": inline, "eosToken": "<|im_end|>"}
+    )
     replaced = load_tokenizer(source, location)
     prepare_tokenizer(replaced, source)
     assert replaced.apply_chat_template(conversation, tokenize=False) == "user: hi\nassistant: hello\n"
