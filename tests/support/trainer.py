@@ -84,6 +84,36 @@ def run_trainer(
     )
 
 
+_HUB_STAND_IN = """
+import json, sys, datasets
+real, served = datasets.load_dataset, json.loads(sys.argv[1])
+def load_dataset(path, name=None, split=None, revision=None, token=None, **options):
+    rows = served.get(f"{path}@{revision}")
+    if rows is None or split != "train":
+        return real(path, name, split=split, revision=revision, token=token, **options)
+    return real("json", data_files=rows, split="train")
+datasets.load_dataset = load_dataset
+from kubesft_trainer.__main__ import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def run_trainer_with_hub_datasets(
+    config: Path, work_dir: Path, datasets: dict[str, Path], *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``run_trainer`` with Hub datasets served from local files: ``{"owner/name@revision": rows.jsonl}``
+    stands in for the Hub's train split of that revision (offline, the Hub cannot be reached)."""
+    served = json.dumps({key: str(path) for key, path in datasets.items()})
+    return subprocess.run(
+        [sys.executable, "-c", _HUB_STAND_IN, served, "--config", str(config), *args],
+        env=trainer_env(work_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
 def last_stderr_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     return lines[-1] if lines else ""

@@ -6,7 +6,6 @@ Every process of a distributed run executes this; rank 0 alone serves metrics an
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import tempfile
 from contextlib import AbstractContextManager, nullcontext
@@ -16,7 +15,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kubesft_api import exit_codes
 from kubesft_api.times import now_text
-from kubesft_api.trainer_config import TrainerConfig
+from kubesft_api.trainer_config import COMPLETION_ONLY_ON_MESSAGES, TrainerConfig
+from kubesft_trainer.config.precision import (
+    Precision,
+    precision_warning,
+    pure_low_precision_warning,
+    resolved_precision,
+    weights_dtype,
+)
 from kubesft_trainer.config.runtime_env import RuntimeEnv
 from kubesft_trainer.config.sft_args import build_sft_config, installed_sft_fields, sft_kwargs
 from kubesft_trainer.config.tuning import Accelerator, attention_implementation, tuned_sft_defaults
@@ -31,18 +37,14 @@ from kubesft_trainer.model.loading import (
     locate_model,
     prepare_tokenizer,
 )
-from kubesft_trainer.model.lora import (
-    check_quantization,
-    peft_config,
-    quantization_config,
-    write_merged_model,
-)
+from kubesft_trainer.model.lora import check_quantization, peft_config, quantization_config
+from kubesft_trainer.model.stop_tokens import StopTokens
 from kubesft_trainer.model.templates import check_template_fits_data
-from kubesft_trainer.output import MERGED_DIR, upload, write_companions
+from kubesft_trainer.output import write_outputs
 from kubesft_trainer.reporting import metrics
 from kubesft_trainer.reporting.progress_tracker import ProgressTracker
+from kubesft_trainer.reporting.samples import SampleRun, choose_prompts
 from kubesft_trainer.reporting.status_server import StatusServer
-from kubesft_trainer.reporting.summary import TrainingSummary, first_value, last_value, library_versions
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -62,10 +64,22 @@ class PreparedRun:
     setup: TokenizerSetup
     data: PreparedData
     trainer: SFTTrainer
+    precision: Precision
+    weights_dtype: str
+    stop: StopTokens
 
     def load_base(self) -> PreTrainedModel:
-        """The base model again, unquantized, e.g. to merge the adapter into."""
-        return load_model(self.config.model, self.location, self.tokenizer)
+        """The base model again, unquantized, in its own dtype (or model.dtype), to merge the adapter into."""
+        return load_model(self.config.model, self.location, self.tokenizer, self.config.model.dtype)
+
+    def samples(self) -> SampleRun:
+        """Answers to the sample prompts, with this run's chat template, stop tokens and autocast."""
+        settings = self.config.evaluation
+        prompts = choose_prompts(
+            settings, self.data.train, self.data.eval, bool(self.tokenizer.chat_template)
+        )
+        autocast = self.trainer.accelerator.autocast
+        return SampleRun(prompts, self.tokenizer, self.stop, settings.sample_max_new_tokens, autocast)
 
 
 def _has_eval(config: TrainerConfig) -> bool:
@@ -116,6 +130,14 @@ def prepare(
     """Check the config, load data and model, and build the SFTTrainer; cheap checks come first."""
     accelerator = Accelerator.detect()
     check_quantization(config.lora, accelerator.cuda)
+    precision = resolved_precision(config.training.precision, accelerator.cuda, accelerator.capability)
+    dtype = weights_dtype(config.model, config.lora, precision)
+    for warning in (
+        precision_warning(config.training.precision, accelerator.cuda, accelerator.capability),
+        pure_low_precision_warning(config.model, config.lora),
+    ):
+        if warning:
+            log.warning("%s", warning)
     kwargs = sft_kwargs(
         config,
         output_dir=output_dir,
@@ -123,7 +145,7 @@ def prepare(
         progress_bar=progress_bar,
         installed=installed_sft_fields(),
         cuda=accelerator.cuda,
-        bf16_capable=accelerator.bf16_capable,
+        precision=precision,
         tuned=tuned_sft_defaults(accelerator),
     )
     sft_config = build_sft_config(kwargs)
@@ -139,6 +161,8 @@ def prepare(
             cache,
             env.hf_token,
         )
+    if config.training.completion_only_loss and data.row_format == "messages":
+        raise ConfigError(f"training.completionOnlyLoss: {COMPLETION_ONLY_ON_MESSAGES}")
     check_template_fits_data(tokenizer, data.conversational, config.training.assistant_only_loss)
     if data.conversational and setup.eos_token is not None and "eos_token" not in config.training.extra_args:
         sft_config.eos_token = setup.eos_token
@@ -147,9 +171,11 @@ def prepare(
             config.model,
             location,
             tokenizer,
-            quantization_config(config.lora),
+            dtype,
+            quantization_config(config.lora, precision),
             attention_implementation(accelerator, config.training.packing),
         )
+    log.info("weights in %s, training precision %s", dtype, precision)
     vocab = tokenizer.get_vocab()
     added_ids = [vocab[token] for token in setup.added_tokens]
     trainer = _sft_trainer(
@@ -162,7 +188,9 @@ def prepare(
         callbacks=callbacks,
     )
     _quiet_trainer_printing(trainer, progress_bar)
-    return PreparedRun(config, env, location, tokenizer, setup, data, trainer)
+    # After the trainer: TRL makes the template's end of turn the tokenizer's EOS.
+    stop = StopTokens.of(tokenizer, setup.eos_token, getattr(model, "generation_config", None))
+    return PreparedRun(config, env, location, tokenizer, setup, data, trainer, precision, dtype, stop)
 
 
 def validate(config: TrainerConfig, env: RuntimeEnv) -> str:
@@ -178,70 +206,6 @@ def validate(config: TrainerConfig, env: RuntimeEnv) -> str:
             describe_example(run.tokenizer, example["input_ids"], example["labels"]),
         ]
         return "\n".join(lines)
-
-
-def _chat_template_name(config: TrainerConfig) -> str:
-    setting = config.model.chat_template
-    if setting is None:
-        return "model"
-    return setting if setting == "chatml" else "inline"
-
-
-def _precision(trainer: SFTTrainer) -> str:
-    return "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32"
-
-
-def _summary(
-    run: PreparedRun, result: Any, started_at: str, resumed_from_step: int | None, merged: str | None
-) -> TrainingSummary:
-    trainer, config = run.trainer, run.config
-    history = trainer.state.log_history
-    tokens = last_value(history, "num_tokens")
-    runtime = result.metrics.get("train_runtime") if result is not None else None
-    return TrainingSummary(
-        base_model=run.location.description,
-        dataset=run.data.description,
-        row_format=run.data.row_format,
-        train_rows=len(run.data.train),
-        eval_rows=len(run.data.eval) if run.data.eval is not None else None,
-        chat_template=_chat_template_name(config),
-        global_step=trainer.state.global_step,
-        max_steps=trainer.state.max_steps,
-        epoch=trainer.state.epoch,
-        first_train_loss=first_value(history, "loss"),
-        final_train_loss=last_value(history, "loss"),
-        mean_train_loss=result.metrics.get("train_loss") if result is not None else None,
-        final_eval_loss=last_value(history, "eval_loss"),
-        train_runtime_seconds=runtime,
-        tokens=int(tokens) if tokens is not None else None,
-        tokens_per_second=tokens / runtime if tokens is not None and runtime else None,
-        resumed_from_step=resumed_from_step,
-        world_size=trainer.args.world_size,
-        precision=_precision(trainer),
-        lora=config.lora.enabled,
-        merged_model_path=merged,
-        started_at=started_at,
-        finished_at=now_text(),
-        versions=library_versions(),
-        config=config.model_dump(mode="json", by_alias=True, exclude_none=True),
-    )
-
-
-def _write_outputs(run: PreparedRun, result: Any, started_at: str, resumed_from_step: int | None) -> None:
-    """All ranks take part in saving the model (sharded setups need them); rank 0 writes the rest."""
-    staging = run.env.work_dir / "output"
-    if run.env.is_rank_zero:
-        shutil.rmtree(staging, ignore_errors=True)
-    run.trainer.save_model(str(staging))
-    if not run.env.is_rank_zero:
-        return
-    merged = None
-    if run.config.lora.enabled and run.config.lora.merge_on_finish:
-        write_merged_model(staging, staging / MERGED_DIR, run.load_base, run.tokenizer)
-        merged = MERGED_DIR
-    summary = _summary(run, result, started_at, resumed_from_step, merged)
-    write_companions(staging, summary, run.trainer.state.log_history)
-    upload(staging, run.config)
 
 
 def _gpu_memory() -> Any:
@@ -263,6 +227,7 @@ def _progress_bar_context(progress_bar: bool) -> AbstractContextManager[Any]:
 def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
     """Train to the end (exit 0) or until SIGTERM, after saving a checkpoint (exit 75)."""
     from kubesft_trainer.checkpoints import CheckpointManager
+    from kubesft_trainer.checkpoints.warm_start import load_warm_start
     from kubesft_trainer.reporting.telemetry import TelemetryCallback
 
     started_at = now_text()
@@ -276,13 +241,20 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
                 "dataset": config.dataset.name or config.dataset.uri or "",
             }
         )
-        manager = CheckpointManager.from_config(config.checkpoints, env)
+        manager = CheckpointManager.from_config(config, env)
         tracker.add_source(manager.progress_fields)
         callbacks = list(manager.callbacks())
         if env.is_rank_zero:
             callbacks.append(TelemetryCallback(tracker, gpu_memory=_gpu_memory()))
         run = prepare(config, env, env.work_dir / "checkpoints", callbacks, progress_bar)
         resume = manager.prepare_resume()
+        samples = run.samples()
+        if env.is_rank_zero:
+            samples.answer(run.trainer.model, after=False)
+        warm = manager.prepare_warm_start() if resume is None else None
+        if warm is not None:
+            assert config.checkpoints.resume_from is not None
+            load_warm_start(run.trainer.model, warm, config.checkpoints.resume_from, config.lora.enabled)
         log.info(
             "training %s on %s%s",
             run.location.description,
@@ -299,7 +271,7 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
                 f"preempted at step {step}; the checkpoint is saved and the job resumes from it",
             )
         resumed_from_step = manager.progress_fields().get("resumed_from_step")
-        _write_outputs(run, result, started_at, resumed_from_step)
+        write_outputs(run, result, started_at, resumed_from_step, samples, warm is not None)
         manager.finish(timeout=None)
         return exit_codes.SUCCESS, None
     finally:

@@ -169,8 +169,10 @@ class Job:
     uri: str
     runs: list[TrainerRun]
 
-    def start(self, name: str) -> TrainerRun:
-        run = TrainerRun(self.config, self.root / f"work-{name}", self.root / f"{name}.log", self.moto.env())
+    def start(self, name: str, **env: str) -> TrainerRun:
+        run = TrainerRun(
+            self.config, self.root / f"work-{name}", self.root / f"{name}.log", {**self.moto.env(), **env}
+        )
         self.runs.append(run)
         return run
 
@@ -189,10 +191,10 @@ class Job:
 def make_job(
     moto_s3: MotoS3, s3_bucket: str, model: Path, chat_data: Path, tmp_path: Path, runs: list[TrainerRun]
 ) -> Callable[..., Job]:
-    def make(name: str, max_steps: int, **checkpoints: Any) -> Job:
+    def make(name: str, max_steps: int, training: dict[str, Any] | None = None, **checkpoints: Any) -> Job:
         root = tmp_path / name
         root.mkdir()
-        uri = f"s3://{s3_bucket}/{name}/checkpoints"
+        uri = checkpoints.pop("uri", f"s3://{s3_bucket}/{name}/checkpoints")
         settings = {
             "uri": uri,
             "endpointUrl": moto_s3.endpoint_url,
@@ -205,7 +207,7 @@ def make_job(
             model,
             chat_data,
             root / "output",
-            training={"maxSteps": max_steps, "loggingSteps": 1, "seed": 7},
+            training={"maxSteps": max_steps, "loggingSteps": 1, "seed": 7, **(training or {})},
             checkpoints=settings,
         )
         return Job(moto_s3, root, write_config(root / "config.yaml", raw), uri, runs)
@@ -357,3 +359,54 @@ def test_training_goes_on_while_storage_is_down_and_the_next_save_lands(
     complete = job.complete_steps()
     assert len(complete) == KEEP and complete[0] == int(match.group(1)) >= after.latest_step
     assert job.folders() == {f"checkpoint-{step}" for step in complete}
+
+
+def _identity(name: str, uid: str) -> dict[str, str]:
+    """The job identity the operator gives a trainer pod."""
+    return {"KUBESFT_NAMESPACE": "team-a", "KUBESFT_JOB_NAME": name, "KUBESFT_JOB_UID": uid}
+
+
+def test_checkpoints_belong_to_their_settings_and_a_warm_start_takes_only_the_weights(
+    make_job: Callable[..., Job],
+) -> None:
+    original = make_job("original", 8)
+    first = original.start("first", **_identity("chat", "uid-1"))
+    assert first.wait() == exit_codes.SUCCESS, first.log[-4000:]
+    assert original.complete_steps() == [8, 4]
+    manifest = original.store.complete()[0]
+    assert str(manifest.job) == "team-a/chat (uid uid-1)"
+    before = {key: original.store.store.read_bytes(key) for key in original.store.store.list_keys()}
+
+    # Another job on the same prefix, tokenizing its data differently: refused, nothing touched.
+    other = make_job("other", 8, training={"maxLength": 96}, uri=original.uri)
+    refused = other.start("refused", **_identity("other-chat", "uid-2"))
+    assert refused.wait() == exit_codes.INVALID_CONFIG, refused.log[-4000:]
+    line = refused.log.strip().splitlines()[-1]
+    assert (
+        f"kubesft: error: spec.checkpoints.uri: {original.uri} holds checkpoints of SFTJob team-a/chat"
+        in line
+    )
+    assert "training.maxLength: 128 there, 96 here" in line
+    after = {key: original.store.store.read_bytes(key) for key in original.store.store.list_keys()}
+    assert after == before, "no checkpoint deleted, rewritten or added"
+
+    # The same job created again (a new uid) with another learning rate and more steps resumes.
+    again = make_job("again", 12, training={"learningRate": 5e-4}, uri=original.uri)
+    resumed = again.start("resumed", **_identity("chat", "uid-3"))
+    assert resumed.wait() == exit_codes.SUCCESS, resumed.log[-4000:]
+    assert f"resuming from {original.uri}/checkpoint-8 (step 8)" in resumed.log
+    assert "training.learningRate: 0.001 there, 0.0005 here" in resumed.log
+    assert min(resumed.logged_steps()) == 9
+
+    # A warm start from checkpoint-8 (retention has removed checkpoint-4 by now): its weights, with
+    # a fresh optimizer, schedule and step count.
+    source = f"{original.uri}/checkpoint-8"
+    warm = make_job("warm", 4, resumeFrom=source)
+    started = warm.start("warm", **_identity("warm-chat", "uid-4"))
+    assert started.wait() == exit_codes.SUCCESS, started.log[-4000:]
+    assert f"warm start from {source}: its weights, with a fresh optimizer and schedule" in started.log
+    assert min(started.logged_steps()) == 1 and "resuming from" not in started.log
+    assert summary(warm.root / "output")["warmStartedFrom"] == source
+    # Step 1 sees the same batch as the original run's step 1, on the trained weights.
+    fresh, warmed = first.logged_losses(), started.logged_losses()
+    assert float(warmed[1]) < float(fresh[1]) - 0.5, (warmed, fresh)

@@ -137,3 +137,22 @@ def test_retention_keeps_exactly_keep_complete_checkpoints(
     assert deleted == sorted({5, 10, 12, 15} - set(kept))
     folders = {key.split("/")[0] for key in store.store.list_keys()}
     assert folders == {f"checkpoint-{step}" for step in [*kept, 25]}
+
+
+def test_a_checkpoint_deleted_while_it_is_listed_is_not_complete(tmp_path: Path) -> None:
+    from kubesft_trainer.storage.local_store import LocalStore
+
+    class DeletedAfterListing(LocalStore):
+        """Retention in another process deletes checkpoint-4 right after the listing."""
+
+        def list_keys(self, prefix: str = "") -> list[str]:
+            keys = super().list_keys(prefix)
+            self.delete_key(f"checkpoint-4/{MANIFEST_NAME}")
+            return keys
+
+    root = tmp_path / "ckpt"
+    plain = CheckpointStore(LocalStore(str(root), root))
+    for step in (4, 8):
+        plain.upload(fake_checkpoint(tmp_path / f"c{step}", step), step)
+    racing = CheckpointStore(DeletedAfterListing(str(root), root))
+    assert [m.step for m in racing.complete()] == [8]

@@ -122,3 +122,29 @@ def test_assistant_only_loss_refuses_plain_prompt_completion_data(tmp_path: Path
     uri = str(write_jsonl(tmp_path / "pc.jsonl", prompt_completion_rows(4)))
     with pytest.raises(DataError, match=r"training.assistantOnlyLoss: needs conversational data"):
         load(tmp_path, assistant_only=True, uri=uri)
+
+
+def test_eval_fraction_is_held_out_of_the_max_samples_rows(tmp_path: Path) -> None:
+    uri = str(write_jsonl(tmp_path / "t.jsonl", [{"text": f"document {i}"} for i in range(200)]))
+    data = load(tmp_path, uri=uri, maxSamples=40, evalFraction=0.25, seed=5)
+    assert data.eval is not None
+    assert (len(data.train), len(data.eval)) == (30, 10), "maxSamples caps the rows both come from"
+    sampled = set(load(tmp_path, uri=uri, maxSamples=40, seed=5).train["text"])
+    assert set(data.train["text"]) | set(data.eval["text"]) == sampled
+
+
+def test_max_eval_samples_caps_the_evaluation_rows_whatever_their_source(tmp_path: Path) -> None:
+    rows = [{"text": f"document {i}"} for i in range(60)]
+    uri = str(write_jsonl(tmp_path / "t.jsonl", rows))
+    held = load(tmp_path, uri=uri, evalFraction=0.5, maxEvalSamples=7)
+    assert held.eval is not None and (len(held.train), len(held.eval)) == (53, 7), "the rest stay in training"
+    folder = tmp_path / "split"
+    write_jsonl(folder / "train.jsonl", rows[:10])
+    write_jsonl(folder / "test.jsonl", rows)
+    split = load(tmp_path, uri=str(folder), evalSplit="test", maxEvalSamples=5, seed=1)
+    assert split.eval is not None and len(split.eval) == 5
+    assert split.eval["text"] != [row["text"] for row in rows[:5]], "a seeded random subset"
+    whole = load(tmp_path, uri=str(folder), evalSplit="test", maxEvalSamples=0)
+    assert whole.eval is not None and len(whole.eval) == 60, "0 means all"
+    default = load(tmp_path, uri=str(folder), evalSplit="test")
+    assert default.eval is not None and len(default.eval) == 60, "under the default cap of 1000"

@@ -4,6 +4,7 @@ need their own code."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -45,19 +46,58 @@ def test_the_models_own_template_is_kept_an_inline_one_used_and_dtype_honoured(
         "<|im_start|>user\nhi<|im_end|>"
     )
 
-    inline = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    source = ModelSource.model_validate(
-        {"uri": str(chat_model), "chatTemplate": inline, "eosToken": "<|im_end|>"}
-    )
+    inline = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}<|end|>\n{% endfor %}"
+    source = ModelSource.model_validate({"uri": str(chat_model), "chatTemplate": inline})
     replaced = load_tokenizer(source, location)
-    prepare_tokenizer(replaced, source)
-    assert replaced.apply_chat_template(conversation, tokenize=False) == "user: hi\nassistant: hello\n"
+    setup = prepare_tokenizer(replaced, source)
+    text = "user: hi<|end|>\nassistant: hello<|end|>\n"
+    assert replaced.apply_chat_template(conversation, tokenize=False) == text
+    # The end of turn comes from the template; it becomes one token, and the EOS the model learns.
+    assert setup.eos_token == "<|end|>" and setup.added_tokens[0] == "<|end|>"
+    assert replaced.convert_ids_to_tokens(replaced("hello<|end|>")["input_ids"])[-1] == "<|end|>"
 
     import torch
 
     for dtype, expected in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
         source = ModelSource(uri=str(chat_model), dtype=dtype)
-        assert load_model(source, location, replaced).dtype == expected
+        assert load_model(source, location, replaced, dtype).dtype == expected
+
+
+def test_an_eos_token_the_template_never_writes_fails_and_the_models_own_template_only_warns(
+    model: Path, chat_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kubesft_api.model import ModelSource
+    from kubesft_trainer.errors import ConfigError
+    from kubesft_trainer.model.loading import ModelLocation, load_tokenizer, prepare_tokenizer
+
+    location = ModelLocation(path=str(model), field="model.uri", description=str(model))
+    template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    source = ModelSource.model_validate(
+        {"uri": str(model), "chatTemplate": template, "eosToken": "<|im_end|>"}
+    )
+    with pytest.raises(
+        ConfigError, match=r"model.eosToken: the chat template does not write <\|im_end\|> right"
+    ):
+        prepare_tokenizer(load_tokenizer(source, location), source)
+
+    # A model's own template that ends turns with another token than the tokenizer's EOS.
+    own = tmp_path / "own"
+    shutil.copytree(model, own)
+    location = ModelLocation(path=str(own), field="model.uri", description=str(own))
+    tokenizer = load_tokenizer(ModelSource(uri=str(own)), location)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}<|im_end|>{% endfor %}"
+    tokenizer.save_pretrained(own)
+    with caplog.at_level(logging.WARNING):
+        prepare_tokenizer(tokenizer, ModelSource(uri=str(own)))
+    assert "does not write <|endoftext|> right after an assistant turn; set model.eosToken" in caplog.text
+    fixed = ModelSource(uri=str(own), eos_token="<|im_end|>")
+    assert prepare_tokenizer(load_tokenizer(fixed, location), fixed).eos_token == "<|im_end|>"
+
+    raw = trainer_config(own, chat_data, tmp_path / "out")
+    raw["model"] = {"uri": str(own), "eosToken": "<|im_end|>"}
+    result = run_trainer(write_config(tmp_path / "own.yaml", raw), tmp_path / "work", "--validate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "⟧" in result.stdout
 
 
 def _model_with_its_own_code(model: Path, directory: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The SFTConfig the trainer builds from the spec: extraArgs checked against the installed TRL, precision."""
+"""The SFTConfig the trainer builds from the spec: extraArgs checked against the installed TRL."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from kubesft_api.trainer_config import TrainerConfig
 from kubesft_trainer.config.sft_args import (
     build_sft_config,
+    check_extra_args,
     installed_sft_fields,
-    precision_flags,
     sft_kwargs,
 )
 from kubesft_trainer.errors import ConfigError
@@ -27,7 +27,7 @@ def kwargs_for(
         progress_bar=False,
         installed=installed or installed_sft_fields(),
         cuda=cuda,
-        bf16_capable=cuda,
+        precision="bf16" if cuda else "fp32",
     )
 
 
@@ -60,9 +60,18 @@ def test_sft_config_from_the_spec() -> None:
     assert args.eval_strategy == "no"
 
 
-def test_precision_auto_is_bf16_only_on_capable_gpus() -> None:
-    assert precision_flags("auto", cuda=True, bf16_capable=True) == {"bf16": True, "fp16": False}
-    assert precision_flags("auto", cuda=True, bf16_capable=False) == {"bf16": False, "fp16": False}
-    assert precision_flags("auto", cuda=False, bf16_capable=False) == {"bf16": False, "fp16": False}
-    with pytest.raises(ConfigError, match=r"training.precision: fp16 needs a CUDA GPU"):
-        precision_flags("fp16", cuda=False, bf16_capable=False)
+def test_extra_args_that_would_break_resume_or_the_output_layout_are_refused_naming_them() -> None:
+    refused = [
+        "save_only_model",
+        "ignore_data_skip",
+        "save_strategy",
+        "save_total_limit",
+        "resume_from_checkpoint",
+        "overwrite_output_dir",
+    ]
+    # The spec refuses them too; the trainer checks the names against the TRL it runs.
+    with pytest.raises(ConfigError) as caught:
+        check_extra_args(dict.fromkeys(refused, True), installed_sft_fields())
+    for name in refused:
+        assert f"training.extraArgs.{name}: refused: " in str(caught.value)
+    assert "cannot resume exactly" in str(caught.value)

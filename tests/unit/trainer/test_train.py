@@ -14,6 +14,7 @@ import termios
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,7 @@ from tests.support.trainer import (
     ROOT,
     last_stderr_line,
     run_trainer,
+    run_trainer_with_hub_datasets,
     summary,
     trainer_command,
     trainer_config,
@@ -128,6 +130,65 @@ def _loaded_and_generating(directory: Path) -> list[int]:
     return [int(t) for t in generated[0, ids.shape[1] :]]
 
 
+def _new_tokens_forcing_end_of_turn(
+    directory: Path, adapter_of: Path | None = None, generation_config: Path | None = None
+) -> tuple[list[int], int]:
+    """Greedy decoding from an output form (a model, or with ``adapter_of`` an adapter on that
+    base) with ``<|im_end|>`` forced as the 4th new token: the new tokens, and <|im_end|>'s id.
+
+    Forcing the token makes the check independent of what the tiny model has learned: generation
+    must stop right there when the generation config names it, and run on when it does not.
+    """
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GenerationConfig,
+        LogitsProcessor,
+        LogitsProcessorList,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    assert tokenizer.eos_token == "<|im_end|>", f"{directory}: the tokenizer's EOS"
+    end = tokenizer.get_vocab()["<|im_end|>"]
+    trained: Any
+    if adapter_of is None:
+        trained = AutoModelForCausalLM.from_pretrained(directory)
+    else:
+        from peft import PeftModel
+
+        trained = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(adapter_of), directory)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Tell me 3 things about tea."}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+
+    class ForceEndOfTurn(LogitsProcessor):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            if input_ids.shape[1] - ids.shape[1] == 3:
+                scores = torch.full_like(scores, float("-inf"))
+                scores[:, end] = 0.0
+            return scores
+
+    config = GenerationConfig.from_pretrained(generation_config or directory)
+    generated = trained.generate(
+        ids,
+        generation_config=config,
+        logits_processor=LogitsProcessorList([ForceEndOfTurn()]),
+        max_new_tokens=12,
+        do_sample=False,
+    )
+    return [int(t) for t in generated[0, ids.shape[1] :]], end
+
+
+def _stops_at_end_of_turn(directory: Path, adapter_of: Path | None = None) -> None:
+    new, end = _new_tokens_forcing_end_of_turn(directory, adapter_of)
+    assert len(new) == 4 and new[-1] == end, f"{directory}: generation went on past <|im_end|>: {new}"
+    assert json.loads((directory / "generation_config.json").read_text())["eos_token_id"][0] == end
+
+
 def test_conversational_run_learns_and_writes_model_card_summary_and_curve(
     model: Path, chat_data: Path, tmp_path: Path
 ) -> None:
@@ -157,27 +218,77 @@ def test_conversational_run_learns_and_writes_model_card_summary_and_curve(
     assert tokenizer_config["pad_token"] not in (None, "<|im_end|>")
     assert config["architectures"] == ["LlamaForCausalLM"]
     assert len(_loaded_and_generating(output)) > 0
+    _stops_at_end_of_turn(output)
+    # The check can fail: with the base model's generation config the same decoding runs on.
+    base_config = model / "generation_config.json"
+    assert len(_new_tokens_forcing_end_of_turn(output, generation_config=base_config.parent)[0]) > 4
+    # Before and after samples: the first 3 evaluation prompts, greedy, in the summary and the card.
+    users = {row["messages"][1]["content"] for row in chat_rows(96)}
+    assert len(facts["samples"]) == 3 and facts["sampleSeconds"] > 0
+    for sample in facts["samples"]:
+        assert sample["prompt"] in users
+        assert isinstance(sample["before"], str) and isinstance(sample["after"], str)
+        assert sample["after"] != sample["before"], "24 steps change what the model says"
+    assert "## Samples" in card and "| Prompt | Before | After |" in card
+    assert f"| {facts['samples'][0]['prompt']} |" in card
+    assert "answered 3 sample prompt(s) before training" in result.stderr
+    assert (facts["weightsDtype"], facts["precision"], facts["endOfTurnToken"]) == (
+        "float32",
+        "fp32",
+        "<|im_end|>",
+    )
     assert "step 24/24 (100%) | loss" in result.stderr
     evaluations = re.findall(r"step (\d+)/24 eval_loss", result.stderr)
     assert evaluations == ["10", "20", "24"], "every evalSteps steps and once at the end"
     assert not PROGRESS_BAR.search(result.stderr), "no progress bars when stderr is not a terminal"
 
 
+CONVERSATIONAL_PROMPT_COMPLETION = [
+    {"prompt": row["messages"][:2], "completion": row["messages"][2:3]} for row in chat_rows(96)
+]
+
+
 @pytest.mark.parametrize(
-    ("rows", "row_format"),
-    [(prompt_completion_rows(96), "prompt-completion"), (text_rows(96), "text")],
-    ids=["prompt-completion", "text"],
+    ("rows", "row_format", "training"),
+    [
+        (prompt_completion_rows(96), "prompt-completion", {}),
+        (CONVERSATIONAL_PROMPT_COMPLETION, "prompt-completion", {"assistantOnlyLoss": True}),
+        (text_rows(96), "text", {}),
+    ],
+    ids=["prompt-completion", "conversational-prompt-completion-assistant-only", "text"],
 )
 def test_prompt_completion_and_text_formats_train(
-    model: Path, tmp_path: Path, rows: list[dict[str, str]], row_format: str
+    model: Path, tmp_path: Path, rows: list[dict[str, Any]], row_format: str, training: dict[str, Any]
 ) -> None:
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
-    raw = trainer_config(model, data, tmp_path / "out", training={"maxSteps": 16})
+    raw = trainer_config(model, data, tmp_path / "out", training={"maxSteps": 16, **training})
+    raw["evaluation"] = {"samplePrompts": ["The rivers story"], "sampleMaxNewTokens": 8}
     result = run_trainer(write_config(tmp_path / "c.yaml", raw), tmp_path / "work")
     assert result.returncode == 0, result.stderr[-3000:]
     facts = summary(tmp_path / "out")
     assert facts["rowFormat"] == row_format
     assert facts["finalTrainLoss"] < facts["firstTrainLoss"]
+    assert [sample["prompt"] for sample in facts["samples"]] == ["The rivers story"]
+
+
+def test_a_hub_dataset_trains_at_its_revision_recorded_in_the_summary_and_card(
+    model: Path, chat_data: Path, tmp_path: Path
+) -> None:
+    main = write_jsonl(tmp_path / "main.jsonl", chat_rows(40))
+    tagged = write_jsonl(tmp_path / "v1.jsonl", chat_rows(24, seed=3))
+    output = tmp_path / "out"
+    raw = trainer_config(model, chat_data, output, training={"maxSteps": 3})
+    raw["dataset"] = {"name": "kubesft/tiny-chat", "revision": "v1"}
+    raw["evaluation"] = {"sampleCount": 0}
+    served = {"kubesft/tiny-chat@main": main, "kubesft/tiny-chat@v1": tagged}
+    result = run_trainer_with_hub_datasets(write_config(tmp_path / "c.yaml", raw), tmp_path / "work", served)
+    assert result.returncode == 0, result.stderr[-3000:]
+    facts = summary(output)
+    assert (facts["datasetRevision"], facts["trainRows"]) == ("v1", 24), "the v1 rows, not main's 40"
+    assert facts["samples"] == [], "sampleCount 0 turns the samples off"
+    card = (output / "README.md").read_text()
+    assert "- dataset: `kubesft/tiny-chat` (messages rows), revision `v1`" in card
+    assert "## Samples" not in card
 
 
 def _run_on_a_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -237,6 +348,8 @@ def test_lora_writes_an_adapter_keeps_the_base_and_merges(
     assert (output / "adapter_config.json").is_file() and (output / "adapter_model.safetensors").is_file()
     assert not (output / "model.safetensors").exists()
     assert json.loads((output / "adapter_config.json").read_text())["r"] == 4
+    _stops_at_end_of_turn(output, adapter_of=model)
+    _stops_at_end_of_turn(output / "merged")
     assert _digest(model) == base_digest, "the base model on disk is untouched"
 
     base_weights = load_file(str(model / "model.safetensors"))
@@ -272,6 +385,22 @@ def test_settings_this_pod_cannot_honour_fail_as_invalid_config(
     result = run_trainer(write_config(tmp_path / "q.yaml", qlora), tmp_path / "work", "--validate")
     assert result.returncode == exit_codes.INVALID_CONFIG
     assert "lora.quantization: 4bit needs a CUDA GPU" in last_stderr_line(result)
+
+    breaks_resume = trainer_config(
+        model, chat_data, tmp_path / "out", training={"extraArgs": {"ignore_data_skip": True}}
+    )
+    result = run_trainer(write_config(tmp_path / "x.yaml", breaks_resume), tmp_path / "work", "--validate")
+    assert result.returncode == exit_codes.INVALID_CONFIG
+    assert "'ignore_data_skip' is refused: a resumed run would train on the data" in last_stderr_line(result)
+
+    completion_only = trainer_config(
+        model, chat_data, tmp_path / "out", training={"completionOnlyLoss": True}
+    )
+    result = run_trainer(write_config(tmp_path / "co.yaml", completion_only), tmp_path / "work", "--validate")
+    assert result.returncode == exit_codes.INVALID_CONFIG
+    line = last_stderr_line(result)
+    assert "training.completionOnlyLoss: applies to prompt-completion data" in line
+    assert "use training.assistantOnlyLoss" in line
 
     no_template = trainer_config(model, chat_data, tmp_path / "out")
     del no_template["model"]["chatTemplate"]

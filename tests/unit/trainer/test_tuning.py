@@ -15,9 +15,9 @@ def test_speed_settings_follow_the_hardware_and_the_installed_kernels(
 ) -> None:
     from kubesft_trainer.config.tuning import Accelerator, attention_implementation, tuned_sft_defaults
 
-    cpu = Accelerator(cuda=False, bf16_capable=False)
-    ampere = Accelerator(cuda=True, bf16_capable=True, capability=(8, 0))
-    turing = Accelerator(cuda=True, bf16_capable=False, capability=(7, 5))
+    cpu = Accelerator(cuda=False)
+    ampere = Accelerator(cuda=True, capability=(8, 0))
+    turing = Accelerator(cuda=True, capability=(7, 5))
     assert Accelerator.detect() == cpu, "this machine has no CUDA GPU"
     for name in ("flash_attn", "liger_kernel"):
         (tmp_path / name).mkdir()
@@ -42,7 +42,7 @@ def test_speed_settings_follow_the_hardware_and_the_installed_kernels(
         progress_bar=False,
         installed=installed_sft_fields(),
         cuda=True,
-        bf16_capable=True,
+        precision="bf16",
         tuned=tuned_sft_defaults(ampere),
     )
     assert kwargs["use_liger_kernel"] is False, "extraArgs override the speed settings"

@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubesft_api.checkpoints import CheckpointSettings
-from kubesft_trainer.checkpoints.manifest import checkpoint_name
+from kubesft_api.trainer_config import TrainerConfig
+from kubesft_trainer.checkpoints.fingerprint import refusal, run_stamp, schedule_changes
+from kubesft_trainer.checkpoints.manifest import RunStamp, checkpoint_name
 from kubesft_trainer.checkpoints.preemption import PreemptionSignal
 from kubesft_trainer.checkpoints.resume import download_newest_intact
 from kubesft_trainer.checkpoints.snapshot import snapshot
 from kubesft_trainer.checkpoints.store import CheckpointStore
 from kubesft_trainer.checkpoints.uploader import CheckpointUploader, Snapshot
+from kubesft_trainer.checkpoints.warm_start import download_warm_start
+from kubesft_trainer.errors import ConfigError
 from kubesft_trainer.reporting import metrics
 from kubesft_trainer.storage.objects import open_store
 
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 
 STAGING_DIR = "checkpoint-uploads"
 RESUME_DIR = "resume"
+WARM_START_DIR = "warm-start"
 _SELECTION_FILE = "selected.json"
 
 
@@ -53,8 +58,10 @@ class CheckpointManager:
         store: CheckpointStore | None,
         rank: int = 0,
         local_rank: int = 0,
+        stamp: RunStamp | None = None,
     ) -> None:
         self.settings = settings
+        self.stamp = stamp
         self.work_dir = work_dir
         self.grace_seconds = grace_seconds
         self.store = store
@@ -69,9 +76,18 @@ class CheckpointManager:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
 
     @classmethod
-    def from_config(cls, settings: CheckpointSettings, env: RuntimeEnv) -> CheckpointManager:
-        store = CheckpointStore(open_store(settings.uri, settings)) if settings.uri else None
-        return cls(settings, env.work_dir, env.grace_seconds, store, rank=env.rank, local_rank=env.local_rank)
+    def from_config(cls, config: TrainerConfig, env: RuntimeEnv) -> CheckpointManager:
+        settings, stamp = config.checkpoints, run_stamp(config, env)
+        store = CheckpointStore(open_store(settings.uri, settings), stamp) if settings.uri else None
+        return cls(
+            settings,
+            env.work_dir,
+            env.grace_seconds,
+            store,
+            rank=env.rank,
+            local_rank=env.local_rank,
+            stamp=stamp,
+        )
 
     @property
     def staging_dir(self) -> Path:
@@ -83,25 +99,29 @@ class CheckpointManager:
         return self._callback is not None and self._callback.stopped_for_preemption
 
     def prepare_resume(self) -> Path | None:
-        """With ``resume: auto``, the local copy of the newest complete, intact checkpoint, else None."""
+        """With ``resume: auto``, the local copy of the newest complete, intact checkpoint, else None.
+
+        Raises ``ConfigError`` when the checkpoints under the URI were made with settings a resume
+        must not change; then nothing under it is downloaded or deleted.
+        """
         if self.store is None:
             log.info("checkpoints.uri is not set: checkpoints stay in the pod and a restart starts over")
-            return None
-        if self.settings.resume == "never":
-            if self.rank == 0:
-                self._start_over()
             return None
         local_root = self.work_dir / RESUME_DIR
         selection = local_root / _SELECTION_FILE
         if self.local_rank == 0:
-            found = download_newest_intact(self.store, local_root, forget_corrupt=self.rank == 0)
+            chosen = self._select(local_root)
             local_root.mkdir(parents=True, exist_ok=True)
-            chosen = None if found is None else {"step": found[0].step, "path": str(found[1])}
             selection.write_text(json.dumps(chosen))
         _barrier()
         chosen = json.loads(selection.read_text())
+        if chosen is not None and "refused" in chosen:
+            raise ConfigError(chosen["refused"])
         if chosen is None:
-            log.info("no complete checkpoint under %s: training starts from the beginning", self.store.uri)
+            if self.settings.resume == "auto":
+                log.info(
+                    "no complete checkpoint under %s: training starts from the beginning", self.store.uri
+                )
             return None
         step, path = int(chosen["step"]), Path(chosen["path"])
         self.resumed_from_step = step
@@ -110,6 +130,44 @@ class CheckpointManager:
             self.uploader.set_latest(step, self.store.location(step))
         log.info("resuming from %s (step %d)", self.store.location(step), step)
         return path
+
+    def _select(self, local_root: Path) -> dict[str, Any] | None:
+        """What this node resumes from: ``{step, path}``, None, or ``{refused}`` with the reason."""
+        assert self.store is not None
+        complete = self.store.complete()
+        if self.stamp is not None:
+            problem = refusal(self.stamp, complete, self.store.uri)
+            if problem is not None:
+                return {"refused": problem}
+        if self.settings.resume == "never":
+            if self.rank == 0:
+                self._start_over()
+            return None
+        found = download_newest_intact(self.store, local_root, forget_corrupt=self.rank == 0)
+        if found is None:
+            return None
+        if self.stamp is not None and self.rank == 0:
+            changed = schedule_changes(self.stamp, found[0])
+            if changed:
+                log.warning(
+                    "resuming %s with other settings than it was saved with (%s); the optimizer and "
+                    "learning-rate schedule continue from their saved state",
+                    found[0].name,
+                    "; ".join(changed),
+                )
+        return {"step": found[0].step, "path": str(found[1])}
+
+    def prepare_warm_start(self) -> Path | None:
+        """The local copy of ``checkpoints.resumeFrom`` to take the weights from, or None."""
+        uri = self.settings.resume_from
+        if uri is None:
+            return None
+        target = self.work_dir / WARM_START_DIR
+        if self.local_rank == 0:
+            download_warm_start(uri, self.settings, target)
+        _barrier()
+        log.info("warm start from %s: its weights, with a fresh optimizer and schedule", uri)
+        return target
 
     def _start_over(self) -> None:
         assert self.store is not None

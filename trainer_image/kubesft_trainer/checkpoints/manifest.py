@@ -6,7 +6,7 @@ import hashlib
 import re
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -59,8 +59,36 @@ class ManifestFile(_Model):
         return value
 
 
-class CheckpointManifest(_Model):
-    """What a complete checkpoint holds. Its presence, valid, is what makes the checkpoint exist."""
+class JobIdentity(_Model):
+    """The SFTJob a run belongs to, as the operator passes it to the pod."""
+
+    namespace: str | None = None
+    name: str | None = None
+    uid: str | None = None
+
+    def __str__(self) -> str:
+        where = "/".join(part for part in (self.namespace, self.name) if part) or "an unnamed job"
+        return f"{where} (uid {self.uid})" if self.uid else where
+
+
+class RunStamp(_Model):
+    """What a run writes into each of its manifests about itself."""
+
+    job: JobIdentity | None = None
+    fingerprint: str | None = Field(default=None, description="sha256 of settings.")
+    settings: dict[str, Any] | None = Field(
+        default=None, description="The settings a resume must not change, by spec path."
+    )
+    schedule: dict[str, Any] | None = Field(
+        default=None, description="Batch size, learning rate and schedule, which may change with a warning."
+    )
+
+
+class CheckpointManifest(RunStamp):
+    """What a complete checkpoint holds. Its presence, valid, is what makes the checkpoint exist.
+
+    Manifests of earlier versions have no stamp (job, fingerprint, settings); they resume as before.
+    """
 
     format: Literal["kubesft.io/checkpoint/v1"] = "kubesft.io/checkpoint/v1"
     step: int = Field(ge=0)
@@ -89,8 +117,8 @@ class CheckpointManifest(_Model):
             raise ValueError(f"{where}: invalid manifest ({location}: {first['msg']})") from None
 
 
-def build_manifest(directory: Path, step: int) -> CheckpointManifest:
-    """Hash every file under ``directory`` (a local checkpoint folder)."""
+def build_manifest(directory: Path, step: int, stamp: RunStamp | None = None) -> CheckpointManifest:
+    """Hash every file under ``directory`` (a local checkpoint folder); ``stamp`` says whose it is."""
     files = [
         ManifestFile(
             path=path.relative_to(directory).as_posix(), size=path.stat().st_size, sha256=sha256_of(path)
@@ -100,7 +128,9 @@ def build_manifest(directory: Path, step: int) -> CheckpointManifest:
     ]
     if not files:
         raise ValueError(f"{directory}: the checkpoint folder holds no files")
-    return CheckpointManifest(step=step, created_at=now_utc(), files=files)
+    return CheckpointManifest(
+        step=step, created_at=now_utc(), files=files, **(stamp or RunStamp()).model_dump()
+    )
 
 
 def verify_files(directory: Path, manifest: CheckpointManifest) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from kubesft_trainer.checkpoints.manifest import (
     MANIFEST_NAME,
     CheckpointManifest,
+    RunStamp,
     build_manifest,
     checkpoint_name,
     step_of,
@@ -30,10 +31,11 @@ class CorruptCheckpointError(StorageError):
 
 
 class CheckpointStore:
-    """Complete checkpoints under one URI, newest first by step."""
+    """Complete checkpoints under one URI, newest first by step; uploads carry ``stamp``."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, stamp: RunStamp | None = None) -> None:
         self.store = store
+        self.stamp = stamp
 
     @property
     def uri(self) -> str:
@@ -60,7 +62,14 @@ class CheckpointStore:
                 continue
             key = f"{checkpoint_name(step)}/{MANIFEST_NAME}"
             try:
-                manifest = CheckpointManifest.parse(self.store.read_bytes(key), self.store.location(key))
+                data = self.store.read_bytes(key)
+            except StorageError:
+                # Deleted since the listing (retention deletes manifests first): no longer complete.
+                if not self.store.exists(key):
+                    continue
+                raise
+            try:
+                manifest = CheckpointManifest.parse(data, self.store.location(key))
             except ValueError as error:
                 log.warning("skipping checkpoint %s: %s", self.location(step), error)
                 continue
@@ -80,7 +89,7 @@ class CheckpointStore:
         """
         name = checkpoint_name(step)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-hash") as hashing:
-            hashed = hashing.submit(build_manifest, directory, step)
+            hashed = hashing.submit(build_manifest, directory, step, self.stamp)
             # Leftovers of an earlier attempt at the same step (a stale manifest above all) go first,
             # so a half-overwritten folder is never taken for complete.
             self.store.delete_prefix(name)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubesft_api.sft_config_fields import extra_args_problems
 from kubesft_api.trainer_config import TrainerConfig
+from kubesft_trainer.config.precision import Precision, precision_flags
 from kubesft_trainer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,17 +33,6 @@ def check_extra_args(extra_args: dict[str, Any], installed: set[str]) -> None:
         )
 
 
-def precision_flags(precision: str, cuda: bool, bf16_capable: bool) -> dict[str, bool]:
-    """bf16 / fp16 flags. ``auto`` is bf16 where the GPU supports it, else full fp32 (CPU, older GPUs)."""
-    if precision == "auto":
-        return {"bf16": cuda and bf16_capable, "fp16": False}
-    if precision == "fp16" and not cuda:
-        raise ConfigError("training.precision: fp16 needs a CUDA GPU; use auto or fp32 on CPU")
-    if precision == "bf16" and cuda and not bf16_capable:
-        raise ConfigError("training.precision: this GPU does not support bf16; use fp16 or auto")
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
 def _checkpointing_name(installed: set[str]) -> str:
     # transformers 5 renamed gradient_checkpointing; the old name still works but warns.
     return "activation_checkpointing" if "activation_checkpointing" in installed else "gradient_checkpointing"
@@ -55,7 +45,7 @@ def sft_kwargs(
     progress_bar: bool,
     installed: set[str],
     cuda: bool,
-    bf16_capable: bool,
+    precision: Precision,
     tuned: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The SFTConfig arguments for this spec, then ``tuned`` (``tuning.tuned_sft_defaults``), then
@@ -79,7 +69,7 @@ def sft_kwargs(
         "assistant_only_loss": training.assistant_only_loss,
         "completion_only_loss": training.completion_only_loss,
         _checkpointing_name(installed): training.gradient_checkpointing,
-        **precision_flags(training.precision, cuda, bf16_capable),
+        **precision_flags(precision),
         "seed": training.seed,
         "data_seed": training.seed,
         "logging_steps": training.logging_steps,

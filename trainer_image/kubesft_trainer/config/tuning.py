@@ -1,8 +1,7 @@
 """Speed settings kubesft picks by itself from the hardware and the installed kernels.
 
-The spec's own settings (precision ``auto`` -> bf16 on GPUs that support it, ``packing``) are
-applied by ``sft_args``; this module adds what no spec field names: the attention kernel and
-Liger's fused kernels. ``training.extraArgs`` still overrides the SFTConfig ones.
+The spec's own settings (precision, ``packing``) are applied by ``precision`` and ``sft_args``;
+this module adds what no spec field names: the attention kernel and Liger's fused kernels. ``training.extraArgs`` still overrides the SFTConfig ones.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ class Accelerator:
     """What this process trains on."""
 
     cuda: bool
-    bf16_capable: bool
     capability: tuple[int, int] | None = None
     """CUDA compute capability of the first visible GPU."""
 
@@ -29,9 +27,9 @@ class Accelerator:
         import torch
 
         if not torch.cuda.is_available():
-            return cls(cuda=False, bf16_capable=False)
+            return cls(cuda=False)
         major, minor = torch.cuda.get_device_capability(0)
-        return cls(cuda=True, bf16_capable=torch.cuda.is_bf16_supported(), capability=(major, minor))
+        return cls(cuda=True, capability=(major, minor))
 
 
 def _installed(module: str) -> bool:

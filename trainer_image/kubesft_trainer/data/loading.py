@@ -96,7 +96,7 @@ def _load_hub_split(source: DatasetSource, split: str, field: str, hf_token: str
     from datasets import load_dataset
 
     try:
-        return load_dataset(source.name, source.subset, split=split, token=hf_token)
+        return load_dataset(source.name, source.subset, split=split, revision=source.revision, token=hf_token)
     except ValueError as error:
         # datasets raises ValueError for an unknown split or configuration
         raise DataError(f"{field}: {error}") from error
@@ -198,26 +198,30 @@ def _checked(
     return picked
 
 
-def _hold_out(count: int, source: DatasetSource) -> tuple[list[int], list[int]]:
-    """Train and eval row indices, the eval ones a seeded random ``evalFraction`` of the rows."""
+def _hold_out(indices: list[int], source: DatasetSource) -> tuple[list[int], list[int]]:
+    """Train and eval row indices, the eval ones a seeded random ``evalFraction`` of ``indices``,
+    at most ``maxEvalSamples`` of them: the rest stay in training."""
     import numpy as np
 
-    indices = list(range(count))
     if source.eval_fraction is None:
         return indices, []
+    count = len(indices)
     held = min(max(1, round(count * source.eval_fraction)), count - 1)
+    if source.max_eval_samples:
+        held = min(held, source.max_eval_samples)
     if held < 1:
         raise DataError(f"dataset.evalFraction: {count} row(s) are too few to hold any out for evaluation")
     order = np.random.default_rng(source.seed).permutation(count)
-    return sorted(int(i) for i in order[held:]), sorted(int(i) for i in order[:held])
+    return sorted(indices[int(i)] for i in order[held:]), sorted(indices[int(i)] for i in order[:held])
 
 
-def _sample(indices: list[int], source: DatasetSource) -> list[int]:
+def _sample(indices: list[int], limit: int | None, seed: int) -> list[int]:
+    """A seeded random ``limit`` of ``indices`` (all of them without a limit), in their order."""
     import numpy as np
 
-    if source.max_samples is None or len(indices) <= source.max_samples:
+    if not limit or len(indices) <= limit:
         return indices
-    chosen = np.random.default_rng(source.seed).permutation(len(indices))[: source.max_samples]
+    chosen = np.random.default_rng(seed).permutation(len(indices))[:limit]
     return sorted(indices[int(i)] for i in chosen)
 
 
@@ -239,8 +243,8 @@ def load_data(
     if assistant_only and row_format == "text":
         raise DataError("training.assistantOnlyLoss: needs conversational data; the data is plain text")
     train_all = _to_trl_columns(train_all, row_format, source)
-    train_indices, eval_indices = _hold_out(len(train_all), source)
-    train_indices = _sample(train_indices, source)
+    sampled = _sample(list(range(len(train_all))), source.max_samples, source.seed)
+    train_indices, eval_indices = _hold_out(sampled, source)
     train = _checked(train_all, train_indices, row_format, source, assistant_only, source.split, description)
     evaluation: Dataset | None = None
     if eval_indices:
@@ -257,7 +261,7 @@ def load_data(
         eval_all = _to_trl_columns(eval_all, row_format, source)
         evaluation = _checked(
             eval_all,
-            list(range(len(eval_all))),
+            _sample(list(range(len(eval_all))), source.max_eval_samples, source.seed),
             row_format,
             source,
             assistant_only,

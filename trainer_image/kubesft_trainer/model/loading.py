@@ -96,11 +96,36 @@ def _add_tokens(tokenizer: PreTrainedTokenizerBase, tokens: list[str], setup: To
         setup.notes.append(f"added {', '.join(missing)} to the tokenizer; their embeddings start untrained")
 
 
+def _check_turn_end(tokenizer: PreTrainedTokenizerBase, source: ModelSource, eos: str | None) -> None:
+    """The template must write the EOS the model learns right after an assistant turn, or the
+    model learns to stop at a token it never sees; the model's own template only gets a warning."""
+    if eos is None or not tokenizer.chat_template:
+        return
+    try:
+        text = str(tokenizer.apply_chat_template(_PROBE_CONVERSATION, tokenize=False))
+    except Exception:  # a model's own template may need more than the probe; training tells
+        return
+    reply = _PROBE_CONVERSATION[-1]["content"]
+    if text.partition(reply)[2].lstrip().startswith(eos):
+        return
+    where = "model.eosToken" if source.eos_token is not None else "model.chatTemplate"
+    problem = f"{where}: the chat template does not write {eos} right after an assistant turn"
+    if source.chat_template is None and source.eos_token is None:
+        log.warning(
+            "%s; set model.eosToken to the token that ends a turn, so the model learns to stop", problem
+        )
+        return
+    raise ConfigError(
+        f"{problem}, so the model would never learn to stop; set model.eosToken to the token it writes there"
+    )
+
+
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, source: ModelSource) -> TokenizerSetup:
-    """Apply ``model.chatTemplate`` (or keep the model's) and make sure pad exists and is not EOS."""
-    setup = TokenizerSetup(eos_token=None)
+    """Apply ``model.chatTemplate`` (or keep the model's) and ``model.eosToken``, and make sure pad
+    exists and is not EOS."""
+    setup = TokenizerSetup(eos_token=source.eos_token)
     if source.chat_template is not None:
-        template = template_from_setting(source.chat_template)
+        template = template_from_setting(source)
         _add_tokens(tokenizer, list(template.special_tokens), setup)
         tokenizer.chat_template = template.source
         setup.eos_token = template.end_of_turn
@@ -110,6 +135,9 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, source: ModelSource) -
             raise ConfigError(
                 f"model.chatTemplate: the template does not render a conversation: {error}"
             ) from error
+    elif source.eos_token is not None:
+        _add_tokens(tokenizer, [source.eos_token], setup)
+    _check_turn_end(tokenizer, source, setup.eos_token or tokenizer.eos_token)
     eos = setup.eos_token or tokenizer.eos_token
     pad = tokenizer.pad_token
     if pad is None or pad == eos:
@@ -126,27 +154,21 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, source: ModelSource) -
     return setup
 
 
-def _dtype(source: ModelSource) -> Any:
-    if source.dtype == "auto":
-        return "auto"
-    import torch
-
-    return getattr(torch, source.dtype)
-
-
 def load_model(
     source: ModelSource,
     location: ModelLocation,
     tokenizer: PreTrainedTokenizerBase,
+    dtype: str,
     quantization_config: Any | None = None,
     attention: str | None = None,
 ) -> PreTrainedModel:
-    """Load the causal LM (with ``attention`` as its attention implementation), resized when the
-    tokenizer gained tokens."""
+    """Load the causal LM in ``dtype`` (a torch dtype name, or auto for the checkpoint's own), with
+    ``attention`` as its attention implementation, resized when the tokenizer gained tokens."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {
-        "dtype": _dtype(source),
+        "dtype": "auto" if dtype == "auto" else getattr(torch, dtype),
         "trust_remote_code": source.trust_remote_code,
     }
     if quantization_config is not None:

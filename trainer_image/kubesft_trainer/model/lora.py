@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubesft_api.lora import LoraSettings
+from kubesft_trainer.config.precision import COMPUTE_DTYPES, Precision
 from kubesft_trainer.errors import ConfigError
+from kubesft_trainer.model.stop_tokens import StopTokens
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -31,8 +33,9 @@ def check_quantization(settings: LoraSettings, cuda: bool) -> None:
         )
 
 
-def quantization_config(settings: LoraSettings) -> Any | None:
-    """The bitsandbytes config QLoRA loads the base with (NF4 with bf16 compute, as in the QLoRA paper)."""
+def quantization_config(settings: LoraSettings, precision: Precision) -> Any | None:
+    """The bitsandbytes config QLoRA loads the base with: NF4 with double quantization, as in the
+    QLoRA paper, computing in the training precision's dtype (bf16 only where the GPU has it)."""
     if settings.quantization == "none":
         return None
     import torch
@@ -44,7 +47,7 @@ def quantization_config(settings: LoraSettings) -> Any | None:
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=getattr(torch, COMPUTE_DTYPES[precision]),
     )
 
 
@@ -76,10 +79,13 @@ def write_merged_model(
     merged_dir: Path,
     load_base: Callable[[], PreTrainedModel],
     tokenizer: PreTrainedTokenizerBase,
+    stop: StopTokens,
 ) -> None:
-    """Merge the saved adapter into a freshly loaded, unquantized base and save the result."""
+    """Merge the saved adapter into a freshly loaded, unquantized base and save the result, stopping
+    at ``stop`` rather than at the base model's own EOS."""
     from peft import PeftModel
 
     merged = PeftModel.from_pretrained(load_base(), str(adapter_dir)).merge_and_unload()
+    stop.apply(merged)
     merged.save_pretrained(str(merged_dir))
     tokenizer.save_pretrained(str(merged_dir))

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kubesft_api.model import BUILTIN_CHAT_TEMPLATES
+from kubesft_api.chat_templates import BUILTIN_END_OF_TURN
+from kubesft_api.model import BUILTIN_CHAT_TEMPLATES, ModelSource
 from kubesft_trainer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ class ChatTemplate:
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 CHATML_START = "<|im_start|>"
-CHATML_END = "<|im_end|>"
+CHATML_END = BUILTIN_END_OF_TURN["chatml"]
 
 
 def builtin_template(name: str) -> ChatTemplate:
@@ -38,11 +39,14 @@ def builtin_template(name: str) -> ChatTemplate:
     return ChatTemplate(source=source, end_of_turn=CHATML_END, special_tokens=(CHATML_START, CHATML_END))
 
 
-def template_from_setting(setting: str) -> ChatTemplate:
-    """``model.chatTemplate``: a built-in name, or an inline Jinja template used as it is."""
-    if setting in BUILTIN_CHAT_TEMPLATES:
-        return builtin_template(setting)
-    return ChatTemplate(source=setting)
+def template_from_setting(source: ModelSource) -> ChatTemplate:
+    """``model.chatTemplate`` (set): a built-in name, or an inline Jinja template used as it is,
+    ending turns with ``model.eosToken`` or the token derived from it."""
+    assert source.chat_template is not None
+    if source.chat_template in BUILTIN_CHAT_TEMPLATES:
+        return builtin_template(source.chat_template)
+    end = source.end_of_turn()
+    return ChatTemplate(source=source.chat_template, end_of_turn=end, special_tokens=(end,) if end else ())
 
 
 def check_template_fits_data(

@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from kubesft_trainer.reporting.samples import SampleAnswer
+
 
 class TrainingSummary(BaseModel):
     """Written next to the model; the model card is rendered from it."""
@@ -15,10 +17,12 @@ class TrainingSummary(BaseModel):
 
     base_model: str
     dataset: str
+    dataset_revision: str | None = Field(default=None, description="Hub dataset revision, for hub datasets")
     row_format: str
     train_rows: int
     eval_rows: int | None = None
     chat_template: str = Field(description="model (its own), chatml, or inline")
+    end_of_turn_token: str | None = Field(default=None, description="The EOS the model learned and stops at")
     global_step: int
     max_steps: int
     epoch: float | None = None
@@ -30,10 +34,14 @@ class TrainingSummary(BaseModel):
     tokens: int | None = None
     tokens_per_second: float | None = None
     resumed_from_step: int | None = None
+    warm_started_from: str | None = None
     world_size: int = 1
     precision: str
+    weights_dtype: str | None = Field(default=None, description="dtype the weights were trained in")
     lora: bool = False
     merged_model_path: str | None = None
+    samples: list[SampleAnswer] = Field(default_factory=list, description="Answers before and after training")
+    sample_seconds: float | None = Field(default=None, description="Time spent answering the sample prompts")
     started_at: str
     finished_at: str
     versions: dict[str, str] = Field(default_factory=dict)
