@@ -483,6 +483,15 @@ def test_job_trains_to_success_with_progress_output_and_events(e2e: E2E) -> None
     assert e2e.summary(HAPPY)["globalStep"] == HAPPY_STEPS
     reasons = {event.reason for event in e2e.events(HAPPY)}
     assert {"JobCreated", "Training", "Completed"} <= reasons, reasons
+    # kubectl get's Loss column: the last loss to 4 significant digits.
+    assert status["lossText"] == f"{status['progress']['loss']:.4g}", status
+    # The checkpoints know whose they are: the operator passed the job's identity to the pod.
+    job = e2e.get(HAPPY)
+    assert job is not None
+    manifest = e2e.checkpoints(HAPPY).complete()[0]
+    assert manifest.job is not None and manifest.settings is not None
+    assert (manifest.job.namespace, manifest.job.name) == (e2e.namespace, HAPPY)
+    assert manifest.job.uid == job["metadata"]["uid"]
 
 
 def test_bad_dataset_row_fails_with_the_row_named_and_no_retry(e2e: E2E) -> None:
