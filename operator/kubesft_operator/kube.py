@@ -29,6 +29,8 @@ API_CONCURRENCY = 24
 """API calls in flight at once (pooled connections)."""
 REQUEST_TIMEOUT_SECONDS = 60
 SFTJOBS = f"/apis/{GROUP}/{VERSION}"
+WORKLOADS = "/apis/kueue.x-k8s.io/v1beta2"
+WORKLOAD_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 WEBHOOK_CONFIGURATIONS = {
     "ValidatingWebhookConfiguration": "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
     "MutatingWebhookConfiguration": "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
@@ -143,6 +145,15 @@ class Kube:
                 result: dict[str, Any] = json.loads(payload) if payload else {}
                 return result
         raise AssertionError("unreachable")
+
+    async def job_workload(self, namespace: str, job_uid: str) -> dict[str, Any] | None:
+        """Kueue's Workload for the Job with ``job_uid`` (Kueue labels it with the uid), or None
+        when Kueue has made none yet. ApiError 404 means Kueue is not installed."""
+        path = (
+            f"{WORKLOADS}/namespaces/{namespace}/workloads?labelSelector={WORKLOAD_JOB_UID_LABEL}%3D{job_uid}"
+        )
+        items = (await self._request("GET", path)).get("items") or []
+        return dict(items[0]) if items else None
 
     async def server_version(self) -> tuple[int, int]:
         info = await self._request("GET", "/version")

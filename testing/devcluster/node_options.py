@@ -34,6 +34,9 @@ class NodeOptions:
     restart_backoff: float = 1.0
     max_restart_backoff: float = 10.0
     pod_network: bool = True
+    # Extended resources the node advertises beside its CPUs and memory, so that quotas and
+    # requests can be GPU ones; pods that ask for them run on the CPU.
+    extended_resources: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu": "2"})
 
     def runtime_settings(self, host_ip: str, allocatable: dict[str, str]) -> RuntimeSettings:
         """What every pod on the node shares, once the node knows its address and size."""
