@@ -20,7 +20,6 @@ from dataclasses import replace
 from typing import Any, cast
 
 import aiohttp
-import kopf
 
 from kubesft_api.pod_contract import TRAINER_METRICS_PORT
 from kubesft_api.status import SFTJobStatus
@@ -273,12 +272,11 @@ class Controller:
             metrics.record_transition(old, decision.status, created_at)
             metrics.PHASE_COUNTS.set(*key, decision.status.phase)
         for note in decision.events:
-            kopf.event(
-                kopf.Body(cast(kopf.RawBody, body)),
-                type=note.type,
-                reason=note.reason,
-                message=note.message[:1024],
-            )
+            try:
+                await self.kube.post_event(cast(dict[str, Any], body), note.type, note.reason, note.message)
+            except (ApiError, aiohttp.ClientError) as err:
+                # An event is a courtesy: the status already says what it says.
+                logger.warning("could not record event %s on %s/%s: %s", note.reason, namespace, name, err)
         if decision.requeue_after is not None:
             self._requeue(key, decision.requeue_after)
 
