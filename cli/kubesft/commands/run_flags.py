@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from kubesft_api.sft_config_fields import MANAGED_SFT_CONFIG_FIELDS, SFT_CONFIG_FIELDS, closest_field_names
+from kubesft_api.sft_config_fields import SFT_CONFIG_FIELDS, closest_field_names, extra_args_problems
 
 GIVEN = "spec_flags"
 """Namespace attribute: spec path -> (the option as typed, its value), in the order given."""
@@ -245,12 +245,11 @@ def sft_config_extras(extras: list[str]) -> tuple[Given, list[str]]:
             raw = extras[index] if has_value else "true"
             index += has_value
         key = name.replace("-", "_")
-        if key in MANAGED_SFT_CONFIG_FIELDS:
-            problems.append(
-                f"--{name}: kubesft sets {key} itself; use the flag for {MANAGED_SFT_CONFIG_FIELDS[key]}"
-            )
-        elif key in SFT_CONFIG_FIELDS:
+        problem = extra_args_problems([key]).get(key)
+        if problem is None:
             given[f"training.extraArgs.{key}"] = (f"--{name}", yaml.safe_load(raw) if raw else "")
+        elif key in SFT_CONFIG_FIELDS:
+            problems.append(f"--{name}: {problem}")
         else:
             near = closest_field_names(key, candidates=[*SFT_CONFIG_FIELDS, *_flag_names()])
             hint = f" (did you mean {', '.join('--' + n for n in near)}?)" if near else ""
