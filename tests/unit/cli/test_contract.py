@@ -4,6 +4,7 @@ name it finds trainer pods by; and what the cli extra must not need: torch, TRL 
 from __future__ import annotations
 
 from kubesft import pods
+from kubesft_api.pod_contract import CONTAINER_NAME
 from kubesft_operator.render import Attempt, render_job
 from tests.support.imports import ROOT, import_without, package_modules
 from tests.support.operator_objects import BASE_SPEC, DEFAULTS, OWNER, parsed
@@ -28,7 +29,7 @@ def test_the_client_selects_the_pods_the_operator_renders_and_reads_their_traine
     for term in pods.selector(OWNER.name, 2).split(","):
         key, value = term.split("=")
         assert labels[key] == value
-    assert pods.CONTAINER_NAME in {container["name"] for container in template["spec"]["containers"]}
+    assert CONTAINER_NAME in {container["name"] for container in template["spec"]["containers"]}
 
 
 def test_the_client_imports_without_the_trainer_or_the_operator() -> None:
