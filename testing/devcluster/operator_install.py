@@ -283,6 +283,7 @@ def running_operator(
     *,
     tie_to_parent: bool = False,
     python_args: tuple[str, ...] = IMAGE_COMMAND,
+    env: Mapping[str, str] | None = None,
     **overrides: str,
 ) -> Iterator[OperatorProcess]:
     """Start the operator; on exit delete the SFTJobs it still handles, stop it, remove its webhooks.
@@ -291,7 +292,7 @@ def running_operator(
     operator would refuse every later SFTJob in the session.
     """
     operator = OperatorProcess(
-        install, log_path, dict(overrides), tie_to_parent=tie_to_parent, python_args=python_args
+        install, log_path, {**(env or {}), **overrides}, tie_to_parent=tie_to_parent, python_args=python_args
     )
     operator.start()
     try:
