@@ -66,6 +66,7 @@ class ControlPlane:
         self.processes: list[ManagedProcess] = []
         self.admin_token = secrets.token_hex(16)
         self.api_port = 0
+        self.etcd_port = 0
         self.startup_seconds = 0.0
         self._ca: CertificateAuthority | None = None
         self._etcd_dir: Path | None = None
@@ -128,6 +129,7 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
+        self.etcd_port = etcd_client
         self._wait_http(etcd, "127.0.0.1", etcd_client, "/health", tls=False)
 
         apiserver_flags = [
@@ -179,6 +181,40 @@ class ControlPlane:
             ],
         )
         self.startup_seconds = time.monotonic() - began
+
+    # -- faults: one component stopped and started again ---------------------------------------
+
+    def stop_component(self, name: str) -> None:
+        """Stop ``name`` (etcd, kube-apiserver or kube-controller-manager) as an outage would; the
+        others go on. ``start_component`` brings it back with the same command line and data."""
+        process = self._component(name)
+        process.stop(grace=5.0)
+        identity = process_identity(process.pid)
+        if identity is not None:
+            self.state.forget("pids", list(identity))
+
+    def start_component(self, name: str) -> None:
+        """Start ``name`` again after ``stop_component``, and wait until it serves."""
+        old = self._component(name)
+        if old.exited() is None:
+            raise ControlPlaneError(f"{name} is still running")
+        index = self.processes.index(old)
+        del self.processes[index]
+        process = self._spawn(name, old.argv)
+        self.processes.insert(index, self.processes.pop())
+        if name == "etcd":
+            self._wait_http(process, "127.0.0.1", self.etcd_port, "/health", tls=False)
+        elif name == "kube-apiserver":
+            self._wait_http(process, "127.0.0.1", self.api_port, "/readyz", tls=True)
+
+    def component_running(self, name: str) -> bool:
+        return self._component(name).exited() is None
+
+    def _component(self, name: str) -> ManagedProcess:
+        found = [p for p in self.processes if p.name == name]
+        if not found:
+            raise ControlPlaneError(f"no control-plane component {name!r}")
+        return found[0]
 
     def stop(self) -> None:
         """Stop the processes in reverse order of start, by PID; nothing is left running."""
