@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,11 @@ def run_trainer(config: dict[str, Any], scratch: Path) -> dict[str, Any]:
         (Path(config["output"]["uri"]) / "training_summary.json").read_text()
     )
     return summary
+
+
+def median(rounds: list[dict[str, Any]], key: str) -> float:
+    """The median over the rounds of one figure."""
+    return statistics.median(float(figures[key]) for figures in rounds)
 
 
 def write_figures(name: str, figures: dict[str, Any], *, merge: bool = False) -> Path:

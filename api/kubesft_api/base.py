@@ -32,6 +32,8 @@ ShortName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 """A split, column, configuration or revision name."""
 UriText = Annotated[str, StringConstraints(max_length=2048)]
 """A storage URI before its scheme is checked (``kubesft_api.uris``)."""
+HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+(/.*)?$")]
+"""The URL of a service the trainer talks to: an S3 endpoint, a tracking server."""
 StepCount = Annotated[int, Field(ge=1, le=100_000_000)]
 """A number of optimizer steps."""
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]

@@ -8,7 +8,7 @@ from pydantic import (
     Field,
 )
 
-from kubesft_api.base import SpecModel, StepCount
+from kubesft_api.base import HttpUrl, SpecModel, StepCount
 from kubesft_api.refs import S3CredentialsRef
 from kubesft_api.uris import S3OrLocalUri
 
@@ -30,11 +30,8 @@ class CheckpointSettings(SpecModel):
             "checkpoints, output). Unset uses the pod's ambient credentials (e.g. IRSA)."
         ),
     )
-    endpoint_url: str | None = Field(
-        default=None,
-        description="S3 endpoint for MinIO or another S3-compatible store; unset means AWS.",
-        max_length=2048,
-        pattern=r"^https?://[^\s/]+(/.*)?$",
+    endpoint_url: HttpUrl | None = Field(
+        default=None, description="S3 endpoint for MinIO or another S3-compatible store; unset means AWS."
     )
     region: str = Field(
         default="us-east-1", description="S3 region.", min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$"

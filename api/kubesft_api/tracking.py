@@ -3,16 +3,11 @@ loss history to a tracking server, and the run's id and URL go into the status a
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import (
     Field,
-    StringConstraints,
 )
 
-from kubesft_api.base import KubeName, SecretKey, ShortName, SpecModel
-
-TrackingUri = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^/\s]+(/\S*)?$")]
+from kubesft_api.base import HttpUrl, KubeName, SecretKey, ShortName, SpecModel
 
 
 class MlflowCredentialsRef(SpecModel):
@@ -28,7 +23,7 @@ class MlflowCredentialsRef(SpecModel):
 class MlflowTracking(SpecModel):
     """An MLflow tracking server and the experiment the job's run goes into."""
 
-    tracking_uri: TrackingUri = Field(description="The tracking server, e.g. http://mlflow.mlflow:5000.")
+    tracking_uri: HttpUrl = Field(description="The tracking server, e.g. http://mlflow.mlflow:5000.")
     experiment: ShortName = Field(description="Experiment name; created when it does not exist.")
     run_name: ShortName | None = Field(
         default=None,

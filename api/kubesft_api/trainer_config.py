@@ -34,34 +34,24 @@ COMPLETION_ONLY_ON_MESSAGES = (
 class TrainerConfig(SpecModel):
     """Everything the trainer needs: the sections of an SFTJob spec it reads."""
 
-    model: ModelSource = Field(
-        default_factory=lambda: ModelSource.model_construct(),
-        description="The base model.",
-    )
+    # Required sections default to an unset one, so their own validators name the missing field.
+    model: ModelSource = Field(default_factory=ModelSource.model_construct, description="The base model.")
     dataset: DatasetSource = Field(
-        default_factory=lambda: DatasetSource.model_construct(),
-        description="The training data.",
+        default_factory=DatasetSource.model_construct, description="The training data."
     )
-    training: TrainingSettings = Field(
-        default_factory=TrainingSettings,
-        description="SFT hyper-parameters.",
-    )
+    training: TrainingSettings = Field(default_factory=TrainingSettings, description="SFT hyper-parameters.")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA / QLoRA.")
     checkpoints: CheckpointSettings = Field(
-        default_factory=CheckpointSettings,
-        description="Checkpointing and resume.",
+        default_factory=CheckpointSettings, description="Checkpointing and resume."
     )
     output: OutputSettings = Field(
-        default_factory=lambda: OutputSettings.model_construct(),
-        description="Where the final model goes.",
+        default_factory=OutputSettings.model_construct, description="Where the final model goes."
     )
     evaluation: EvaluationSettings = Field(
-        default_factory=EvaluationSettings,
-        description="Sample answers before and after training.",
+        default_factory=EvaluationSettings, description="Sample answers before and after training."
     )
     tracking: TrackingSettings = Field(
-        default_factory=TrackingSettings,
-        description="Experiment tracking (MLflow).",
+        default_factory=TrackingSettings, description="Experiment tracking (MLflow)."
     )
 
     @model_validator(mode="after")

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
 
-from bench.common import tiny_config, write_figures  # noqa: E402
+from bench.common import median, tiny_config, write_figures  # noqa: E402
 from kubesft_api.checkpoints import CheckpointSettings  # noqa: E402
 from kubesft_api.trainer_config import TrainerConfig  # noqa: E402
 from kubesft_trainer.checkpoints import CheckpointStore  # noqa: E402
@@ -188,7 +187,7 @@ def throughput(endpoint: str, scratch: Path, rounds: int, total_mib: int) -> dic
             f"round {number + 1}: " + ", ".join(f"{name} {figures[name]:.0f} MB/s" for name in methods),
             flush=True,
         )
-    medians = {name: statistics.median(r[name] for r in results) for name in methods}
+    medians = {name: median(results, name) for name in methods}
     ratio = medians["store"] / medians["plainLoop"]
     print(
         f"upload of a {size / 1e6:.0f} MB checkpoint, median: "
@@ -266,9 +265,9 @@ def stall(endpoint: str, scratch: Path, rounds: int, steps: int, save_steps: int
             f"{base + extra:.1f} s saving every {save_steps} ({per_save:+.2f} s per save)",
             flush=True,
         )
-    share = statistics.median(r["stallShare"] for r in results)
-    pause = statistics.median(r["stallPerSaveSeconds"] for r in results)
-    extra = statistics.median(r["extraRuntimePerSaveSeconds"] for r in results)
+    share = median(results, "stallShare")
+    pause = median(results, "stallPerSaveSeconds")
+    extra = median(results, "extraRuntimePerSaveSeconds")
     print(
         f"training stall per save, median: {pause:.2f} s = {100 * share:.1f}% of the save interval "
         f"(target ≤ 10%); extra runtime per save {extra:+.2f} s",

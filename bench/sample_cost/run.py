@@ -16,7 +16,6 @@ Run: ``python bench/sample_cost/run.py [--rounds 2] [--rows 512] [--threads N]``
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
 
-from bench.common import run_trainer, write_figures  # noqa: E402
+from bench.common import median, run_trainer, write_figures  # noqa: E402
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
 
 
@@ -74,7 +73,7 @@ def main() -> None:
                 f"{100 * figures['share']:.1f} %",
                 flush=True,
             )
-    share = statistics.median(r["share"] for r in rounds)
+    share = median(rounds, "share")
     print(f"median share of the run spent on samples: {100 * share:.1f} % (target on a GPU: < 2 %)")
     write_figures("sample_cost", {"rounds": rounds, "medianShare": share, "threads": args.threads})
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
 
-from bench.common import run_trainer, tiny_config, training_env, write_figures  # noqa: E402
+from bench.common import median, run_trainer, tiny_config, training_env, write_figures  # noqa: E402
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
 
 
@@ -82,8 +81,8 @@ def main() -> None:
                 f"kubesft {figures['kubesft']:,.0f} tokens/s",
                 flush=True,
             )
-    script = statistics.median(r["script"] for r in rounds)
-    kubesft = statistics.median(r["kubesft"] for r in rounds)
+    script = median(rounds, "script")
+    kubesft = median(rounds, "kubesft")
     ratio = script / kubesft
     print(f"median: script {script:,.0f} tokens/s, kubesft {kubesft:,.0f} tokens/s")
     print(f"ratio script/kubesft: {ratio:.3f} (target ≤ 1.05)")

@@ -170,9 +170,11 @@ def read_log(
             break
         if not more:
             time.sleep(poll_seconds)
-    if budget is None or budget > 0:
+    if (budget is None or budget > 0) and (query.tail_lines is None or query.tail_lines > 0):
         # A last line without a newline: the kubelet shows it once the container has written it.
         rest = _rest(log, offset)
         if rest:
+            # Its time is the log's last write; the file system's coarse clock may put that
+            # before the line above, which it cannot precede.
             stamp = _stamp(datetime.datetime.fromtimestamp(log.stat().st_mtime, datetime.UTC))
-            yield from shaped([_Line(stamp, rest)])
+            yield from shaped([_Line(max([stamp, *_read_stamps(log)[-1:]]), rest)])

@@ -22,7 +22,7 @@ from pathlib import Path
 from testing.devcluster.binaries import etcd_binary, kubernetes_binary
 from testing.devcluster.kubeconfig import write_kubeconfig
 from testing.devcluster.pki import CertificateAuthority, CertificatePair, write_signing_key
-from testing.devcluster.processes import ManagedProcess, free_port, process_identity
+from testing.devcluster.processes import ManagedProcess, free_port
 from testing.devcluster.run_state import RunState
 
 ADMIN_USER = "kubesft-admin"
@@ -220,10 +220,7 @@ class ControlPlane:
         """Stop the processes in reverse order of start, by PID; nothing is left running."""
         for process in reversed(self.processes):
             process.stop(grace=5.0)
-            identity = process_identity(process.pid)
-            if identity is None:
-                continue
-            self.state.forget("pids", list(identity))
+            self.state.forget_process(process.pid)
         self.processes.clear()
         if self._etcd_dir is not None:
             shutil.rmtree(self._etcd_dir, ignore_errors=True)
@@ -299,9 +296,7 @@ class ControlPlane:
         process = ManagedProcess(name, argv, self.directory / "logs" / f"{name}.log")
         process.start()
         self.processes.append(process)
-        identity = process_identity(process.pid)
-        if identity is not None:
-            self.state.remember("pids", list(identity))
+        self.state.remember_process(process.pid)
         return process
 
     def _wait_http(self, process: ManagedProcess, host: str, port: int, path: str, *, tls: bool) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from testing.devcluster.processes import ManagedProcess, free_port, process_identity, wait_for_http
+from testing.devcluster.processes import ManagedProcess, free_port, wait_for_http
 from testing.devcluster.run_state import RunState
 
 
@@ -36,17 +36,13 @@ class MlflowServer:
         ]
         self._process = ManagedProcess("mlflow", argv, self.directory / "server.log")
         self._process.start()
-        identity = process_identity(self._process.pid)
-        if identity is not None:
-            self.state.remember("pids", list(identity))
+        self.state.remember_process(self._process.pid)
         wait_for_http(self._process, self.host, self.port, "/health", timeout)
 
     def stop(self) -> None:
         if self._process is not None:
             self._process.stop(grace=5.0)
-            identity = process_identity(self._process.pid)
-            if identity is not None:
-                self.state.forget("pids", list(identity))
+            self.state.forget_process(self._process.pid)
             self._process = None
 
     def client(self) -> Any:

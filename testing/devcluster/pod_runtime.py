@@ -224,9 +224,7 @@ class PodRuntime:
         )
         assert run.process.stdout is not None
         run.log_copier = LogCopier(run.process.stdout, run.log_path())
-        identity = process_identity(run.process.pid)
-        if identity is not None:
-            self.state.remember("pids", list(identity))
+        self.state.remember_process(run.process.pid)
         run.started_at = pod_status.now()
         run.state = pod_status.running(run.started_at)
         run.restart_at = None

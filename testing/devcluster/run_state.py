@@ -79,6 +79,17 @@ class RunState:
                 data[kind].remove(value)
             self._write(data)
 
+    def remember_process(self, pid: int) -> None:
+        """A process started for the cluster: ``clean_up`` ends it, even after a crash of this one."""
+        identity = process_identity(pid)
+        if identity is not None:
+            self.remember("pids", list(identity))
+
+    def forget_process(self, pid: int) -> None:
+        identity = process_identity(pid)
+        if identity is not None:
+            self.forget("pids", list(identity))
+
     def clean_up(self, remove_directory: bool = True) -> None:
         """Remove everything recorded; safe to call twice."""
         with self._lock:

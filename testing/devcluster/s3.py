@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from testing.devcluster.processes import ManagedProcess, free_port, process_identity, wait_for_http
+from testing.devcluster.processes import ManagedProcess, free_port, wait_for_http
 from testing.devcluster.run_state import RunState
 
 ACCESS_KEY_ID = "kubesft-devcluster"
@@ -51,18 +51,14 @@ class S3Server:
             self.state.directory / "s3" / "moto_server.log",
         )
         self._process.start()
-        identity = process_identity(self._process.pid)
-        if identity is not None:
-            self.state.remember("pids", list(identity))
+        self.state.remember_process(self._process.pid)
         wait_for_http(self._process, self.host, self.port, "/moto-api/", timeout)
         self.client().create_bucket(Bucket=self.bucket)
 
     def stop(self) -> None:
         if self._process is not None:
             self._process.stop(grace=3.0)
-            identity = process_identity(self._process.pid)
-            if identity is not None:
-                self.state.forget("pids", list(identity))
+            self.state.forget_process(self._process.pid)
             self._process = None
 
     def client(self) -> Any:
