@@ -188,10 +188,8 @@ class ControlPlane:
         """Stop ``name`` (etcd, kube-apiserver or kube-controller-manager) as an outage would; the
         others go on. ``start_component`` brings it back with the same command line and data."""
         process = self._component(name)
+        self.state.forget_process(process.pid)
         process.stop(grace=5.0)
-        identity = process_identity(process.pid)
-        if identity is not None:
-            self.state.forget("pids", list(identity))
 
     def start_component(self, name: str) -> None:
         """Start ``name`` again after ``stop_component``, and wait until it serves."""

@@ -28,7 +28,7 @@ from testing.devcluster.binaries import BUILD_MODULES, MissingBinaryError, cache
 from testing.devcluster.control_plane import ControlPlane
 from testing.devcluster.helm import run_helm
 from testing.devcluster.kube import Kube, load_manifests, wait_until
-from testing.devcluster.processes import ManagedProcess, free_port, process_identity
+from testing.devcluster.processes import ManagedProcess, free_port
 from testing.devcluster.run_state import RunState
 
 NAMESPACE = "kueue-system"
@@ -169,9 +169,7 @@ class Kueue:
             env={"KUBECONFIG": str(kubeconfig), "HOME": str(self.directory), "PATH": "/usr/bin:/bin"},
         )
         self.process.start()
-        identity = process_identity(self.process.pid)
-        if identity is not None:
-            self.state.remember("pids", list(identity))
+        self.state.remember_process(self.process.pid)
         self._mount_certificate(self.directory / "certs", timeout)
         self._wait_webhooks(timeout)
 
