@@ -221,3 +221,15 @@ def test_evaluation_sets_are_checked_and_converted_like_the_training_rows(tmp_pa
         load(tmp_path, uri=str(tmp_path / "c.jsonl"), evalSets=[{"setName": "general", "uri": bad}])
     assert "dataset.evalSets[0] general" in str(info.value)
     assert "row 5: conversations[2].value is empty" in str(info.value)
+
+
+def test_a_single_messages_source_keeps_its_turns_as_they_are(tmp_path: Path) -> None:
+    rows = chat_rows(3)
+    for row in rows:
+        row["messages"][1]["name"] = "ada"
+    data = load(tmp_path, uri=str(write_jsonl(tmp_path / "c.jsonl", rows)))
+    assert data.train[0]["messages"][1] == {**rows[0]["messages"][1], "name": "ada"}
+    mixed = load(tmp_path, mixture=[{"uri": str(tmp_path / "c.jsonl")}, {"uri": str(tmp_path / "c.jsonl")}])
+    assert all(set(turn) == {"role", "content"} for row in mixed.train for turn in row["messages"]), (
+        "mixture sources share one schema"
+    )

@@ -13,7 +13,7 @@ from kubesft_trainer.reporting.telemetry import TelemetryCallback
 
 
 def test_each_set_is_reported_against_its_baseline_and_a_guarded_rise_is_flagged(tmp_path: Path) -> None:
-    tracker, lines = ProgressTracker(), []
+    tracker, lines = ProgressTracker(), list[str]()
     callback = TelemetryCallback(tracker, write_line=lines.append, guarded=("general",), retention_limit=0.1)
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     state, control = TrainerState(max_steps=20), TrainerControl()

@@ -209,7 +209,10 @@ class _Rows:
         if label is None:
             label = self.source.label if spec.mixture is None else f"{self.where}: {self.source.label}"
         check_rows(picked, indices, self.shape, fields, assistant_only, split, label).raise_if_bad()
-        return converted(picked, self.shape, self.source, spec.system_prompt, spec.system_prompt_mode)
+        uniform = spec.mixture is not None
+        return converted(
+            picked, self.shape, self.source, spec.system_prompt, spec.system_prompt_mode, uniform
+        )
 
 
 def _load_source(
