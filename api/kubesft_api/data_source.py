@@ -136,3 +136,34 @@ class MixtureSource(SourceFields):
         self.check_source(required=True)
         one_of(self, "weight", "max_samples", required=False)
         return self
+
+
+SetName = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
+]
+HELDOUT = "heldout"
+"""The evaluation set held out of the training data (evalSplit or evalFraction)."""
+
+
+class EvalSet(SourceFields):
+    """A named evaluation source, evaluated beside the held-out rows to measure what training keeps."""
+
+    set_name: SetName = Field(
+        description=(
+            "The set's name in metrics (label set), status and the model card, e.g. general; "
+            "heldout names the held-out training rows."
+        )
+    )
+    max_samples: int = Field(
+        default=500,
+        description="Evaluate on at most this many rows of the split (a seeded random subset); 0 means all.",
+        ge=0,
+        le=1_000_000,
+    )
+
+    @model_validator(mode="after")
+    def _source(self) -> Self:
+        self.check_source(required=True)
+        if self.set_name == HELDOUT:
+            raise field_error("setName", f"{HELDOUT} names the held-out training rows; pick another name")
+        return self

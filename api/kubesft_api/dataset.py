@@ -8,7 +8,7 @@ from pydantic import Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from kubesft_api.base import Seed, ShortName, one_of
-from kubesft_api.data_source import MixtureSource, SourceFields
+from kubesft_api.data_source import EvalSet, MixtureSource, SourceFields
 from kubesft_api.validation import field_error
 
 _SystemPrompt = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
@@ -66,6 +66,14 @@ class DatasetSource(SourceFields):
         le=1_000_000_000,
     )
     seed: Seed = Field(default=42, description="Seed for shuffling, sampling and the evaluation hold-out.")
+    eval_sets: list[EvalSet] = Field(
+        default_factory=list,
+        description=(
+            "More evaluation sets beside the held-out rows (named heldout), each evaluated before the "
+            "first step and every evalSteps, e.g. a slice of general data to see what training forgets."
+        ),
+        max_length=16,
+    )
 
     @property
     def sources(self) -> list[SourceFields]:
@@ -74,11 +82,16 @@ class DatasetSource(SourceFields):
 
     @property
     def uris(self) -> list[str]:
-        return [source.uri for source in self.sources if source.uri is not None]
+        every = [*self.sources, *self.eval_sets]
+        return [source.uri for source in every if source.uri is not None]
 
     @model_validator(mode="after")
     def _sources(self) -> Self:
         one_of(self, "eval_split", "eval_fraction", required=False)
+        names = [entry.set_name for entry in self.eval_sets]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise field_error(f"evalSets[{index}].setName", f"{name} names two evaluation sets")
         if self.mixture is None:
             self.check_source(required=True)
             return self

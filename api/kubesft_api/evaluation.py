@@ -35,3 +35,12 @@ class EvaluationSettings(SpecModel):
     sample_max_new_tokens: int = Field(
         default=64, description="Most tokens of each answer (greedy decoding).", ge=1, le=1024
     )
+    max_retention_loss_increase: float | None = Field(
+        default=None,
+        description=(
+            "Guard retention: when the loss of a dataset.evalSets set ends more than this above its "
+            "baseline (before the first step), the job finishes with a RetentionRegressed warning."
+        ),
+        gt=0.0,
+        le=100.0,
+    )

@@ -6,6 +6,8 @@ from the same kubesft version.
 
 from __future__ import annotations
 
+from typing import Final
+
 GROUP = "kubesft.io"
 """The SFTJob API group; it also prefixes kubesft's labels and annotations."""
 
@@ -39,7 +41,11 @@ SHM_DIR = "/dev/shm"
 PVC_ROOT = "/mnt/pvc"
 """Every claim a ``pvc://claim/path`` URI names is mounted at ``PVC_ROOT/claim``."""
 TERMINATION_LOG = "/dev/termination-log"
-"""Where a failing trainer writes its one-line reason."""
+"""Where a failing trainer writes its one-line reason, and a finished one its warning."""
+TRAINER_WARNING_PREFIX = "kubesft: warning: "
+"""A finished trainer's warning line: this prefix, the reason, ``: `` and the message."""
+RETENTION_REGRESSED: Final = "RetentionRegressed"
+"""The warning of a run whose guarded evaluation set rose over evaluation.maxRetentionLossIncrease."""
 
 ENV_PREFIX = "KUBESFT_"
 """Variables with this prefix are kubesft's own; ``resources.env`` may not set them."""

@@ -17,7 +17,22 @@ class ProgressReport(BaseModel):
     percent: float | None = Field(default=None, description="step / totalSteps × 100.", ge=0, le=100)
     eta_seconds: float | None = Field(default=None, description="Estimated seconds left.", ge=0)
     loss: float | None = Field(default=None, description="Latest training loss.")
-    eval_loss: float | None = Field(default=None, description="Latest evaluation loss.")
+    eval_loss: float | None = Field(default=None, description="Latest evaluation loss (of the heldout set).")
+    eval_losses: dict[str, float] | None = Field(
+        default=None,
+        description="Latest evaluation loss of each set (heldout and dataset.evalSets).",
+        max_length=17,
+    )
+    eval_baseline_losses: dict[str, float] | None = Field(
+        default=None,
+        description="Each set's loss before the first step, with dataset.evalSets.",
+        max_length=17,
+    )
+    retention_regressed: list[str] | None = Field(
+        default=None,
+        description="Sets whose loss rose over their baseline by more than evaluation.maxRetentionLossIncrease.",
+        max_length=16,
+    )
     learning_rate: float | None = Field(default=None, description="Current learning rate.", ge=0)
     tokens_per_second: float | None = Field(
         default=None, description="Training throughput in tokens per second.", ge=0

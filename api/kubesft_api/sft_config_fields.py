@@ -174,6 +174,7 @@ MANAGED_SFT_CONFIG_FIELDS: dict[str, str] = {
     "logging_steps": "spec.training.loggingSteps",
     "eval_steps": "spec.training.evalSteps",
     "eval_strategy": "spec.dataset.evalSplit or spec.dataset.evalFraction",
+    "eval_on_start": "spec.dataset.evalSets (each set's baseline at step 0)",
     "save_steps": "spec.checkpoints.saveSteps",
     "save_strategy": "spec.checkpoints.saveSteps",
     "save_total_limit": "spec.checkpoints.keep",

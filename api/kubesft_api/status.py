@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 from kubesft_api.progress import ProgressReport
 
 Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
-ConditionType = Literal["Created", "Running", "Suspended", "Succeeded", "Failed"]
+ConditionType = Literal["Created", "Running", "Suspended", "Succeeded", "Failed", "RetentionRegressed"]
 
 
 class StatusModel(BaseModel):

@@ -48,7 +48,8 @@ class TrainerConfig(SpecModel):
         default_factory=OutputSettings.model_construct, description="Where the final model goes."
     )
     evaluation: EvaluationSettings = Field(
-        default_factory=EvaluationSettings, description="Sample answers before and after training."
+        default_factory=EvaluationSettings,
+        description="Sample answers before and after training, and the retention check.",
     )
     tracking: TrackingSettings = Field(
         default_factory=TrackingSettings, description="Experiment tracking (MLflow)."
@@ -58,6 +59,10 @@ class TrainerConfig(SpecModel):
     def _cross_section(self) -> Self:
         if self.lora.quantization != "none" and not self.lora.enabled:
             raise field_error("lora.quantization", "needs lora.enabled: true (QLoRA trains adapters)")
+        if self.evaluation.max_retention_loss_increase is not None and not self.dataset.eval_sets:
+            raise field_error(
+                "evaluation.maxRetentionLossIncrease", "guards the sets of dataset.evalSets; there are none"
+            )
         for where, source in _named_sources(self.dataset):
             if self.training.assistant_only_loss and source.format == "text":
                 raise field_error(

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from kubesft_api import exit_codes
+from kubesft_api import exit_codes, pod_contract
 from kubesft_api.integers import int_or
 from kubesft_operator import names
 from kubesft_operator.objects import Condition, ContainerStatus, Job, Pod
@@ -55,6 +55,8 @@ class AttemptState:
     finished_at: str | None = None
     live_pods: int = 0
     rank0_pod_ip: str | None = None
+    retention_warning: str | None = None
+    """A succeeded trainer's RetentionRegressed message, from its termination message."""
 
 
 def trainer_reason(message: str | None) -> str:
@@ -64,6 +66,17 @@ def trainer_reason(message: str | None) -> str:
         if line.startswith(TRAINER_ERROR_PREFIX):
             return line.removeprefix(TRAINER_ERROR_PREFIX)[:MAX_MESSAGE]
     return (lines[-1] if lines else "")[:MAX_MESSAGE]
+
+
+def retention_warning(pods: Iterable[Pod]) -> str | None:
+    """The RetentionRegressed message a succeeded rank 0 left in its termination message, if any."""
+    prefix = f"{pod_contract.TRAINER_WARNING_PREFIX}{pod_contract.RETENTION_REGRESSED}: "
+    for pod in pods:
+        message = _trainer_status(pod).get("state", {}).get("terminated", {}).get("message") or ""
+        for line in message.splitlines():
+            if _rank(pod) == 0 and line.strip().startswith(prefix):
+                return line.strip().removeprefix(prefix)[:MAX_MESSAGE]
+    return None
 
 
 def _trainer_status(pod: Pod) -> ContainerStatus:
@@ -215,7 +228,8 @@ def observe_attempt(job: Job | None, pods: list[Pod], nodes: int) -> AttemptStat
     succeeded = [p for p in pods if _phase(p) == "Succeeded"]
     if complete or len(succeeded) >= nodes:
         finished = (complete or {}).get("lastTransitionTime") or job["status"].get("completionTime")
-        return replace(base, phase="Succeeded", finished_at=finished)
+        warning = retention_warning(succeeded)
+        return replace(base, phase="Succeeded", finished_at=finished, retention_warning=warning)
     failed_job = _job_condition(job, "Failed")
     if failed_job and failed_job.get("reason") == "DeadlineExceeded":
         failure = Failure(

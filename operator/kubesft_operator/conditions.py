@@ -4,7 +4,7 @@ explains the phase.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from kubesft_api.status import Condition, ConditionType, Phase
 from kubesft_operator.attempts import MAX_MESSAGE
@@ -31,7 +31,7 @@ def set_condition(
             last_transition_time=now if moved or previous is None else previous.last_transition_time,
         )
     )
-    order: list[ConditionType] = ["Created", "Running", "Suspended", "Succeeded", "Failed"]
+    order: list[ConditionType] = list(get_args(ConditionType))
     return sorted(out, key=lambda c: order.index(c.type))
 
 

@@ -16,6 +16,7 @@ import json
 from datetime import timedelta
 from typing import Literal
 
+from kubesft_api.pod_contract import RETENTION_REGRESSED
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_api.status import ConditionType, Phase, SFTJobStatus
 from kubesft_api.times import parse_time, rfc3339
@@ -99,6 +100,9 @@ class _Machine:
             "Succeeded", "True", "Completed", f"training finished{steps}; model written to {spec.output.uri}"
         )
         self._condition("Running", "False", "Completed", "training finished")
+        if state.retention_warning is not None:
+            self._condition(RETENTION_REGRESSED, "True", RETENTION_REGRESSED, state.retention_warning)
+            self.decision.events.append(Note("Warning", RETENTION_REGRESSED, state.retention_warning))
         self._ttl()
 
     def _ttl(self) -> None:

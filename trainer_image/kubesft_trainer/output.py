@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubesft_api.data_source import HELDOUT
 from kubesft_api.times import now_text
 from kubesft_api.trainer_config import TrainerConfig
 from kubesft_trainer.model.lora import write_merged_model
+from kubesft_trainer.reporting.eval_sets import EvalSetResult, results
 from kubesft_trainer.reporting.loss_curve import write_loss_curve
 from kubesft_trainer.reporting.model_card import render_model_card
 from kubesft_trainer.reporting.samples import SampleRun
@@ -62,6 +64,22 @@ def _chat_template_name(config: TrainerConfig) -> str:
     return setting if setting == "chatml" else "inline"
 
 
+def _final_eval_loss(history: list[dict[str, Any]]) -> float | None:
+    """The held-out loss: eval_loss alone, eval_heldout_loss beside dataset.evalSets."""
+    single = last_value(history, "eval_loss")
+    return single if single is not None else last_value(history, f"eval_{HELDOUT}_loss")
+
+
+def _eval_sets(run: PreparedRun, history: list[dict[str, Any]]) -> list[EvalSetResult]:
+    data = run.data
+    if not data.eval_sets:
+        return []
+    rows = {HELDOUT: len(data.eval)} if data.eval is not None else {}
+    rows.update({name: len(dataset) for name, dataset in data.eval_sets.items()})
+    guarded = list(data.eval_sets)
+    return results(history, rows, guarded, run.config.evaluation.max_retention_loss_increase)
+
+
 def build_summary(
     run: PreparedRun,
     result: Any,
@@ -91,7 +109,8 @@ def build_summary(
         first_train_loss=first_value(history, "loss"),
         final_train_loss=last_value(history, "loss"),
         mean_train_loss=result.metrics.get("train_loss") if result is not None else None,
-        final_eval_loss=last_value(history, "eval_loss"),
+        final_eval_loss=_final_eval_loss(history),
+        eval_sets=_eval_sets(run, history),
         train_runtime_seconds=runtime,
         tokens=int(tokens) if tokens is not None else None,
         tokens_per_second=tokens / runtime if tokens is not None and runtime else None,
@@ -119,16 +138,16 @@ def write_outputs(
     samples: SampleRun,
     warm_started: bool,
     tracked: dict[str, Any] | None = None,
-) -> None:
+) -> TrainingSummary | None:
     """All ranks take part in saving the model (sharded setups need them); rank 0 answers the
-    sample prompts again and writes the rest. Every model form stops at the end-of-turn token.
-    ``tracked``: the MLflow run's id and URL, for the summary and the model card."""
+    sample prompts again, writes the rest and returns the summary. Every model form stops at the
+    end-of-turn token. ``tracked``: the MLflow run's id and URL, for the summary and the model card."""
     staging = run.env.work_dir / "output"
     if run.env.is_rank_zero:
         shutil.rmtree(staging, ignore_errors=True)
     run.trainer.save_model(str(staging))
     if not run.env.is_rank_zero:
-        return
+        return None
     model = run.trainer.model
     run.stop.write(staging, getattr(model, "generation_config", None))
     samples.answer(model, after=True)
@@ -140,3 +159,4 @@ def write_outputs(
     summary = summary.model_copy(update=tracked or {})
     write_companions(staging, summary, run.trainer.state.log_history)
     upload(staging, run.config)
+    return summary

@@ -42,6 +42,8 @@ from kubesft_trainer.model.stop_tokens import StopTokens
 from kubesft_trainer.model.templates import check_template_fits_data
 from kubesft_trainer.output import write_outputs
 from kubesft_trainer.reporting import metrics
+from kubesft_trainer.reporting.eval_sets import RETENTION_REGRESSED, retention_message
+from kubesft_trainer.reporting.failure_report import WARNING_PREFIX, report_failure
 from kubesft_trainer.reporting.progress_tracker import ProgressTracker
 from kubesft_trainer.reporting.samples import SampleRun, choose_prompts
 from kubesft_trainer.reporting.status_server import StatusServer
@@ -83,7 +85,8 @@ class PreparedRun:
 
 
 def _has_eval(config: TrainerConfig) -> bool:
-    return config.dataset.eval_split is not None or config.dataset.eval_fraction is not None
+    dataset = config.dataset
+    return dataset.eval_split is not None or dataset.eval_fraction is not None or bool(dataset.eval_sets)
 
 
 def _local_main_first() -> AbstractContextManager[Any]:
@@ -182,7 +185,7 @@ def prepare(
         model=model,
         args=sft_config,
         train_dataset=data.train,
-        eval_dataset=data.eval,
+        eval_dataset=data.eval_datasets,
         processing_class=tokenizer,
         peft_config=peft_config(config.lora, added_ids),
         callbacks=callbacks,
@@ -222,6 +225,7 @@ def validate(config: TrainerConfig, env: RuntimeEnv) -> str:
                 for s in run.data.sources
                 if len(run.data.sources) > 1
             ],
+            *[f"evaluation set {name}: {len(rows)} rows" for name, rows in run.data.eval_sets.items()],
             *[f"note: {note}" for note in run.setup.notes],
             *_examples(run),
         ]
@@ -267,7 +271,14 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
         tracker.add_source(manager.progress_fields)
         callbacks = list(manager.callbacks())
         if env.is_rank_zero:
-            callbacks.append(TelemetryCallback(tracker, gpu_memory=_gpu_memory()))
+            callbacks.append(
+                TelemetryCallback(
+                    tracker,
+                    gpu_memory=_gpu_memory(),
+                    guarded=tuple(entry.set_name for entry in config.dataset.eval_sets),
+                    retention_limit=config.evaluation.max_retention_loss_increase,
+                )
+            )
         mlflow_run = open_mlflow_run(config, env)
         if mlflow_run is not None:
             tracker.add_source(mlflow_run.progress_fields)
@@ -298,10 +309,17 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
             )
         resumed_from_step = manager.progress_fields().get("resumed_from_step")
         tracked = mlflow_run.progress_fields() if mlflow_run is not None else {}
-        write_outputs(run, result, started_at, resumed_from_step, samples, warm is not None, tracked)
+        summary = write_outputs(
+            run, result, started_at, resumed_from_step, samples, warm is not None, tracked
+        )
         manager.finish(timeout=None)
         if mlflow_run is not None:
             mlflow_run.finish("FINISHED")
+        limit = config.evaluation.max_retention_loss_increase
+        if summary is not None and limit is not None and summary.retention_regressed:
+            report_failure(
+                f"{RETENTION_REGRESSED}: {retention_message(summary.eval_sets, limit)}", prefix=WARNING_PREFIX
+            )
         return exit_codes.SUCCESS, None
     except BaseException:
         if mlflow_run is not None:

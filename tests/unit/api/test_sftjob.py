@@ -98,6 +98,26 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         "spec.training.completionOnlyLoss: applies to prompt-completion data",
     ),
     (
+        "evaluation set named heldout",
+        with_changes(dataset__evalSets=[{"setName": "heldout", "uri": "s3://bucket/g.jsonl"}]),
+        "spec.dataset.evalSets[0].setName: heldout names the held-out training rows",
+    ),
+    (
+        "two evaluation sets of one name",
+        with_changes(
+            dataset__evalSets=[
+                {"setName": "general", "uri": "s3://bucket/g.jsonl"},
+                {"setName": "general", "name": "HuggingFaceTB/smoltalk"},
+            ]
+        ),
+        "spec.dataset.evalSets[1].setName: general names two evaluation sets",
+    ),
+    (
+        "retention limit without evaluation sets",
+        with_changes(evaluation={"maxRetentionLossIncrease": 0.1}),
+        "spec.evaluation.maxRetentionLossIncrease: guards the sets of dataset.evalSets; there are none",
+    ),
+    (
         "eval fraction too big",
         with_changes(dataset__evalFraction=0.9),
         "spec.dataset.evalFraction: must be ≤ 0.5",

@@ -41,6 +41,7 @@ ALERTS = [
     "SFTJobFailed",
     "SFTJobStalled",
     "SFTJobLossNaN",
+    "SFTJobForgetting",
     "SFTJobCheckpointUploadFailing",
     "KubesftOperatorDown",
     "KubesftReconcileErrors",
@@ -684,6 +685,34 @@ tests:
         exp_alerts:
           - exp_labels: {severity: critical, namespace: ml, sftjob: diverged}
           - exp_labels: {severity: critical, namespace: ml, sftjob: exploded}
+  # A guarded set whose loss climbs past its allowed increase fires; the held-out set, which
+  # guards nothing, and a guarded set that stays near its baseline do not.
+  - interval: 1m
+    input_series:
+      - series: 'kubesft_eval_loss{namespace="ml", sftjob="forgets", pod="f-0", set="general"}'
+        values: '2.0 2.05 2.2 2.4 2.6'
+      - series: 'kubesft_eval_baseline_loss{namespace="ml", sftjob="forgets", pod="f-0", set="general"}'
+        values: '2.0x4'
+      - series: 'kubesft_eval_loss_max_increase{namespace="ml", sftjob="forgets", pod="f-0", set="general"}'
+        values: '0.1x4'
+      - series: 'kubesft_eval_loss{namespace="ml", sftjob="forgets", pod="f-0", set="heldout"}'
+        values: '2.0 3.0 4.0 5.0 6.0'
+      - series: 'kubesft_eval_baseline_loss{namespace="ml", sftjob="forgets", pod="f-0", set="heldout"}'
+        values: '2.0x4'
+      - series: 'kubesft_eval_loss{namespace="ml", sftjob="keeps", pod="k-0", set="general"}'
+        values: '2.0 1.9 2.05 2.08 2.09'
+      - series: 'kubesft_eval_baseline_loss{namespace="ml", sftjob="keeps", pod="k-0", set="general"}'
+        values: '2.0x4'
+      - series: 'kubesft_eval_loss_max_increase{namespace="ml", sftjob="keeps", pod="k-0", set="general"}'
+        values: '0.1x4'
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: SFTJobForgetting
+        exp_alerts: []
+      - eval_time: 4m
+        alertname: SFTJobForgetting
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: ml, sftjob: forgets, set: general}
   - interval: 1m
     input_series:
       - series: 'kubesft_checkpoint_upload_failures_total{namespace="ml", sftjob="bad-bucket", pod="b-0"}'

@@ -199,6 +199,30 @@ def test_success_records_output_and_final_progress() -> None:
     assert decision.actions == []
 
 
+def test_a_run_that_forgot_succeeds_with_a_retention_regressed_warning_and_event() -> None:
+    body = started()
+    done = job(0, conditions=[job_condition("Complete", at="2030-01-01T00:04:00Z")])
+    message = "evaluation loss rose over its baseline by more than evaluation.maxRetentionLossIncrease (0.1): general 2.0 -> 2.6"
+    trainer = pod(
+        0,
+        "Succeeded",
+        exit_code=0,
+        reason="Completed",
+        message=f"kubesft: warning: RetentionRegressed: {message}\n",
+    )
+    decision = run(body, [done], [trainer])
+    assert decision.status.phase == "Succeeded"
+    warning = condition(decision, "RetentionRegressed")
+    assert (warning.status, warning.reason, warning.message) == ("True", "RetentionRegressed", message)
+    assert ("Warning", "RetentionRegressed", message) in [
+        (e.type, e.reason, e.message) for e in decision.events
+    ]
+    finished = applied(body, decision)
+    assert run(finished, [done], [trainer]).events == [], "the warning is recorded once"
+    clean = run(started(), [done], [pod(0, "Succeeded", exit_code=0)])
+    assert all(c.type != "RetentionRegressed" for c in clean.status.conditions)
+
+
 def test_ttl_deletes_the_sftjob_after_it_finishes() -> None:
     body = started(ttlSecondsAfterFinished=60)
     done = job(0, conditions=[job_condition("Complete", at="2030-01-01T00:04:30Z")])

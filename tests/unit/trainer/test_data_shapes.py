@@ -200,3 +200,36 @@ def test_mixture_sources_of_different_row_formats_are_refused(tmp_path: Path) ->
         DataError, match=r"dataset.mixture: sources must become one row format; dataset.mixture\[0\]"
     ):
         load(tmp_path, mixture=mixture)
+
+
+def test_evaluation_sets_are_checked_and_converted_like_the_training_rows(tmp_path: Path) -> None:
+    general = str(write_jsonl(tmp_path / "general.jsonl", sharegpt_rows(30, seed=2)))
+    data = load(
+        tmp_path,
+        uri=str(write_jsonl(tmp_path / "c.jsonl", chat_rows(10))),
+        evalFraction=0.2,
+        evalSets=[{"setName": "general", "uri": general, "maxSamples": 12}],
+    )
+    assert list(data.eval_sets) == ["general"] and len(data.eval_sets["general"]) == 12
+    datasets = data.eval_datasets
+    assert isinstance(datasets, dict) and list(datasets) == ["heldout", "general"]
+    assert datasets["general"][0]["messages"][0]["role"] == "system", "ShareGPT turns became messages"
+    rows = sharegpt_rows(6)
+    rows[5]["conversations"][2]["value"] = ""
+    bad = str(write_jsonl(tmp_path / "bad.jsonl", rows))
+    with pytest.raises(DataError) as info:
+        load(tmp_path, uri=str(tmp_path / "c.jsonl"), evalSets=[{"setName": "general", "uri": bad}])
+    assert "dataset.evalSets[0] general" in str(info.value)
+    assert "row 5: conversations[2].value is empty" in str(info.value)
+
+
+def test_a_single_messages_source_keeps_its_turns_as_they_are(tmp_path: Path) -> None:
+    rows = chat_rows(3)
+    for row in rows:
+        row["messages"][1]["name"] = "ada"
+    data = load(tmp_path, uri=str(write_jsonl(tmp_path / "c.jsonl", rows)))
+    assert data.train[0]["messages"][1] == {**rows[0]["messages"][1], "name": "ada"}
+    mixed = load(tmp_path, mixture=[{"uri": str(tmp_path / "c.jsonl")}, {"uri": str(tmp_path / "c.jsonl")}])
+    assert all(set(turn) == {"role", "content"} for row in mixed.train for turn in row["messages"]), (
+        "mixture sources share one schema"
+    )

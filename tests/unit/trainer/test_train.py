@@ -402,7 +402,9 @@ def _get(url: str) -> bytes:
 
 
 def _metric(text: str, name: str) -> float:
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    values = [
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith((name + " ", name + "{"))
+    ]
     assert values, f"{name} missing"
     return values[0]
 
@@ -448,6 +450,7 @@ def test_metrics_and_progress_are_served_during_a_run(model: Path, chat_data: Pa
     assert 0 < progress["percent"] < 100 and progress["learningRate"] > 0
     assert progress["tokensPerSecond"] > 0 and progress["updatedAt"].endswith("Z")
     assert progress["loss"] > 0 and progress["evalLoss"] > 0 and progress["epoch"] > 0
+    assert progress["evalLosses"] == {"heldout": progress["evalLoss"]}
     assert progress["etaSeconds"] > 0
     assert _metric(metrics_text, "kubesft_train_global_step") >= 4
     assert _metric(metrics_text, "kubesft_train_max_steps") == 400
@@ -461,6 +464,7 @@ def test_metrics_and_progress_are_served_during_a_run(model: Path, chat_data: Pa
         "kubesft_eval_loss",
     ):
         assert _metric(metrics_text, name) > 0
+    assert 'kubesft_eval_loss{set="heldout"}' in metrics_text
     # On CPU there is no GPU memory to report, and a 0 would read as a measurement.
     assert "kubesft_gpu_memory_allocated_bytes" not in metrics_text
     assert f'kubesft_train_info{{dataset="{chat_data}",model="{model}"}} 1.0' in metrics_text

@@ -75,6 +75,8 @@ def sft_kwargs(
         "logging_steps": training.logging_steps,
         "eval_strategy": "steps" if has_eval else "no",
         "eval_steps": training.eval_steps,
+        # Several sets are read against their loss before training: a baseline at step 0.
+        "eval_on_start": has_eval and bool(config.dataset.eval_sets),
         "save_strategy": "steps",
         "save_steps": checkpoints.save_steps,
         "save_total_limit": checkpoints.keep,

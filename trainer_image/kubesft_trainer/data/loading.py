@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubesft_api.checkpoints import CheckpointSettings
-from kubesft_api.data_source import SourceFields
+from kubesft_api.data_source import HELDOUT, EvalSet, SourceFields
 from kubesft_api.dataset import DatasetSource
 from kubesft_trainer.data.mixing import LoadedSource, SourceRows, mix
 from kubesft_trainer.data.row_checks import RowFormat, SourceShape, check_rows
@@ -44,6 +44,16 @@ class PreparedData:
     sources: list[SourceRows]
     origins: list[int]
     """The source (its index in ``sources``) of each training row."""
+    eval_sets: dict[str, Dataset] = field(default_factory=dict)
+    """dataset.evalSets by name, checked and converted like the training rows."""
+
+    @property
+    def eval_datasets(self) -> Dataset | dict[str, Dataset] | None:
+        """What the trainer evaluates: the held-out rows alone, or every set by name."""
+        if not self.eval_sets:
+            return self.eval
+        held = {HELDOUT: self.eval} if self.eval is not None else {}
+        return {**held, **self.eval_sets}
 
     @property
     def conversational(self) -> bool:
@@ -186,12 +196,23 @@ class _Rows:
         conversation = conversation_column(list(dataset.column_names), source)
         return cls(source, where, shape, to_trl_columns(dataset, shape, source), conversation)
 
-    def checked(self, indices: list[int], split: str, assistant_only: bool, spec: DatasetSource) -> Dataset:
+    def checked(
+        self,
+        indices: list[int],
+        split: str,
+        assistant_only: bool,
+        spec: DatasetSource,
+        label: str | None = None,
+    ) -> Dataset:
         picked = _pick(self.data, indices)
         fields = field_names(self.source, self.conversation)
-        label = self.source.label if spec.mixture is None else f"{self.where}: {self.source.label}"
+        if label is None:
+            label = self.source.label if spec.mixture is None else f"{self.where}: {self.source.label}"
         check_rows(picked, indices, self.shape, fields, assistant_only, split, label).raise_if_bad()
-        return converted(picked, self.shape, self.source, spec.system_prompt, spec.system_prompt_mode)
+        uniform = spec.mixture is not None
+        return converted(
+            picked, self.shape, self.source, spec.system_prompt, spec.system_prompt_mode, uniform
+        )
 
 
 def _load_source(
@@ -245,6 +266,17 @@ def _load_source(
     )
 
 
+def _load_eval_set(
+    entry: EvalSet, where: str, spec: DatasetSource, assistant_only: bool, reader: Reader
+) -> Dataset:
+    """An evaluation set's rows, sampled, checked and converted as training rows are."""
+    rows = _Rows.read(reader.split(entry, where, entry.split, "split", None), entry, where, assistant_only)
+    indices = sample(list(range(len(rows.data))), entry.max_samples, spec.seed)
+    return rows.checked(
+        indices, entry.split, assistant_only, spec, f"{where} {entry.set_name}: {entry.label}"
+    )
+
+
 def load_data(
     spec: DatasetSource,
     assistant_only: bool,
@@ -260,6 +292,10 @@ def load_data(
         else [(f"dataset.mixture[{index}]", source) for index, source in enumerate(spec.mixture)]
     )
     loaded = [_load_source(source, where, spec, assistant_only, reader) for where, source in named]
+    eval_sets = {
+        entry.set_name: _load_eval_set(entry, f"dataset.evalSets[{index}]", spec, assistant_only, reader)
+        for index, entry in enumerate(spec.eval_sets)
+    }
     mixed = mix(loaded, spec.seed)
     description = ", ".join(source.label for source in loaded)
     data = PreparedData(
@@ -269,6 +305,7 @@ def load_data(
         description=description,
         sources=[source.rows() for source in loaded],
         origins=mixed.origins,
+        eval_sets=eval_sets,
     )
     if assistant_only and data.row_format == "prompt-completion" and not data.conversational:
         raise DataError(

@@ -124,10 +124,21 @@ def converted(
     source: SourceFields,
     system_prompt: str | None,
     mode: SystemPromptMode,
+    uniform: bool = False,
 ) -> Dataset:
-    """Checked rows in TRL's columns: ShareGPT and asChat rows as messages, the system prompt in,
-    conversation turns reduced to role and content so sources of one format share one schema."""
+    """Checked rows in TRL's columns: ShareGPT and asChat rows as messages, the system prompt in.
+    With ``uniform`` (the sources of a mixture) conversation turns are reduced to role and content,
+    so that sources of one format share one schema; otherwise messages rows keep their turns as
+    they are (tool calls included) unless a system prompt goes in."""
     from datasets import Features, Value
+
+    if (
+        shape in ("messages", "prompt-completion")
+        and not source.as_chat
+        and system_prompt is None
+        and not uniform
+    ):
+        return dataset
 
     turn_features = [{"role": Value("string"), "content": Value("string")}]
     speakers = source.speaker_roles

@@ -20,7 +20,21 @@ TRAIN_TOKENS = Counter("kubesft_train_tokens", "Tokens trained on (all ranks, pa
 TRAIN_TOKENS_PER_SECOND = Gauge(
     "kubesft_train_tokens_per_second", "Training throughput over the latest logging interval, all ranks."
 )
-EVAL_LOSS = Gauge("kubesft_eval_loss", "Evaluation loss at the latest evaluation.")
+EVAL_LOSS = Gauge(
+    "kubesft_eval_loss",
+    "Evaluation loss at the latest evaluation, by set (heldout, dataset.evalSets).",
+    ["set"],
+)
+EVAL_BASELINE_LOSS = Gauge(
+    "kubesft_eval_baseline_loss",
+    "Evaluation loss of each set before the first step (with dataset.evalSets).",
+    ["set"],
+)
+EVAL_LOSS_MAX_INCREASE = Gauge(
+    "kubesft_eval_loss_max_increase",
+    "evaluation.maxRetentionLossIncrease of each set that guards retention: the most its loss may rise.",
+    ["set"],
+)
 GPU_MEMORY_ALLOCATED = Gauge(
     "kubesft_gpu_memory_allocated_bytes",
     "GPU memory held by tensors on rank 0's device (CUDA only).",

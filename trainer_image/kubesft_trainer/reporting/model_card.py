@@ -53,6 +53,28 @@ def _sources(summary: TrainingSummary) -> list[str]:
     return lines
 
 
+def _eval_sets(summary: TrainingSummary) -> list[str]:
+    if not summary.eval_sets:
+        return []
+    lines = [
+        "",
+        "## Evaluation sets",
+        "",
+        "The loss of each evaluation set before the first step and at the end; a set that guards "
+        "retention (evaluation.maxRetentionLossIncrease) is marked when it rose by more than allowed.",
+        "",
+        "| set | rows | before | end | change | retention |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in summary.eval_sets:
+        change = "n/a" if item.change is None else f"{item.change:+.4f}"
+        guard = "regressed" if item.regressed else ("kept" if item.guards_retention else "")
+        lines.append(
+            f"| {item.set} | {item.rows} | {_loss(item.baseline_loss)} | {_loss(item.final_loss)} | {change} | {guard} |"
+        )
+    return lines
+
+
 def render_model_card(summary: TrainingSummary) -> str:
     training = summary.config.get("training", {})
     lora = summary.config.get("lora", {})
@@ -130,6 +152,7 @@ def render_model_card(summary: TrainingSummary) -> str:
         lines.append(f"- tokens trained on: {summary.tokens:,}")
     if summary.mlflow_run_id:
         lines.append(f"- MLflow run: [{summary.mlflow_run_id}]({summary.mlflow_run_url})")
+    lines += _eval_sets(summary)
     lines += _samples(summary)
     lines += [
         "",

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from kubesft_trainer.data.mixing import SourceRows
+from kubesft_trainer.reporting.eval_sets import EvalSetResult
 from kubesft_trainer.reporting.samples import SampleAnswer
 
 
@@ -32,6 +33,10 @@ class TrainingSummary(BaseModel):
     final_train_loss: float | None = None
     mean_train_loss: float | None = None
     final_eval_loss: float | None = None
+    eval_sets: list[EvalSetResult] = Field(
+        default_factory=list,
+        description="With dataset.evalSets: each set's loss before training and at the end",
+    )
     train_runtime_seconds: float | None = None
     tokens: int | None = None
     tokens_per_second: float | None = None
@@ -50,6 +55,10 @@ class TrainingSummary(BaseModel):
     finished_at: str
     versions: dict[str, str] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict, description="The trainer config, as the SFTJob spec")
+
+    @property
+    def retention_regressed(self) -> list[EvalSetResult]:
+        return [item for item in self.eval_sets if item.regressed]
 
 
 def first_value(log_history: list[dict[str, Any]], key: str) -> float | None:

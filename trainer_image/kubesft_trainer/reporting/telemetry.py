@@ -10,7 +10,9 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from kubesft_api.data_source import HELDOUT
 from kubesft_trainer.reporting import metrics
+from kubesft_trainer.reporting.eval_sets import baselines, regressed, set_losses
 from kubesft_trainer.reporting.progress_tracker import ProgressTracker
 
 log = logging.getLogger("kubesft_trainer.train")
@@ -40,8 +42,15 @@ class TelemetryCallback(TrainerCallback):
         write_line: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         gpu_memory: Callable[[], int] | None = None,
+        guarded: tuple[str, ...] = (),
+        retention_limit: float | None = None,
     ) -> None:
         self._tracker = tracker
+        self._guarded, self._limit = guarded, retention_limit
+        self._eval_losses: dict[str, float] = {}
+        if retention_limit is not None:
+            for name in guarded:
+                metrics.EVAL_LOSS_MAX_INCREASE.labels(set=name).set(retention_limit)
         self._write_line = write_line or log.info
         self._clock = clock
         self._gpu_memory = gpu_memory
@@ -78,6 +87,27 @@ class TelemetryCallback(TrainerCallback):
         metrics.TRAIN_TOKENS.inc(delta)
         return delta / elapsed if elapsed > 0 else None
 
+    def _on_eval(self, state: TrainerState, losses: dict[str, float]) -> None:
+        baseline = baselines(state.log_history)
+        for name, value in losses.items():
+            metrics.EVAL_LOSS.labels(set=name).set(value)
+            shown = "eval_loss" if name == HELDOUT else f"eval_loss[{name}]"
+            against = f" (baseline {baseline[name]:.4f})" if name in baseline and state.global_step else ""
+            self._write_line(f"step {state.global_step}/{state.max_steps} {shown} {value:.4f}{against}")
+        for name, value in baseline.items():
+            metrics.EVAL_BASELINE_LOSS.labels(set=name).set(value)
+        self._eval_losses.update(losses)
+        self._tracker.update(
+            eval_loss=self._eval_losses.get(HELDOUT),
+            eval_losses=dict(self._eval_losses),
+            eval_baseline_losses=baseline or None,
+            retention_regressed=(
+                regressed(baseline, self._eval_losses, self._guarded, self._limit)
+                if self._limit is not None
+                else None
+            ),
+        )
+
     def on_log(
         self,
         args: TrainingArguments,
@@ -89,11 +119,9 @@ class TelemetryCallback(TrainerCallback):
         logs = logs or {}
         if self._gpu_memory is not None:
             metrics.GPU_MEMORY_ALLOCATED.set(self._gpu_memory())
-        eval_loss = _number(logs.get("eval_loss"))
-        if eval_loss is not None:
-            metrics.EVAL_LOSS.set(eval_loss)
-            self._tracker.update(eval_loss=eval_loss)
-            self._write_line(f"step {state.global_step}/{state.max_steps} eval_loss {eval_loss:.4f}")
+        losses = set_losses(logs)
+        if losses:
+            self._on_eval(state, losses)
         loss = _number(logs.get("loss"))
         if loss is None:
             return
