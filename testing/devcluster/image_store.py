@@ -1,0 +1,89 @@
+"""Where ``make images`` keeps images when it builds with buildah, and how the process node reads
+them back: an image's config (ENTRYPOINT, CMD, ENV, WORKDIR, USER) and its root filesystem.
+
+Standard library only: ``hack/images.py`` imports it before any virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+STORE = Path(os.environ.get("KUBESFT_IMAGE_STORE") or Path.home() / ".cache" / "kubesft" / "images")
+"""buildah's storage (layers, images, build cache), kept between runs."""
+RUNROOT = Path(os.environ.get("KUBESFT_IMAGE_RUNROOT") or "/run/kubesft-images")
+
+
+def buildah(*args: str) -> list[str]:
+    """A buildah command line on the project's image store."""
+    return [
+        "buildah",
+        "--root",
+        str(STORE / "storage"),
+        "--runroot",
+        str(RUNROOT),
+        "--storage-driver",
+        "overlay",
+        *args,
+    ]
+
+
+def available() -> bool:
+    return shutil.which("buildah") is not None and (STORE / "storage").is_dir()
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """An image in the store, with what a container runtime takes from its config."""
+
+    name: str
+    image_id: str
+    rootfs: Path
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    env: dict[str, str]
+    working_dir: str
+    user: str
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
+
+
+def find_image(name: str) -> LocalImage | None:
+    """The image ``name`` if the store holds it, mounted read-only for containers; else None.
+
+    One working container per image id holds the mount, so every container of that image shares
+    one root filesystem; each container writes to its own overlay on top.
+    """
+    if not name or not available():
+        return None
+    inspected = _run(buildah("inspect", "--type", "image", name))
+    if inspected.returncode != 0:
+        return None
+    info = json.loads(inspected.stdout)
+    image_id: str = info["FromImageID"]
+    config = (info.get("OCIv1") or {}).get("config") or {}
+    holder = f"kubesft-rootfs-{image_id[:12]}"
+    if _run(buildah("inspect", "--type", "container", holder)).returncode != 0:
+        created = _run(buildah("from", "--pull-never", "--name", holder, image_id))
+        if created.returncode != 0:
+            raise OSError(f"buildah from {name}: {created.stderr.strip()}")
+    mounted = _run(buildah("mount", holder))
+    if mounted.returncode != 0:
+        raise OSError(f"buildah mount {holder}: {mounted.stderr.strip()}")
+    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    return LocalImage(
+        name=name,
+        image_id=image_id,
+        rootfs=Path(mounted.stdout.strip()),
+        entrypoint=tuple(config.get("Entrypoint") or ()),
+        cmd=tuple(config.get("Cmd") or ()),
+        env=env,
+        working_dir=config.get("WorkingDir") or "/",
+        user=config.get("User") or "",
+    )
