@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from testing.devcluster.image_store import STORE, buildah  # noqa: E402
+from testing.devcluster.image_store import STAND_INS, STORE, buildah  # noqa: E402
 
 IMAGES = {"operator": ROOT / "operator" / "Dockerfile", "trainer": ROOT / "trainer_image" / "Dockerfile"}
 STAND_IN_PACKAGES = "python3,python3-pip,python3-venv,python-is-python3,ca-certificates"
@@ -101,12 +101,16 @@ def ensure_base(name: str, base: str) -> None:
             log(f"base {base} is the Debian bookworm stand-in made earlier (no registry was reachable)")
         return
     try:
-        pulled = subprocess.run(command(name, "pull", base), timeout=PULL_TIMEOUT, check=False).returncode == 0
+        pulled = (
+            subprocess.run(command(name, "pull", base), timeout=PULL_TIMEOUT, check=False).returncode == 0
+        )
     except subprocess.TimeoutExpired:
         pulled = False
     if pulled:
         return
-    log(f"cannot pull {base}: making a stand-in under that name from Debian bookworm (mmdebstrap, Python 3.11, pip)")
+    log(
+        f"cannot pull {base}: making a stand-in under that name from Debian bookworm (mmdebstrap, Python 3.11, pip)"
+    )
     make_stand_in(name, base)
 
 
@@ -159,10 +163,16 @@ def make_stand_in(name: str, base: str) -> None:
             ),
             check=True,
         )
-        subprocess.run(build("commit", "--quiet", container, base), check=True, stdout=subprocess.DEVNULL)
+        image_id = subprocess.run(
+            build("commit", "--quiet", container, base), capture_output=True, text=True, check=True
+        ).stdout.strip()
+        with STAND_INS.open("a") as ids:
+            ids.write(f"{image_id}\n")
     finally:
         subprocess.run(build("rm", container), check=False, stdout=subprocess.DEVNULL)
-    log(f"stand-in {base} made (Debian bookworm, Python 3.11, pip): the images are built on it, not on the real {base}")
+    log(
+        f"stand-in {base} made (Debian bookworm, Python 3.11, pip): the images are built on it, not on the real {base}"
+    )
 
 
 def build_one(name: str, image: str) -> None:
@@ -199,18 +209,24 @@ def push(registry: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     build_parser = sub.add_parser("build")
     build_parser.add_argument("--only", choices=sorted(IMAGES))
     push_parser = sub.add_parser("push")
     push_parser.add_argument("registry")
     sub.add_parser("tool")
+    tag_parser = sub.add_parser("tag")
+    tag_parser.add_argument("image", choices=sorted(IMAGES))
     args = parser.parse_args()
     if args.action == "build":
         build(args.only)
     elif args.action == "push":
         push(args.registry)
+    elif args.action == "tag":
+        print(tag(args.image))
     else:
         print(tool())
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 STORE = Path(os.environ.get("KUBESFT_IMAGE_STORE") or Path.home() / ".cache" / "kubesft" / "images")
 """buildah's storage (layers, images, build cache), kept between runs."""
+STAND_INS = STORE / "stand-ins"
+"""Ids of the bases made here because no registry was reachable, one a line."""
 RUNROOT = Path(os.environ.get("KUBESFT_IMAGE_RUNROOT") or "/run/kubesft-images")
 
 
@@ -30,6 +32,13 @@ def buildah(*args: str) -> list[str]:
         "overlay",
         *args,
     ]
+
+
+def stand_in_ids() -> set[str]:
+    try:
+        return set(STAND_INS.read_text().split())
+    except OSError:
+        return set()
 
 
 def available() -> bool:
@@ -67,6 +76,9 @@ def find_image(name: str) -> LocalImage | None:
         return None
     info = json.loads(inspected.stdout)
     image_id: str = info["FromImageID"]
+    if image_id in stand_in_ids():
+        # A Debian base made for builds is not the image of that name: pods keep the host's Python.
+        return None
     config = (info.get("OCIv1") or {}).get("config") or {}
     holder = f"kubesft-rootfs-{image_id[:12]}"
     if _run(buildah("inspect", "--type", "container", holder)).returncode != 0:
