@@ -6,10 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv test lint crds check-generated demo cluster-up cluster-down control-plane bench dashboard-png clean
+.PHONY: help venv images push test lint crds check-generated demo cluster-up cluster-down control-plane bench dashboard-png clean
 
 help:
-	@echo "make test          install everything needed and run the test suite"
+	@echo "make test          install everything needed, build the images and run the test suite"
+	@echo "make images        build kubesft-operator:<version> and kubesft-trainer:<version>"
+	@echo "REGISTRY=... make push   tag both images under REGISTRY and push them"
 	@echo "make demo          local cluster + S3 + operator, one real SFTJob to completion"
 	@echo "make lint          ruff + mypy"
 	@echo "make crds          regenerate crds/ and the chart's copy from the spec models"
@@ -30,7 +32,17 @@ venv: $(STAMP)
 control-plane:
 	bash hack/install-control-plane.sh
 
+# docker, podman or buildah (installed from Debian when none is there); see hack/images.py.
+images:
+	$(PYTHON) hack/images.py build
+
+push:
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. REGISTRY=ghcr.io/you make push"; exit 1; }
+	$(PYTHON) hack/images.py push $(REGISTRY)
+
+# The image tests run containers inside the images; where no image tool can run they skip, saying why.
 test: $(STAMP) control-plane
+	$(PYTHON) hack/images.py build --if-possible
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -94,7 +94,12 @@ def container_user(pod: Mapping[str, Any], container: Mapping[str, Any], image: 
         groups.append(pod_context["fsGroup"])
     if context.get("runAsNonRoot") and uid == 0:
         raise ContainerConfigError("container has runAsNonRoot and image will run as root")
-    return {"uid": int(uid), "gid": int(gid), "groups": sorted(set(groups))}
+    return {
+        "uid": int(uid),
+        "gid": int(gid),
+        "groups": sorted(set(groups)),
+        "noNewPrivs": context.get("allowPrivilegeEscalation") is False,
+    }
 
 
 def rootfs_plan(container_dir: Path, container: Mapping[str, Any], image: LocalImage) -> dict[str, Any]:

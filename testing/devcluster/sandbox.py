@@ -36,6 +36,7 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
 START_ERROR_EXIT = 128
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -218,6 +219,8 @@ class Sandbox:
         if image["readOnly"]:
             mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
         user = self.plan["user"]
+        if user.get("noNewPrivs"):
+            _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl no_new_privs")
         os.setgroups(user["groups"])
         os.setgid(user["gid"])
         os.setuid(user["uid"])

@@ -6,6 +6,7 @@ import shlex
 import tomllib
 
 from tests.support.imports import ROOT, import_without, imported_modules
+from tests.support.locks import pins, unmet
 
 ML_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "boto3", "matplotlib")
 NOT_IN_THE_IMAGE = (*ML_LIBRARIES, "kubernetes")
@@ -37,11 +38,21 @@ def test_operator_extra_has_no_trainer_dependencies() -> None:
     assert "kopf" in operator
 
 
-def test_dockerfile_installs_the_operator_extra_and_runs_as_non_root() -> None:
+def test_dockerfile_installs_the_operator_lock_and_runs_as_non_root() -> None:
     dockerfile = (ROOT / "operator/Dockerfile").read_text()
-    assert "'.[operator]'" in dockerfile
+    assert "COPY operator/requirements.lock" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
     assert "USER 65532" in dockerfile
     assert 'ENTRYPOINT ["python", "-m", "kubesft_operator"]' in dockerfile
+
+
+def test_operator_lock_pins_every_requirement_of_the_extra_within_its_range() -> None:
+    assert unmet("operator", ROOT / "operator/requirements.lock") == []
+
+
+def test_operator_lock_has_no_ml_libraries_or_the_kubernetes_client() -> None:
+    pinned = pins(ROOT / "operator/requirements.lock")
+    assert not set(pinned) & set(NOT_IN_THE_IMAGE)
 
 
 def test_dockerfile_copies_no_trainer_code() -> None:
