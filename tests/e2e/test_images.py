@@ -132,6 +132,7 @@ def test_demo_job_succeeds_in_the_trainer_image_under_the_operator_from_its_imag
         trainer_image=images.trainer.name,
     )
     operator_root: dict[str, str] = {}
+    trainer_pods: list[Any] = []
 
     def inspect_operator() -> None:
         """While the operator still runs: its process's root directory and user."""
@@ -145,6 +146,8 @@ def test_demo_job_succeeds_in_the_trainer_image_under_the_operator_from_its_imag
             if b"kubesft_operator" in cmdline and root != "/":
                 uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
                 operator_root.update(root=root, uid=uid)
+        # The trainer pods are still there: the SFTJob (their owner) goes when the operator stops.
+        trainer_pods.extend(cluster.kube.core.list_namespaced_pod(namespace).items)
 
     lines: list[str] = []
     try:
@@ -167,11 +170,7 @@ def test_demo_job_succeeds_in_the_trainer_image_under_the_operator_from_its_imag
     assert operator_root.get("uid") == "65532", operator_root
     assert operator_root["root"].endswith("/rootfs"), operator_root
 
-    (trainer_pod,) = [
-        p
-        for p in cluster.kube.core.list_namespaced_pod(namespace).items
-        if p.metadata.name.startswith(settings.job_name)
-    ]
+    (trainer_pod,) = trainer_pods
     assert trainer_pod.spec.containers[0].image == images.trainer.name
     plan = _plan(cluster, namespace, trainer_pod.metadata.name, trainer_pod.spec.containers[0].name)
     assert plan["image"]["lower"] == str(images.trainer.rootfs)

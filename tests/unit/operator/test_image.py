@@ -5,6 +5,8 @@ from __future__ import annotations
 import shlex
 import tomllib
 
+import pytest
+
 from tests.support.imports import ROOT, import_without, imported_modules
 from tests.support.locks import pins, unmet
 
@@ -68,3 +70,24 @@ def test_dockerfile_copies_no_trainer_code() -> None:
     for source in sources:
         assert source.rstrip("/") not in (".", "trainer_image"), source
         assert not source.startswith(("trainer_image/", "./trainer_image")), source
+
+
+def test_peering_identity_needs_no_user_database_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The image runs as UID 65532 (or any runAsUser), which its /etc/passwd does not list.
+    import getpass
+    import pwd
+    import socket
+
+    from kubesft_operator.__main__ import peering_identity
+
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME", "POD_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    with pytest.raises(KeyError):
+        getpass.getuser()
+    first, second = peering_identity(), peering_identity()
+    assert first.startswith(socket.gethostname() + "/")
+    assert first != second
