@@ -133,6 +133,7 @@ def test_demo_job_succeeds_in_the_trainer_image_under_the_operator_from_its_imag
     )
     operator_root: dict[str, str] = {}
     trainer_pods: list[Any] = []
+    trainer_logs: list[str] = []
 
     def inspect_operator() -> None:
         """While the operator still runs: its process's root directory and user."""
@@ -148,6 +149,7 @@ def test_demo_job_succeeds_in_the_trainer_image_under_the_operator_from_its_imag
                 operator_root.update(root=root, uid=uid)
         # The trainer pods are still there: the SFTJob (their owner) goes when the operator stops.
         trainer_pods.extend(cluster.kube.core.list_namespaced_pod(namespace).items)
+        trainer_logs.extend(cluster.node.logs(namespace, pod.metadata.name) for pod in trainer_pods)
 
     lines: list[str] = []
     try:
@@ -176,3 +178,8 @@ def test_demo_job_succeeds_in_the_trainer_image_under_the_operator_from_its_imag
     assert plan["image"]["lower"] == str(images.trainer.rootfs)
     assert plan["image"]["readOnly"] is True
     assert (plan["user"]["uid"], plan["user"]["gid"]) == (1000, 1000)
+    # Everything the trainer writes goes to its work volume or /tmp: nothing met the read-only root.
+    (log,) = trainer_logs
+    print(log[-6000:])
+    for sign in ("Read-only file system", "Permission denied", "not writable", "EROFS"):
+        assert sign not in log, log
