@@ -13,7 +13,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-STORE = Path(os.environ.get("KUBESFT_IMAGE_STORE") or Path.home() / ".cache" / "kubesft" / "images")
+STORE = Path(
+    os.environ.get("KUBESFT_IMAGE_STORE")
+    or Path(os.environ.get("KUBESFT_CACHE") or Path.home() / ".cache" / "kubesft") / "images"
+)
 """buildah's storage (layers, images, build cache), kept between runs."""
 STAND_INS = STORE / "stand-ins"
 """Ids of the bases made here because no registry was reachable, one a line."""
