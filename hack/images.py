@@ -65,14 +65,28 @@ def tool() -> str:
         if not shutil.which("apt-get"):
             raise SystemExit("images: no docker, podman or buildah, and no apt-get to install buildah")
         log("no working docker or podman: installing buildah from the distribution's packages")
-        _apt_install("buildah")
+        _apt_install("buildah", "mmdebstrap")
+    elif not shutil.which("mmdebstrap") and shutil.which("apt-get"):
+        # Only needed for a stand-in base, but installed now: later the build may run beside other apt users.
+        _apt_install("mmdebstrap")
     return "buildah"
 
 
 def _apt_install(*packages: str) -> None:
-    subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+        ["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=600"], check=True, stdout=subprocess.DEVNULL
+    )
+    subprocess.run(
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            "--no-install-recommends",
+            *packages,
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
         env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
