@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from testing.devcluster.image_store import STAND_INS, STORE, buildah  # noqa: E402
+from testing.devcluster.image_store import STAND_INS, STORE, buildah, release_superseded  # noqa: E402
 
 IMAGES = {"operator": ROOT / "operator" / "Dockerfile", "trainer": ROOT / "trainer_image" / "Dockerfile"}
 STAND_IN_PACKAGES = "python3,python3-pip,python3-venv,python-is-python3,ca-certificates"
@@ -222,6 +222,9 @@ def build(only: str | None, if_possible: bool = False) -> None:
         build_one(name, image)
         log(f"built {tag(image)} in {time.monotonic() - begun:.0f} s")
     log(f"build time: {time.monotonic() - started:.0f} s")
+    if name == "buildah":
+        for holder in release_superseded():
+            log(f"released {holder}, which held an earlier build's files for the local cluster")
 
 
 def push(registry: str) -> None:

@@ -23,6 +23,9 @@ STAND_INS = STORE / "stand-ins"
 RUNROOT = Path(os.environ.get("KUBESFT_IMAGE_RUNROOT") or "/run/kubesft-images")
 
 
+HOLDER_PREFIX = "kubesft-rootfs-"
+
+
 def buildah(*args: str) -> list[str]:
     """A buildah command line on the project's image store."""
     return [
@@ -83,7 +86,7 @@ def find_image(name: str) -> LocalImage | None:
         # A Debian base made for builds is not the image of that name: pods keep the host's Python.
         return None
     config = (info.get("OCIv1") or {}).get("config") or {}
-    holder = f"kubesft-rootfs-{image_id[:12]}"
+    holder = f"{HOLDER_PREFIX}{image_id[:12]}"
     if _run(buildah("inspect", "--type", "container", holder)).returncode != 0:
         created = _run(buildah("from", "--pull-never", "--name", holder, image_id))
         if created.returncode != 0:
@@ -102,3 +105,19 @@ def find_image(name: str) -> LocalImage | None:
         working_dir=config.get("WorkingDir") or "/",
         user=config.get("User") or "",
     )
+
+
+def release_superseded() -> list[str]:
+    """Remove the root-filesystem holders of images no tag names any more (an earlier build of a
+    tag), so their layers can be freed. Holders of tagged images stay: pods may run on them."""
+    images = json.loads(_run(buildah("images", "--json", "--no-trunc")).stdout or "[]")
+    tagged = {image["id"].removeprefix("sha256:") for image in images if image.get("names")}
+    containers = json.loads(_run(buildah("containers", "--json")).stdout or "[]")
+    released = []
+    for container in containers:
+        name = container.get("containername", "")
+        if name.startswith(HOLDER_PREFIX) and container.get("imageid") not in tagged:
+            _run(buildah("umount", name))
+            if _run(buildah("rm", name)).returncode == 0:
+                released.append(name)
+    return released
