@@ -1,60 +1,42 @@
-"""spec.dataset: the training data, its format and the evaluation hold-out."""
+"""spec.dataset: the training data (one source or a mixture), system prompt and evaluation hold-out."""
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import (
-    Field,
-    model_validator,
-)
+from pydantic import Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
 
-from kubesft_api.base import HubId, Seed, ShortName, SpecModel, one_of
-from kubesft_api.uris import StorageUri
+from kubesft_api.base import Seed, ShortName, one_of
+from kubesft_api.data_source import MixtureSource, SourceFields
 from kubesft_api.validation import field_error
 
+_SystemPrompt = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 
-class DatasetSource(SpecModel):
+
+class DatasetSource(SourceFields):
     """The training data, its format and how to hold out evaluation rows."""
 
-    name: HubId | None = Field(
-        default=None, description="Hugging Face Hub dataset id, e.g. HuggingFaceTB/smoltalk. Set name or uri."
-    )
-    subset: ShortName | None = Field(
-        default=None, description="Hub dataset configuration name, e.g. everyday-conversations."
-    )
-    uri: StorageUri | None = Field(
+    mixture: list[MixtureSource] | None = Field(
         default=None,
         description=(
-            "Data files instead of a hub id: s3://bucket/key-or-prefix, pvc://claim/path or an "
-            "absolute local path to a .jsonl, .json, .parquet or .csv file or a folder of them."
+            "Several sources trained on together instead of name or uri, each with its own source "
+            "fields and weight or maxSamples, shuffled together with the seed. evalSplit or "
+            "evalFraction applies to each source."
         ),
+        min_length=1,
+        max_length=64,
     )
-    revision: ShortName = Field(
-        default="main",
+    system_prompt: _SystemPrompt | None = Field(
+        default=None,
         description=(
-            "Hub dataset revision (branch, tag or commit) when name is set; recorded in "
-            "training_summary.json and the model card."
+            "Prepended as a system turn to every conversation that has none (conversational data only)."
         ),
     )
-    split: ShortName = Field(default="train", description="Split used for training.")
-    format: Literal["auto", "messages", "prompt-completion", "text"] = Field(
-        default="auto",
-        description=(
-            "Row format. auto detects it from the columns: messages (a list of role/content "
-            "turns), prompt-completion (strings or message lists), or text."
-        ),
+    system_prompt_mode: Literal["keep", "replace"] = Field(
+        default="keep",
+        description="keep: conversations with a system turn keep it; replace: systemPrompt replaces it.",
     )
-    messages_field: ShortName = Field(
-        default="messages", description="Column holding the conversation in messages format."
-    )
-    prompt_field: ShortName = Field(
-        default="prompt", description="Column holding the prompt in prompt-completion format."
-    )
-    completion_field: ShortName = Field(
-        default="completion", description="Column holding the completion in prompt-completion format."
-    )
-    text_field: ShortName = Field(default="text", description="Column holding the document in text format.")
     eval_split: ShortName | None = Field(
         default=None, description="Split used for evaluation. Set evalSplit or evalFraction, not both."
     )
@@ -76,20 +58,36 @@ class DatasetSource(SpecModel):
     max_eval_samples: int = Field(
         default=1000,
         description=(
-            "Evaluate on at most this many rows (a seeded random subset), from evalSplit or "
-            "evalFraction; 0 means all. Held-out rows over the cap stay in training."
+            "Evaluate on at most this many rows (a seeded random subset; of each source in a "
+            "mixture), from evalSplit or evalFraction; 0 means all. Held-out rows over the cap stay "
+            "in training."
         ),
         ge=0,
         le=1_000_000_000,
     )
     seed: Seed = Field(default=42, description="Seed for shuffling, sampling and the evaluation hold-out.")
 
+    @property
+    def sources(self) -> list[SourceFields]:
+        """The sources rows are read from: the mixture's entries, or this one."""
+        return list(self.mixture) if self.mixture is not None else [self]
+
+    @property
+    def uris(self) -> list[str]:
+        return [source.uri for source in self.sources if source.uri is not None]
+
     @model_validator(mode="after")
     def _sources(self) -> Self:
-        one_of(self, "name", "uri", required=True)
         one_of(self, "eval_split", "eval_fraction", required=False)
-        if self.subset is not None and self.name is None:
-            raise field_error("subset", "applies to hub datasets only; it needs name")
-        if self.revision != "main" and self.name is None:
-            raise field_error("revision", "applies to hub datasets only; it needs name")
+        if self.mixture is None:
+            self.check_source(required=True)
+            return self
+        if self.name is not None or self.uri is not None:
+            field = "name" if self.name is not None else "uri"
+            raise field_error(field, "set either mixture or a single source (name or uri), not both")
+        defaults = SourceFields()
+        for field in [*SourceFields.model_fields, "max_samples"]:
+            value = getattr(self, field)
+            if value != getattr(defaults, field, None):
+                raise field_error(to_camel(field), "with mixture, set it on each mixture entry")
         return self

@@ -31,6 +31,19 @@ class Condition(StatusModel):
     last_transition_time: str | None = Field(default=None, description="When status last changed.")
 
 
+class QueueStatus(StatusModel):
+    """Where the job stands with Kueue, when spec.runPolicy.queueName is set."""
+
+    local_queue: str = Field(description="The LocalQueue the job waits in (spec.runPolicy.queueName).")
+    cluster_queue: str | None = Field(default=None, description="The ClusterQueue that admitted it.")
+    state: Literal["Queued", "Admitted", "Evicted"] = Field(description="Queued, Admitted or Evicted.")
+    message: str = Field(default="", description="Kueue's word on the job, from its Workload.")
+    waiting_since: str | None = Field(default=None, description="When the job last began to wait.")
+    admitted_at: str | None = Field(default=None, description="When Kueue last admitted the job.")
+    wait_seconds: float | None = Field(default=None, description="How long the last wait lasted.", ge=0)
+    total_wait_seconds: float = Field(default=0.0, description="Time spent queued, all waits together.", ge=0)
+
+
 class SFTJobStatus(StatusModel):
     """status of an SFTJob, written by the operator only."""
 
@@ -57,6 +70,7 @@ class SFTJobStatus(StatusModel):
     eta_text: str | None = Field(default=None, description="Time left, e.g. 12m, for kubectl get -o wide.")
     latest_checkpoint: str | None = Field(default=None, description="URI of the newest complete checkpoint.")
     output_uri: str | None = Field(default=None, description="Where the trained model was written.")
+    queue: QueueStatus | None = Field(default=None, description="Kueue admission, when queued.")
     observed_generation: int | None = Field(
         default=None, description="Generation of the spec this status reflects."
     )

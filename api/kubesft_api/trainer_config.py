@@ -15,6 +15,7 @@ from pydantic import (
 
 from kubesft_api.base import SpecModel
 from kubesft_api.checkpoints import CheckpointSettings
+from kubesft_api.data_source import SourceFields
 from kubesft_api.dataset import DatasetSource
 from kubesft_api.evaluation import EvaluationSettings
 from kubesft_api.lora import LoraSettings
@@ -24,8 +25,8 @@ from kubesft_api.training import TrainingSettings
 from kubesft_api.validation import field_error
 
 COMPLETION_ONLY_ON_MESSAGES = (
-    "applies to prompt-completion data, and conversations in messages format have no completion; "
-    "use training.assistantOnlyLoss to train on the assistant turns only"
+    "applies to prompt-completion data, and conversations (messages, sharegpt, or asChat rows) have no "
+    "completion; use training.assistantOnlyLoss to train on the assistant turns only"
 )
 
 
@@ -62,10 +63,23 @@ class TrainerConfig(SpecModel):
     def _cross_section(self) -> Self:
         if self.lora.quantization != "none" and not self.lora.enabled:
             raise field_error("lora.quantization", "needs lora.enabled: true (QLoRA trains adapters)")
-        if self.training.assistant_only_loss and self.dataset.format == "text":
-            raise field_error(
-                "training.assistantOnlyLoss", "needs conversational data; dataset.format is text"
-            )
-        if self.training.completion_only_loss and self.dataset.format == "messages":
-            raise field_error("training.completionOnlyLoss", COMPLETION_ONLY_ON_MESSAGES)
+        for where, source in _named_sources(self.dataset):
+            if self.training.assistant_only_loss and source.format == "text":
+                raise field_error(
+                    "training.assistantOnlyLoss", f"needs conversational data; {where}.format is text"
+                )
+            if self.dataset.system_prompt is not None and source.format == "text":
+                raise field_error(
+                    "dataset.systemPrompt", f"needs conversational data; {where}.format is text"
+                )
+            if self.training.completion_only_loss and (
+                source.format in ("messages", "sharegpt") or source.as_chat
+            ):
+                raise field_error("training.completionOnlyLoss", COMPLETION_ONLY_ON_MESSAGES)
         return self
+
+
+def _named_sources(dataset: DatasetSource) -> list[tuple[str, SourceFields]]:
+    if dataset.mixture is None:
+        return [("dataset", dataset)]
+    return [(f"dataset.mixture[{index}]", source) for index, source in enumerate(dataset.mixture)]

@@ -20,7 +20,6 @@ from dataclasses import replace
 from typing import Any, cast
 
 import aiohttp
-import kopf
 
 from kubesft_api.pod_contract import TRAINER_METRICS_PORT
 from kubesft_api.status import SFTJobStatus
@@ -36,11 +35,12 @@ from kubesft_operator.decisions import (
     SFTJobView,
     World,
 )
-from kubesft_operator.kube import Kube
+from kubesft_operator.kube import ApiError, Kube
 from kubesft_operator.lifecycle import decide
 from kubesft_operator.network_policy import NetworkPolicySettings, render_network_policy
 from kubesft_operator.objects import Job, Pod, SFTJob, owned_jobs, owned_pods, pod_attempt
 from kubesft_operator.progress import fetch_progress, progress_patch
+from kubesft_operator.queueing import workload_wanted
 from kubesft_operator.render import (
     Owner,
     TrainerDefaults,
@@ -110,6 +110,7 @@ class Controller:
         self._seen: defaultdict[Key, deque[str]] = defaultdict(lambda: deque(maxlen=_SEEN_VERSIONS))
         self._created: defaultdict[Key, dict[str, Job]] = defaultdict(dict)
         self._session: aiohttp.ClientSession | None = None
+        self._workload_warned = False
         self._waiting: set[Key] = set()
         self._due: dict[Key, float] = {}
         self._wake = asyncio.Event()
@@ -202,13 +203,37 @@ class Controller:
                 jobs, pods = self._owned(key, current, observed)
                 view = SFTJobView.from_body(current)
                 world = World(view, jobs, pods, now_utc(), self.job_suspend_supported, self.signer)
+                world = await self._with_workload(world)
                 decision = await self._checked(current, world, decide(world))
                 await self._carry_out(key, current, decision)
+                if decision.queue_wait is not None:
+                    metrics.QUEUE_WAIT.observe(decision.queue_wait)
             except Exception:
                 metrics.RECONCILE_ERRORS.inc()
                 raise
             finally:
                 metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
+
+    async def _with_workload(self, world: World) -> World:
+        """``world`` with Kueue's Workload of the current Job, when the decision needs it."""
+        spec, status = world.sftjob.spec, world.sftjob.status
+        current = [j for j in world.jobs if j["metadata"]["name"] == status.get("jobName")]
+        suspended = bool(current[0]["spec"].get("suspend")) if current else None
+        queue = (spec.get("runPolicy") or {}).get("queueName")
+        if not current or not workload_wanted(queue, status.get("queue"), suspended):
+            return world
+        try:
+            workload = await self.kube.job_workload(
+                world.sftjob.namespace, current[0]["metadata"].get("uid", "")
+            )
+        except ApiError as err:
+            if err.status not in (403, 404):
+                raise
+            if not self._workload_warned:
+                self._workload_warned = True
+                logger.warning("cannot read Kueue Workloads (%s): queued jobs show no Kueue detail", err)
+            return world
+        return replace(world, workload=workload, workload_looked_up=True)
 
     async def _checked(self, body: SFTJob, world: World, decision: Decision) -> Decision:
         """``decision``, or, when it starts an attempt the checks refuse, the decision to fail."""
@@ -247,12 +272,11 @@ class Controller:
             metrics.record_transition(old, decision.status, created_at)
             metrics.PHASE_COUNTS.set(*key, decision.status.phase)
         for note in decision.events:
-            kopf.event(
-                kopf.Body(cast(kopf.RawBody, body)),
-                type=note.type,
-                reason=note.reason,
-                message=note.message[:1024],
-            )
+            try:
+                await self.kube.post_event(cast(dict[str, Any], body), note.type, note.reason, note.message)
+            except (ApiError, aiohttp.ClientError) as err:
+                # An event is a courtesy: the status already says what it says.
+                logger.warning("could not record event %s on %s/%s: %s", note.reason, namespace, name, err)
         if decision.requeue_after is not None:
             self._requeue(key, decision.requeue_after)
 

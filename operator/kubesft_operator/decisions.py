@@ -7,6 +7,7 @@ when to look again. The controller carries decisions out; nothing here talks to 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -68,6 +69,9 @@ class World:
     """Signs and checks the applied-spec record; None leaves it unsigned."""
     refusal: Refusal | None = None
     """Set by the controller when the checks before a start failed: the job fails instead."""
+    workload: Mapping[str, Any] | None = None
+    """Kueue's Workload of the current Job, when ``workload_looked_up`` (None: Kueue made none)."""
+    workload_looked_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,3 +139,5 @@ class Decision:
     annotations: dict[str, str | None] = field(default_factory=dict)
     requeue_after: float | None = None
     """Seconds after which the SFTJob must be looked at again even if nothing changes."""
+    queue_wait: float | None = None
+    """Seconds from creation (or eviction) to Kueue's admission, once per admission."""

@@ -18,7 +18,8 @@ from typing import Any
 import aiohttp
 import kopf
 
-from kubesft_api.sftjob import GROUP, PLURAL, VERSION
+from kubesft_api.sftjob import GROUP, KIND, PLURAL, VERSION
+from kubesft_api.times import now_utc, rfc3339
 from kubesft_operator.authorization import Permission
 from kubesft_operator.records import Creator
 
@@ -29,6 +30,9 @@ API_CONCURRENCY = 24
 """API calls in flight at once (pooled connections)."""
 REQUEST_TIMEOUT_SECONDS = 60
 SFTJOBS = f"/apis/{GROUP}/{VERSION}"
+WORKLOADS = "/apis/kueue.x-k8s.io/v1beta2"
+EVENT_SOURCE = "kubesft-operator"
+WORKLOAD_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 WEBHOOK_CONFIGURATIONS = {
     "ValidatingWebhookConfiguration": "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
     "MutatingWebhookConfiguration": "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
@@ -143,6 +147,46 @@ class Kube:
                 result: dict[str, Any] = json.loads(payload) if payload else {}
                 return result
         raise AssertionError("unreachable")
+
+    async def job_workload(self, namespace: str, job_uid: str) -> dict[str, Any] | None:
+        """Kueue's Workload for the Job with ``job_uid`` (Kueue labels it with the uid), or None
+        when Kueue has made none yet. ApiError 404 means Kueue is not installed."""
+        path = (
+            f"{WORKLOADS}/namespaces/{namespace}/workloads?labelSelector={WORKLOAD_JOB_UID_LABEL}%3D{job_uid}"
+        )
+        items = (await self._request("GET", path)).get("items") or []
+        return dict(items[0]) if items else None
+
+    async def post_event(self, sftjob: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Record an Event on ``sftjob``, as ``kubectl describe`` and ``kubectl events`` show them.
+
+        Posted by the operator itself, not through Kopf's event queue, so that its own loop (which
+        runs outside Kopf's handlers) records events too.
+        """
+        meta = sftjob["metadata"]
+        now = rfc3339(now_utc())
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": EVENT_SOURCE},
+            "reportingComponent": EVENT_SOURCE,
+            "reportingInstance": os.environ.get("HOSTNAME", EVENT_SOURCE),
+        }
+        await self._request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
 
     async def server_version(self) -> tuple[int, int]:
         info = await self._request("GET", "/version")

@@ -2,9 +2,8 @@
 
 ``decide`` is pure. It reads the SFTJob, the Jobs and Pods it owns and the clock (a ``World``), and
 returns the status to write, the actions to take and the events to record (a ``Decision``; both
-types are in ``decisions``). It is level-triggered: the
-same world always gives the same decision, so running it again after a crash, a restart of the
-operator or a lost event repeats nothing that was already done.
+types are in ``decisions``). It is level-triggered: the same world always gives the same decision,
+so running it again after a crash, a restart of the operator or a lost event repeats nothing.
 
 Each attempt is one batch/v1 Job with ``backoffLimit: 0``, named ``<sftjob>-<attempt>``. The
 operator, not the Job controller, decides about retries, because only the trainer's exit code
@@ -23,6 +22,7 @@ from kubesft_api.times import parse_time, rfc3339
 from kubesft_operator import names, records, spec_changes
 from kubesft_operator.attempts import AttemptState, observe_attempt
 from kubesft_operator.conditions import drop_condition, get_condition, headline, set_condition
+from kubesft_operator.deadlines import job_deadline_change, seconds_left, ttl_left
 from kubesft_operator.decisions import (
     Decision,
     DeleteJob,
@@ -35,6 +35,7 @@ from kubesft_operator.decisions import (
 )
 from kubesft_operator.objects import Job, attempt_of, is_deleting, pod_attempt, restarts_of
 from kubesft_operator.progress import finished_progress, progress_text
+from kubesft_operator.queueing import admitted_message, evicted_conditions, eviction, queue_status
 from kubesft_operator.render import Attempt
 
 ANNOTATION_REFUSED_GENERATION = "kubesft.io/refused-generation"
@@ -48,7 +49,6 @@ WARNING_REASONS = frozenset(
     | {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
     | {"CreateContainerConfigError", "CreateContainerError"}
 )
-_DEADLINE_SLACK_SECONDS = 5
 
 
 class _Machine:
@@ -103,13 +103,10 @@ class _Machine:
 
     def _ttl(self) -> None:
         ttl = (self.job.spec.get("runPolicy") or {}).get("ttlSecondsAfterFinished")
-        finished = parse_time(self.new.completion_time)
-        if ttl is None or finished is None:
-            return
-        left = (finished + timedelta(seconds=int(ttl)) - self.world.now).total_seconds()
-        if left <= 0:
+        left = ttl_left(None if ttl is None else int(ttl), self.new.completion_time, self.world.now)
+        if left is not None and left <= 0:
             self.decision.actions.append(DeleteSFTJob())
-        else:
+        elif left is not None:
             self.decision.requeue_after = left
 
     # -- the machine ------------------------------------------------------------------------
@@ -241,17 +238,9 @@ class _Machine:
         self._run(spec, job, state, current, started_before)
 
     def _attempt(self, spec: SFTJobSpec, index: int, restarts: int) -> Attempt:
-        deadline = spec.run_policy.active_deadline_seconds
-        started = parse_time(self.new.start_time)
-        left = None
-        if deadline is not None:
-            used = (self.world.now - started).total_seconds() if started else 0.0
-            left = max(1, int(deadline - used))
+        left = seconds_left(spec.run_policy.active_deadline_seconds, self.new.start_time, self.world.now)
         return Attempt(
-            index=index,
-            restarts=restarts,
-            suspended=bool(spec.run_policy.queue_name),
-            active_deadline_seconds=left,
+            index, restarts, suspended=bool(spec.run_policy.queue_name), active_deadline_seconds=left
         )
 
     def _start(self, spec: SFTJobSpec, index: int, restarts: int, job: Job | None = None) -> bool:
@@ -334,6 +323,10 @@ class _Machine:
             self._resumed()
             self._start(spec, current + 1 if started_before else current, self.new.restarts)
             return
+        evicted = self._queue(queue, job)
+        if evicted is not None and state.phase in ("Stopping", "Queued"):
+            self._evicted(spec, evicted, stopping=state.phase == "Stopping")
+            return
         if state.phase == "Stopping" and (job is None or queue):
             # The previous attempt's pods are still saving; start the next one after they stop.
             return
@@ -345,9 +338,8 @@ class _Machine:
             return
         if state.phase == "Queued":
             self.new.phase = "Pending"
-            self._condition(
-                "Running", "False", "Queued", f"waiting for Kueue to admit the Job (LocalQueue {queue})"
-            )
+            message = self.new.queue.message if self.new.queue else f"waiting for Kueue (LocalQueue {queue})"
+            self._condition("Running", "False", "Queued", message)
             return
         self._resumed()
         if state.phase == "Waiting":
@@ -364,21 +356,32 @@ class _Machine:
         if job is not None:
             self._sync_deadline(spec, job)
 
+    def _queue(self, queue: str | None, job: Job | None) -> tuple[str, str] | None:
+        """Record Kueue's word on the current Job in status.queue; Kueue's (reason, message) while
+        it holds the job evicted."""
+        if not queue or job is None or not self.world.workload_looked_up:
+            return None
+        created = job["metadata"].get("creationTimestamp")
+        outcome = queue_status(queue, self.world.workload, self.old.queue, created, self.world.now)
+        self.new.queue, self.decision.queue_wait = outcome.status, outcome.admitted_after
+        if outcome.admitted_after is not None:
+            self.decision.events.append(Note("Normal", "Admitted", admitted_message(outcome)))
+        return eviction(self.world.workload)
+
+    def _evicted(self, spec: SFTJobSpec, evicted: tuple[str, str], *, stopping: bool) -> None:
+        """Kueue took the job's quota back (preemption, for one): a pause, not a failure."""
+        grace, checkpoint = spec.run_policy.termination_grace_period_seconds, self.new.latest_checkpoint
+        for change in evicted_conditions(evicted, grace, checkpoint, self.new.queue, stopping=stopping):
+            self._condition(*change)
+        self.new.phase = self.new.phase if stopping else "Suspended"
+
     def _sync_deadline(self, spec: SFTJobSpec, job: Job) -> None:
         """Keep the Job's own deadline at what is left of the SFTJob's, which may have changed."""
-        deadline = spec.run_policy.active_deadline_seconds
-        current = job["spec"].get("activeDeadlineSeconds")
-        job_started = parse_time(job["status"].get("startTime"))
-        started = parse_time(self.new.start_time)
-        if deadline is None:
-            if current is not None:
-                self.decision.actions.append(SetJobDeadline(job["metadata"]["name"], None))
-            return
-        if job_started is None or started is None:
-            return
-        wanted = max(1, int(deadline - (job_started - started).total_seconds()))
-        if current is None or abs(int(current) - wanted) > _DEADLINE_SLACK_SECONDS:
-            self.decision.actions.append(SetJobDeadline(job["metadata"]["name"], wanted))
+        patch, seconds = job_deadline_change(
+            spec.run_policy.active_deadline_seconds, job, self.new.start_time
+        )
+        if patch:
+            self.decision.actions.append(SetJobDeadline(job["metadata"]["name"], seconds))
 
     def _finish(self) -> Decision:
         before = headline(self.old.phase, self.old.conditions)

@@ -15,6 +15,7 @@ from kubesft_api.times import parse_time
 
 PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
 DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
+QUEUE_WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 # A counter's *_created series doubles every series and no dashboard reads it.
@@ -32,6 +33,11 @@ DURATION = prometheus_client.Histogram(
     "kubesft_sftjob_duration_seconds",
     "Time from creating an SFTJob to it succeeding or failing.",
     buckets=DURATION_BUCKETS,
+)
+QUEUE_WAIT = prometheus_client.Histogram(
+    "kubesft_queue_wait_seconds",
+    "Time from creating a queued Job (or Kueue evicting it) to Kueue admitting it.",
+    buckets=QUEUE_WAIT_BUCKETS,
 )
 RECONCILE_DURATION = prometheus_client.Histogram(
     "kubesft_reconcile_duration_seconds",

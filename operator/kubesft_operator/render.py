@@ -117,7 +117,7 @@ def pvc_claims(spec: SFTJobSpec) -> dict[str, bool]:
     claims: dict[str, bool] = {}
     for uri, writable in (
         (spec.model.uri, False),
-        (spec.dataset.uri, False),
+        *((dataset_uri, False) for dataset_uri in spec.dataset.uris),
         (spec.output.uri, True),
     ):
         parsed = parse_uri(uri) if uri else None

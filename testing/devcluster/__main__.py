@@ -35,6 +35,7 @@ def _running() -> dict[str, Any] | None:
 
 def _print_access(info: dict[str, Any]) -> None:
     print(f"export KUBECONFIG={info['kubeconfig']}")
+    print(f"# Kueue {info['kueueVersion']} runs in namespace kueue-system", file=sys.stderr)
     print(f"# S3 endpoint {info['s3']['endpoint']} bucket {info['s3']['bucket']}", file=sys.stderr)
     print(
         f"# export AWS_ACCESS_KEY_ID={info['s3']['accessKeyId']} AWS_SECRET_ACCESS_KEY={info['s3']['secretAccessKey']}",
@@ -109,12 +110,14 @@ def serve(ready_file: Path) -> int:
     cluster = Cluster.start()
     try:
         s3 = cluster.start_s3()
+        kueue = cluster.start_kueue()
         identity = process_identity(os.getpid())
         info = {
             "owner": list(identity) if identity else [os.getpid(), 0],
             "kubeconfig": str(cluster.kubeconfig),
             "nodeDirectory": str(cluster.node.directory),
             "startupSeconds": cluster.startup_seconds,
+            "kueueVersion": kueue.version,
             "s3": {
                 "endpoint": s3.endpoint_url,
                 "bucket": s3.bucket,
@@ -135,7 +138,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="start the cluster in the background and print KUBECONFIG")
-    start.add_argument("--timeout", type=float, default=120.0)
+    start.add_argument("--timeout", type=float, default=240.0)
     commands.add_parser("down", help="stop the cluster started by `up`")
     owner = commands.add_parser("serve", help="run the cluster in the foreground until SIGTERM")
     owner.add_argument("--ready-file", type=Path, required=True)

@@ -12,6 +12,7 @@ import yaml
 
 from testing.devcluster.control_plane import AuditLog, ControlPlane, ControlPlaneConfig
 from testing.devcluster.kube import Kube
+from testing.devcluster.kueue import Kueue
 from testing.devcluster.node import ProcessNode
 from testing.devcluster.node_options import NodeOptions
 from testing.devcluster.run_state import RunState
@@ -48,6 +49,7 @@ class Cluster:
         self.node = node
         self.kube = Kube(control_plane.admin_kubeconfig)
         self._s3: S3Server | None = None
+        self._kueue: Kueue | None = None
 
     @classmethod
     def start(cls, options: ClusterOptions | None = None) -> Cluster:
@@ -77,6 +79,8 @@ class Cluster:
     def stop(self) -> None:
         """Stop pods, node, control plane; then remove every namespace, link, cgroup and file made."""
         try:
+            if self._kueue is not None:
+                self._kueue.stop()
             if self._s3 is not None:
                 self._s3.stop()
         finally:
@@ -94,6 +98,19 @@ class Cluster:
                 raise
             self._s3 = server
         return self._s3
+
+    def start_kueue(self) -> Kueue:
+        """Kueue's controller manager with its CRDs, RBAC and webhooks (testing/devcluster/kueue.py);
+        started on first call, stopped with the cluster."""
+        if self._kueue is None:
+            kueue = Kueue(self.state, self.control_plane, self.node.host_ip)
+            try:
+                kueue.start()
+            except BaseException:
+                kueue.stop()
+                raise
+            self._kueue = kueue
+        return self._kueue
 
     # -- identities ----------------------------------------------------------------------------
 

@@ -116,7 +116,7 @@ class ProcessNode:
         return self.network.gateway if self.network else "127.0.0.1"
 
     def _register(self) -> None:
-        self.allocatable = node_allocatable()
+        self.allocatable = {**node_allocatable(), **self.options.extended_resources}
         self.api.register()
         self._write_node_status(ready=True)
 

@@ -35,6 +35,9 @@ class NodeOptions:
     restart_backoff: float = 1.0
     max_restart_backoff: float = 10.0
     pod_network: bool = True
+    # Extended resources the node advertises beside its CPUs and memory, so that quotas and
+    # requests can be GPU ones; pods that ask for them run on the CPU.
+    extended_resources: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu": "2"})
     # Containers whose image is in the local image store (``make images``) run inside it.
     image_mode: bool = True
 

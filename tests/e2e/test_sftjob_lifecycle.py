@@ -375,9 +375,12 @@ def _create_the_missing_secret_later(run: E2E) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_e2e(cluster: Cluster, s3: S3Server, work: Path, namespace: str = NAMESPACE) -> Iterator[E2E]:
+def running_e2e(
+    cluster: Cluster, s3: S3Server, work: Path, namespace: str = NAMESPACE, **operator_env: str
+) -> Iterator[E2E]:
     """Inputs in S3, ``namespace`` with the S3 Secret, and one operator under the chart's RBAC
-    with progress read every second; the namespace goes afterwards."""
+    with progress read every second (``operator_env`` sets more of its settings); the namespace
+    goes afterwards."""
     _stage_inputs(s3, work / "inputs")
     cluster.kubectl("create", "namespace", namespace)
     s3.credentials_secret(cluster.kube.api, namespace, SECRET)
@@ -387,7 +390,7 @@ def running_e2e(cluster: Cluster, s3: S3Server, work: Path, namespace: str = NAM
         with (
             pytest.MonkeyPatch.context() as env,
             running_operator(
-                install, work / "operator.log", KUBESFT_PROGRESS_INTERVAL_SECONDS="1"
+                install, work / "operator.log", KUBESFT_PROGRESS_INTERVAL_SECONDS="1", **operator_env
             ) as operator,
         ):
             # The test reads checkpoints through the trainer's own store, with the credentials pods get.

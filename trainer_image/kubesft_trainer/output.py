@@ -82,6 +82,7 @@ def build_summary(
         row_format=run.data.row_format,
         train_rows=len(run.data.train),
         eval_rows=len(run.data.eval) if run.data.eval is not None else None,
+        sources=run.data.sources,
         chat_template=_chat_template_name(config),
         end_of_turn_token=run.tokenizer.eos_token,
         global_step=trainer.state.global_step,

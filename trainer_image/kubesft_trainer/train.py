@@ -193,17 +193,37 @@ def prepare(
     return PreparedRun(config, env, location, tokenizer, setup, data, trainer, precision, dtype, stop)
 
 
+def _examples(run: PreparedRun) -> list[str]:
+    """The first example of each source as the model sees it; packed rows mix sources, so with
+    packing only the first example is shown."""
+    dataset, data = run.trainer.train_dataset, run.data
+    if run.config.training.packing or len(data.sources) == 1 or len(dataset) != len(data.origins):
+        example = dataset[0]
+        return [describe_example(run.tokenizer, example["input_ids"], example["labels"])]
+    shown = []
+    for index, source in enumerate(data.sources):
+        example = dataset[data.origins.index(index)]
+        header = f"Source {index + 1} of {len(data.sources)}: {source.source} ({source.format})"
+        shown.append(f"{header}\n{describe_example(run.tokenizer, example['input_ids'], example['labels'])}")
+    return shown
+
+
 def validate(config: TrainerConfig, env: RuntimeEnv) -> str:
-    """Everything but training: returns the first example as the model sees it, loss spans marked."""
+    """Everything but training: returns an example of each source as the model sees it, loss spans marked."""
     with tempfile.TemporaryDirectory(prefix="kubesft-validate-") as scratch:
         run = prepare(config, env, Path(scratch), callbacks=[], progress_bar=False)
-        example = run.trainer.train_dataset[0]
         lines = [
             f"config: ok; model: {run.location.description}; data: {len(run.data.train)} training rows"
             + (f", {len(run.data.eval)} evaluation rows" if run.data.eval is not None else "")
             + f" ({run.data.row_format})",
+            *[
+                f"source: {s.source} ({s.format}): {s.train_rows} training rows"
+                + (f", {s.eval_rows} evaluation rows" if s.eval_rows is not None else "")
+                for s in run.data.sources
+                if len(run.data.sources) > 1
+            ],
             *[f"note: {note}" for note in run.setup.notes],
-            describe_example(run.tokenizer, example["input_ids"], example["labels"]),
+            *_examples(run),
         ]
         return "\n".join(lines)
 
@@ -238,7 +258,7 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
         metrics.TRAIN_INFO.info(
             {
                 "model": config.model.name or config.model.uri or "",
-                "dataset": config.dataset.name or config.dataset.uri or "",
+                "dataset": ", ".join(source.label for source in config.dataset.sources),
             }
         )
         manager = CheckpointManager.from_config(config, env)

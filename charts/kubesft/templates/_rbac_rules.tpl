@@ -31,6 +31,11 @@ API server's audit log of a real run: each verb here was used, and nothing used 
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  # The Workload Kueue makes for a queued Job: why it waits, when it was admitted, why it was
+  # evicted. Read only while a job with runPolicy.queueName waits or is held.
+  verbs: ["list"]
 - apiGroups: ["authorization.k8s.io"]
   resources: ["localsubjectaccessreviews"]
   # Whether an SFTJob's creator may read the Secrets and ConfigMaps it names and create pods:

@@ -39,11 +39,74 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         with_changes(dataset__name="HuggingFaceTB/smoltalk"),
         "spec.dataset.uri: set either name or uri, not both",
     ),
-    ("unknown format", with_changes(dataset__format="sharegpt"), "spec.dataset.format: must be one of"),
+    ("unknown format", with_changes(dataset__format="alpaca"), "spec.dataset.format: must be one of"),
     (
         "evalSplit and evalFraction",
         with_changes(dataset__evalSplit="test", dataset__evalFraction=0.1),
         "spec.dataset.evalFraction: set either evalSplit or evalFraction, not both",
+    ),
+    (
+        "roles on messages data",
+        with_changes(dataset__format="messages", dataset__roles={"bot": "assistant"}),
+        "spec.dataset.roles: maps ShareGPT speakers; format is messages",
+    ),
+    (
+        "sharegpt speaker mapped to no role",
+        with_changes(dataset__format="sharegpt", dataset__roles={"bot": "robot"}),
+        "spec.dataset.roles.bot: must be one of",
+    ),
+    (
+        "asChat on text",
+        with_changes(dataset__format="text", dataset__asChat=True),
+        "spec.dataset.asChat: turns prompt-completion rows into chats; format is text",
+    ),
+    (
+        "system prompt on text",
+        with_changes(dataset__format="text", dataset__systemPrompt="Be brief."),
+        "spec.dataset.systemPrompt: needs conversational data; dataset.format is text",
+    ),
+    (
+        "mixture and uri",
+        with_changes(dataset__mixture=[{"uri": "s3://bucket/a.jsonl"}]),
+        "spec.dataset.uri: set either mixture or a single source (name or uri), not both",
+    ),
+    (
+        "mixture with a top-level source field",
+        with_changes(
+            dataset__uri=None, dataset__format="sharegpt", dataset__mixture=[{"uri": "s3://bucket/a.jsonl"}]
+        ),
+        "spec.dataset.format: with mixture, set it on each mixture entry",
+    ),
+    (
+        "mixture entry without a source",
+        with_changes(
+            dataset__uri=None, dataset__mixture=[{"uri": "s3://bucket/a.jsonl"}, {"split": "train"}]
+        ),
+        "spec.dataset.mixture[1].name: set one of name or uri",
+    ),
+    (
+        "mixture entry with weight and maxSamples",
+        with_changes(
+            dataset__uri=None, dataset__mixture=[{"uri": "s3://bucket/a.jsonl", "weight": 2, "maxSamples": 5}]
+        ),
+        "spec.dataset.mixture[0].maxSamples: set either weight or maxSamples, not both",
+    ),
+    (
+        "mixture entry with a zero weight",
+        with_changes(dataset__uri=None, dataset__mixture=[{"uri": "s3://bucket/a.jsonl", "weight": 0}]),
+        "spec.dataset.mixture[0].weight: must be > 0",
+    ),
+    (
+        "completion-only loss on ShareGPT data in a mixture",
+        with_changes(
+            dataset__uri=None,
+            dataset__mixture=[
+                {"uri": "s3://bucket/a.jsonl"},
+                {"uri": "s3://bucket/b.jsonl", "format": "sharegpt"},
+            ],
+            training__completionOnlyLoss=True,
+        ),
+        "spec.training.completionOnlyLoss: applies to prompt-completion data",
     ),
     (
         "eval fraction too big",

@@ -152,9 +152,15 @@ def _suspended(body: SFTJob, version: str) -> SFTJob:
 
 @pytest.fixture(autouse=True)
 def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Reasons of the Events the controller records (Kopf posts them only inside a running operator)."""
+    """Reasons of the Events the controller records, from its own loop as from handlers."""
     recorded: list[str] = []
-    monkeypatch.setattr(kopf, "event", lambda *_, reason, **__: recorded.append(reason))
+
+    async def post_event(
+        self: MemoryKube, sftjob: dict[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        recorded.append(reason)
+
+    monkeypatch.setattr(MemoryKube, "post_event", post_event)
     return recorded
 
 

@@ -214,6 +214,19 @@ def test_pvc_uris_are_mounted_under_mnt_pvc() -> None:
     assert claims[mounts["/mnt/pvc/shared"]["name"]] == {"claimName": "shared", "readOnly": False}
 
 
+def test_every_mixture_source_on_a_pvc_is_mounted_read_only() -> None:
+    spec = make_spec(
+        dataset={
+            "uri": None,
+            "mixture": [{"uri": "pvc://chats/a.jsonl"}, {"name": "openai/gsm8k"}, {"uri": "pvc://qa/b"}],
+        }
+    )
+    pod = render_job(OWNER, spec, Attempt(0), DEFAULTS)["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/mnt/pvc/chats"]["readOnly"] is True
+    assert mounts["/mnt/pvc/qa"]["readOnly"] is True
+
+
 def test_scheduling_fields_and_image_override_pass_through() -> None:
     spec = make_spec(
         resources={

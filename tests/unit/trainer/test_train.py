@@ -27,6 +27,7 @@ from kubesft_trainer.reporting.failure_report import ERROR_PREFIX
 from kubesft_trainer.train import prepare
 from testing.devcluster.processes import free_port
 from testing.tinymodel import chat_rows, prompt_completion_rows, text_rows, write_jsonl
+from tests.support.chat_labels import assistant_spans
 from tests.support.trainer import (
     ROOT,
     last_stderr_line,
@@ -50,21 +51,6 @@ def chat_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("data") / "chat.jsonl", chat_rows(96))
 
 
-def _assistant_spans(text: str, messages: list[dict[str, str]]) -> list[tuple[int, int]]:
-    """Character spans of each assistant reply and the <|im_end|> that closes it, found in the text."""
-    spans, position = [], 0
-    for message in messages:
-        if message["role"] != "assistant":
-            continue
-        header = "<|im_start|>assistant\n"
-        start = text.index(header + message["content"], position) + len(header)
-        end = start + len(message["content"]) + len("<|im_end|>")
-        assert text[start:end].endswith("<|im_end|>")
-        spans.append((start, end))
-        position = end
-    return spans
-
-
 def test_chatml_assistant_only_labels_mask_exactly_the_non_assistant_tokens(
     model: Path, chat_data: Path, tmp_path: Path
 ) -> None:
@@ -81,7 +67,7 @@ def test_chatml_assistant_only_labels_mask_exactly_the_non_assistant_tokens(
         text = str(tokenizer.apply_chat_template(messages, tokenize=False))
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         assert encoded["input_ids"] == row["input_ids"]
-        spans = _assistant_spans(text, messages)
+        spans = assistant_spans(text, messages)
         expected = [any(s <= a and b <= e for s, e in spans) for a, b in encoded["offset_mapping"]]
         trained = [label != -100 for label in row["labels"]]
         assert trained == expected

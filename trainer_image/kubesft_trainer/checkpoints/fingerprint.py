@@ -32,6 +32,11 @@ RESUME_CRITICAL = (
     "dataset.promptField",
     "dataset.completionField",
     "dataset.textField",
+    "dataset.roles",
+    "dataset.asChat",
+    "dataset.systemPrompt",
+    "dataset.systemPromptMode",
+    "dataset.mixture",
     "training.maxLength",
     "training.packing",
     "lora.enabled",
@@ -64,6 +69,8 @@ def fingerprint(settings: dict[str, Any]) -> str:
 def run_stamp(config: TrainerConfig, env: RuntimeEnv) -> RunStamp:
     """This run's stamp: the job the operator named, the fingerprinted settings and the schedule."""
     spec = config.model_dump(mode="json", by_alias=True)
+    # The column read, not how it was spelled: a default left unset records as it always did.
+    spec["dataset"]["messagesField"] = config.dataset.conversation_field
     critical = RESUME_CRITICAL + (LORA_SHAPE if config.lora.enabled else ())
     settings = _values(spec, critical)
     job = None

@@ -8,8 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubesft_api.checkpoints import CheckpointSettings
+from kubesft_api.data_source import SourceFields
 from kubesft_api.dataset import DatasetSource
-from kubesft_trainer.data.row_checks import FieldNames, RowFormat, check_rows
+from kubesft_trainer.data.mixing import LoadedSource, SourceRows, mix
+from kubesft_trainer.data.row_checks import RowFormat, SourceShape, check_rows
+from kubesft_trainer.data.selection import hold_out, repeated, sample, weighted_count
+from kubesft_trainer.data.shapes import (
+    conversation_column,
+    converted,
+    detect_shape,
+    field_names,
+    to_trl_columns,
+    trl_format,
+)
 from kubesft_trainer.errors import DataError, TrainerError
 from kubesft_trainer.storage.sources import local_copy
 
@@ -30,21 +41,15 @@ class PreparedData:
     eval: Dataset | None
     row_format: RowFormat
     description: str
+    sources: list[SourceRows]
+    origins: list[int]
+    """The source (its index in ``sources``) of each training row."""
 
     @property
     def conversational(self) -> bool:
         if self.row_format == "messages":
             return True
         return self.row_format == "prompt-completion" and isinstance(self.train[0]["prompt"], list)
-
-
-def _fields(source: DatasetSource) -> FieldNames:
-    return FieldNames(
-        messages=source.messages_field,
-        prompt=source.prompt_field,
-        completion=source.completion_field,
-        text=source.text_field,
-    )
 
 
 def _split_files(root: Path, split: str) -> list[Path]:
@@ -92,193 +97,189 @@ def _read_files(files: list[Path], field: str) -> Dataset:
         raise DataError(f"{field}: cannot read {names}: {type(error).__name__}: {error}") from error
 
 
-def _load_hub_split(source: DatasetSource, split: str, field: str, hf_token: str | None) -> Dataset:
+def _load_hub_split(
+    source: SourceFields, split: str, where: str, field: str, hf_token: str | None
+) -> Dataset:
     from datasets import load_dataset
 
     try:
         return load_dataset(source.name, source.subset, split=split, revision=source.revision, token=hf_token)
     except ValueError as error:
         # datasets raises ValueError for an unknown split or configuration
-        raise DataError(f"{field}: {error}") from error
+        raise DataError(f"{where}.{field}: {error}") from error
     except FileNotFoundError as error:
-        raise DataError(f"dataset.name: {source.name} not found: {error}") from error
+        raise DataError(f"{where}.name: {source.name} not found: {error}") from error
     except OSError as error:
-        raise TrainerError(f"dataset.name: downloading {source.name} failed: {error}") from error
+        raise TrainerError(f"{where}.name: downloading {source.name} failed: {error}") from error
 
 
-def _load_split(
-    source: DatasetSource,
-    split: str,
-    field: str,
-    settings: CheckpointSettings,
-    cache_root: Path,
-    hf_token: str | None,
-) -> Dataset:
-    if source.name is not None:
-        return _load_hub_split(source, split, field, hf_token)
-    assert source.uri is not None
-    try:
-        root = local_copy(source.uri, "dataset.uri", settings, cache_root, tuple(BUILDERS))
-    except FileNotFoundError as error:
-        raise DataError(str(error)) from error
-    if root.is_file():
-        if root.suffix.lower() not in BUILDERS:
-            raise DataError(f"dataset.uri: {source.uri} is not a .jsonl, .json, .parquet or .csv file")
-        if split != source.split:
-            raise DataError(
-                f"{field}: {source.uri} is a single file, so it has no '{split}' split; use evalFraction"
+@dataclass
+class Reader:
+    """Reads the splits of a source, from the hub or from files, for messages that name ``where``."""
+
+    settings: CheckpointSettings
+    cache_root: Path
+    hf_token: str | None
+
+    def split(
+        self, source: SourceFields, where: str, split: str, field: str, eval_split: str | None
+    ) -> Dataset:
+        if source.name is not None:
+            return self._checked_size(
+                _load_hub_split(source, split, where, field, self.hf_token), source, where, split, field
             )
-        return _read_files([root], "dataset.uri")
-    files = _split_files(root, split)
-    if not files and split == source.split:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS)
-        if source.eval_split is not None:
-            files = [p for p in files if p not in _split_files(root, source.eval_split)]
-    if not files:
-        raise DataError(
-            f"{field}: no .jsonl, .json, .parquet or .csv files for split '{split}' under {source.uri}"
-        )
-    return _read_files(files, "dataset.uri")
-
-
-def detect_format(columns: list[str], source: DatasetSource) -> RowFormat:
-    """The row format ``dataset.format`` names, or the one the columns show."""
-    fields = _fields(source)
-    wanted: dict[RowFormat, list[str]] = {
-        "messages": [fields.messages],
-        "prompt-completion": [fields.prompt, fields.completion],
-        "text": [fields.text],
-    }
-    if source.format != "auto":
-        missing = [c for c in wanted[source.format] if c not in columns]
-        if missing:
+        assert source.uri is not None
+        uri_field = f"{where}.uri"
+        try:
+            root = local_copy(source.uri, uri_field, self.settings, self.cache_root, tuple(BUILDERS))
+        except FileNotFoundError as error:
+            raise DataError(str(error)) from error
+        if root.is_file():
+            if root.suffix.lower() not in BUILDERS:
+                raise DataError(f"{uri_field}: {source.uri} is not a .jsonl, .json, .parquet or .csv file")
+            if split != source.split:
+                raise DataError(
+                    f"{where}.{field}: {source.uri} is a single file, so it has no '{split}' split; use evalFraction"
+                )
+            return self._checked_size(_read_files([root], uri_field), source, where, split, field)
+        files = _split_files(root, split)
+        if not files and split == source.split:
+            files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in BUILDERS)
+            if eval_split is not None:
+                files = [p for p in files if p not in _split_files(root, eval_split)]
+        if not files:
             raise DataError(
-                f"dataset: format {source.format} needs column(s) {', '.join(missing)}; "
-                f"the data has {', '.join(columns)}"
+                f"{where}.{field}: no .jsonl, .json, .parquet or .csv files for split '{split}' under {source.uri}"
             )
-        return source.format
-    for row_format, needed in wanted.items():
-        if all(c in columns for c in needed):
-            return row_format
-    raise DataError(
-        f"dataset: cannot tell the format from the columns {', '.join(columns)}; expected '{fields.messages}' "
-        f"(conversations), '{fields.prompt}' + '{fields.completion}', or '{fields.text}'. Set dataset.format "
-        "and the matching *Field names"
-    )
+        return self._checked_size(_read_files(files, uri_field), source, where, split, field)
 
-
-def _to_trl_columns(dataset: Dataset, row_format: RowFormat, source: DatasetSource) -> Dataset:
-    fields = _fields(source)
-    mapping = {
-        "messages": {fields.messages: "messages"},
-        "prompt-completion": {fields.prompt: "prompt", fields.completion: "completion"},
-        "text": {fields.text: "text"},
-    }[row_format]
-    dataset = dataset.select_columns(list(mapping))
-    renames = {old: new for old, new in mapping.items() if old != new}
-    return dataset.rename_columns(renames) if renames else dataset
+    @staticmethod
+    def _checked_size(dataset: Dataset, source: SourceFields, where: str, split: str, field: str) -> Dataset:
+        if len(dataset) == 0:
+            raise DataError(f"{where}.{field}: the {split} split of {source.label} has no rows")
+        return dataset
 
 
 def _pick(dataset: Dataset, indices: list[int]) -> Dataset:
     return dataset if indices == list(range(len(dataset))) else dataset.select(indices)
 
 
-def _checked(
-    dataset: Dataset,
-    indices: list[int],
-    row_format: RowFormat,
-    source: DatasetSource,
-    assistant_only: bool,
-    split: str,
-    description: str,
-) -> Dataset:
-    picked = _pick(dataset, indices)
-    report = check_rows(picked, indices, row_format, _fields(source), assistant_only, split, description)
-    report.raise_if_bad()
-    return picked
+@dataclass
+class _Rows:
+    """One split of a source read and renamed to TRL's columns, for checking and converting."""
+
+    source: SourceFields
+    where: str
+    shape: SourceShape
+    data: Dataset
+    conversation: str
+
+    @classmethod
+    def read(cls, dataset: Dataset, source: SourceFields, where: str, assistant_only: bool) -> _Rows:
+        shape = detect_shape(dataset, source, where)
+        if assistant_only and shape == "text":
+            raise DataError(
+                f"training.assistantOnlyLoss: needs conversational data; {where} ({source.label}) is plain text"
+            )
+        if source.as_chat and shape != "prompt-completion":
+            raise DataError(f"{where}.asChat: turns prompt-completion rows into chats; the rows are {shape}")
+        conversation = conversation_column(list(dataset.column_names), source)
+        return cls(source, where, shape, to_trl_columns(dataset, shape, source), conversation)
+
+    def checked(self, indices: list[int], split: str, assistant_only: bool, spec: DatasetSource) -> Dataset:
+        picked = _pick(self.data, indices)
+        fields = field_names(self.source, self.conversation)
+        label = self.source.label if spec.mixture is None else f"{self.where}: {self.source.label}"
+        check_rows(picked, indices, self.shape, fields, assistant_only, split, label).raise_if_bad()
+        return converted(picked, self.shape, self.source, spec.system_prompt, spec.system_prompt_mode)
 
 
-def _hold_out(indices: list[int], source: DatasetSource) -> tuple[list[int], list[int]]:
-    """Train and eval row indices, the eval ones a seeded random ``evalFraction`` of ``indices``,
-    at most ``maxEvalSamples`` of them: the rest stay in training."""
-    import numpy as np
-
-    if source.eval_fraction is None:
-        return indices, []
-    count = len(indices)
-    held = min(max(1, round(count * source.eval_fraction)), count - 1)
-    if source.max_eval_samples:
-        held = min(held, source.max_eval_samples)
-    if held < 1:
-        raise DataError(f"dataset.evalFraction: {count} row(s) are too few to hold any out for evaluation")
-    order = np.random.default_rng(source.seed).permutation(count)
-    return sorted(indices[int(i)] for i in order[held:]), sorted(indices[int(i)] for i in order[:held])
-
-
-def _sample(indices: list[int], limit: int | None, seed: int) -> list[int]:
-    """A seeded random ``limit`` of ``indices`` (all of them without a limit), in their order."""
-    import numpy as np
-
-    if not limit or len(indices) <= limit:
-        return indices
-    chosen = np.random.default_rng(seed).permutation(len(indices))[:limit]
-    return sorted(indices[int(i)] for i in chosen)
+def _load_source(
+    source: SourceFields, where: str, spec: DatasetSource, assistant_only: bool, reader: Reader
+) -> LoadedSource:
+    """One source's training (and evaluation) rows: sampled, held out, checked and converted."""
+    limit = spec.max_samples if spec.mixture is None else getattr(source, "max_samples", None)
+    weight: float | None = getattr(source, "weight", None)
+    rows = _Rows.read(
+        reader.split(source, where, source.split, "split", spec.eval_split), source, where, assistant_only
+    )
+    count = len(rows.data)
+    sampled = sample(list(range(count)), limit, spec.seed)
+    if weight is not None and weight < 1:
+        sampled = sample(sampled, weighted_count(count, weight), spec.seed)
+    train_indices, eval_indices = hold_out(
+        sampled, spec.eval_fraction, spec.max_eval_samples, spec.seed, source.label
+    )
+    train = rows.checked(train_indices, source.split, assistant_only, spec)
+    if weight is not None and weight > 1:
+        train = train.select(repeated(len(train), weighted_count(len(train), weight), spec.seed))
+    evaluation: Dataset | None = None
+    if eval_indices:
+        evaluation = rows.checked(eval_indices, "held-out", assistant_only, spec)
+    elif spec.eval_split is not None:
+        eval_rows = _Rows.read(
+            reader.split(source, where, spec.eval_split, "evalSplit", spec.eval_split),
+            source,
+            where,
+            assistant_only,
+        )
+        if eval_rows.shape != rows.shape:
+            raise DataError(
+                f"{where}.evalSplit: its rows are {eval_rows.shape}, the training rows {rows.shape}"
+            )
+        evaluation = eval_rows.checked(
+            sample(list(range(len(eval_rows.data))), spec.max_eval_samples, spec.seed),
+            spec.eval_split,
+            assistant_only,
+            spec,
+        )
+    return LoadedSource(
+        where=where,
+        label=source.label,
+        revision=source.revision if source.name is not None else None,
+        shape=rows.shape,
+        as_chat=source.as_chat,
+        row_format=trl_format(rows.shape, source.as_chat),
+        train=train,
+        eval=evaluation,
+    )
 
 
 def load_data(
-    source: DatasetSource,
+    spec: DatasetSource,
     assistant_only: bool,
     settings: CheckpointSettings,
     cache_root: Path,
     hf_token: str | None,
 ) -> PreparedData:
     """Load, map and check the training rows (and evaluation rows, when the spec asks for them)."""
-    description = source.name or source.uri or ""
-    if source.subset:
-        description += f" ({source.subset})"
-    train_all = _load_split(source, source.split, "dataset.split", settings, cache_root, hf_token)
-    if len(train_all) == 0:
-        raise DataError(f"dataset.split: the {source.split} split of {description} has no rows")
-    row_format = detect_format(list(train_all.column_names), source)
-    if assistant_only and row_format == "text":
-        raise DataError("training.assistantOnlyLoss: needs conversational data; the data is plain text")
-    train_all = _to_trl_columns(train_all, row_format, source)
-    sampled = _sample(list(range(len(train_all))), source.max_samples, source.seed)
-    train_indices, eval_indices = _hold_out(sampled, source)
-    train = _checked(train_all, train_indices, row_format, source, assistant_only, source.split, description)
-    evaluation: Dataset | None = None
-    if eval_indices:
-        evaluation = _checked(
-            train_all, eval_indices, row_format, source, assistant_only, "held-out", description
-        )
-    elif source.eval_split is not None:
-        eval_all = _load_split(source, source.eval_split, "dataset.evalSplit", settings, cache_root, hf_token)
-        if len(eval_all) == 0:
-            raise DataError(f"dataset.evalSplit: the {source.eval_split} split of {description} has no rows")
-        eval_format = detect_format(list(eval_all.column_names), source)
-        if eval_format != row_format:
-            raise DataError(f"dataset.evalSplit: its rows are {eval_format}, the training rows {row_format}")
-        eval_all = _to_trl_columns(eval_all, row_format, source)
-        evaluation = _checked(
-            eval_all,
-            _sample(list(range(len(eval_all))), source.max_eval_samples, source.seed),
-            row_format,
-            source,
-            assistant_only,
-            source.eval_split,
-            description,
-        )
-    data = PreparedData(train=train, eval=evaluation, row_format=row_format, description=description)
-    if assistant_only and row_format == "prompt-completion" and not data.conversational:
+    reader = Reader(settings, cache_root, hf_token)
+    named = (
+        [("dataset", spec)]
+        if spec.mixture is None
+        else [(f"dataset.mixture[{index}]", source) for index, source in enumerate(spec.mixture)]
+    )
+    loaded = [_load_source(source, where, spec, assistant_only, reader) for where, source in named]
+    mixed = mix(loaded, spec.seed)
+    description = ", ".join(source.label for source in loaded)
+    data = PreparedData(
+        train=mixed.train,
+        eval=mixed.eval,
+        row_format=loaded[0].row_format,
+        description=description,
+        sources=[source.rows() for source in loaded],
+        origins=mixed.origins,
+    )
+    if assistant_only and data.row_format == "prompt-completion" and not data.conversational:
         raise DataError(
             "training.assistantOnlyLoss: needs conversational data; the prompts and completions are plain strings "
-            "(completion-only loss applies to them by default)"
+            "(set dataset.asChat to make them chats; completion-only loss applies to them by default)"
         )
     log.info(
         "data: %d training rows%s, format %s, from %s",
-        len(train),
-        f", {len(evaluation)} evaluation rows" if evaluation is not None else "",
-        row_format,
+        len(data.train),
+        f", {len(data.eval)} evaluation rows" if data.eval is not None else "",
+        data.row_format,
         description,
     )
     return data

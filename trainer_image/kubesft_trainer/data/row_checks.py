@@ -9,6 +9,9 @@ from typing import Any, Literal
 from kubesft_trainer.errors import DataError
 
 RowFormat = Literal["messages", "prompt-completion", "text"]
+"""The row formats TRL trains on, with its column names."""
+SourceShape = Literal["messages", "sharegpt", "prompt-completion", "text"]
+"""The row formats read: ShareGPT rows become messages once checked."""
 ROLES = ("system", "user", "assistant", "tool")
 SHOWN_PROBLEMS = 5
 """How many bad rows the error spells out; the count covers all of them."""
@@ -22,43 +25,62 @@ class FieldNames:
     prompt: str = "prompt"
     completion: str = "completion"
     text: str = "text"
+    speakers: dict[str, str] = field(default_factory=dict)
+    """ShareGPT speaker -> chat role."""
 
 
 def _blank(value: Any) -> bool:
     return not isinstance(value, str) or not value.strip()
 
 
-def conversation_problem(messages: Any, name: str, need_assistant: bool) -> str | None:
-    """What is wrong with one conversation (a list of role/content turns), or None."""
-    if messages is None:
+def _turns_problem(
+    turns: Any, name: str, keys: tuple[str, str], roles: dict[str, str], hint: str, need_assistant: bool
+) -> str | None:
+    """What is wrong with a list of turns whose ``keys`` name the speaker and the text, or None."""
+    role_key, text_key = keys
+    if turns is None:
         return f"missing field '{name}'"
-    if not isinstance(messages, list) or not messages:
-        return f"{name} must be a non-empty list of turns, got {type(messages).__name__}"
-    for turn_index, turn in enumerate(messages):
+    if not isinstance(turns, list) or not turns:
+        return f"{name} must be a non-empty list of turns, got {type(turns).__name__}"
+    for turn_index, turn in enumerate(turns):
         where = f"{name}[{turn_index}]"
         if not isinstance(turn, dict):
-            return f"{where} must be an object with role and content, got {type(turn).__name__}"
-        role = turn.get("role")
+            return f"{where} must be an object with {role_key} and {text_key}, got {type(turn).__name__}"
+        role = turn.get(role_key)
         if role is None:
-            return f"{where}.role is missing"
-        if role not in ROLES:
-            return f"{where}.role is {role!r}, expected one of {', '.join(ROLES)}"
-        content = turn.get("content")
+            return f"{where}.{role_key} is missing"
+        if role not in roles:
+            return f"{where}.{role_key} is {role!r}, expected one of {', '.join(roles)}{hint}"
+        content = turn.get(text_key)
         if content is None:
-            return f"{where}.content is missing"
+            return f"{where}.{text_key} is missing"
         if not isinstance(content, str):
-            return f"{where}.content must be a string, got {type(content).__name__}"
+            return f"{where}.{text_key} must be a string, got {type(content).__name__}"
         if not content.strip():
-            return f"{where}.content is empty"
-    if need_assistant and not any(turn.get("role") == "assistant" for turn in messages):
+            return f"{where}.{text_key} is empty"
+    if need_assistant and not any(roles[turn[role_key]] == "assistant" for turn in turns):
         return f"{name} has no assistant turn, so assistantOnlyLoss leaves nothing to learn"
     return None
 
 
+def conversation_problem(messages: Any, name: str, need_assistant: bool) -> str | None:
+    """What is wrong with one conversation (a list of role/content turns), or None."""
+    roles = {role: role for role in ROLES}
+    return _turns_problem(messages, name, ("role", "content"), roles, "", need_assistant)
+
+
+def sharegpt_problem(turns: Any, name: str, speakers: dict[str, str], need_assistant: bool) -> str | None:
+    """What is wrong with one ShareGPT conversation (a list of from/value turns), or None."""
+    hint = " (dataset.roles maps other speakers to roles)"
+    return _turns_problem(turns, name, ("from", "value"), speakers, hint, need_assistant)
+
+
 def row_problem(
-    row: dict[str, Any], row_format: RowFormat, fields: FieldNames, assistant_only: bool
+    row: dict[str, Any], row_format: SourceShape, fields: FieldNames, assistant_only: bool
 ) -> str | None:
     """What is wrong with one row (columns already renamed to TRL's names), or None."""
+    if row_format == "sharegpt":
+        return sharegpt_problem(row.get("messages"), fields.messages, fields.speakers, assistant_only)
     if row_format == "messages":
         return conversation_problem(row.get("messages"), fields.messages, need_assistant=assistant_only)
     if row_format == "text":
@@ -114,7 +136,7 @@ class RowReport:
 def check_rows(
     rows: Iterable[dict[str, Any]],
     indices: Sequence[int],
-    row_format: RowFormat,
+    row_format: SourceShape,
     fields: FieldNames,
     assistant_only: bool,
     split: str,

@@ -40,6 +40,19 @@ def _samples(summary: TrainingSummary) -> list[str]:
     return lines
 
 
+def _sources(summary: TrainingSummary) -> list[str]:
+    """The mixture's sources with their rows; one source is already named in the data lines."""
+    if len(summary.sources) < 2:
+        return []
+    lines = ["", "| source | revision | format | training rows | evaluation rows |", "|---|---|---|---|---|"]
+    for source in summary.sources:
+        lines.append(
+            f"| `{source.source}` | {source.revision or 'n/a'} | {source.format} | {source.train_rows} "
+            f"| {source.eval_rows if source.eval_rows is not None else 'n/a'} |"
+        )
+    return lines
+
+
 def render_model_card(summary: TrainingSummary) -> str:
     training = summary.config.get("training", {})
     lora = summary.config.get("lora", {})
@@ -69,6 +82,7 @@ def render_model_card(summary: TrainingSummary) -> str:
         + (f", evaluation rows: {summary.eval_rows}" if summary.eval_rows is not None else ""),
         f"- chat template: {summary.chat_template}"
         + (f", turns end with `{summary.end_of_turn_token}`" if summary.end_of_turn_token else ""),
+        *_sources(summary),
         "",
         "## Settings",
         "",

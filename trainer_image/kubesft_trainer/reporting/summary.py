@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from kubesft_trainer.data.mixing import SourceRows
 from kubesft_trainer.reporting.samples import SampleAnswer
 
 
@@ -21,6 +22,7 @@ class TrainingSummary(BaseModel):
     row_format: str
     train_rows: int
     eval_rows: int | None = None
+    sources: list[SourceRows] = Field(default_factory=list, description="Each source and its row counts")
     chat_template: str = Field(description="model (its own), chatml, or inline")
     end_of_turn_token: str | None = Field(default=None, description="The EOS the model learned and stops at")
     global_step: int

@@ -1,0 +1,43 @@
+"""Time limits of an SFTJob as the Jobs carry them: what is left of activeDeadlineSeconds, and
+when a finished job's TTL runs out. Pure: the clock comes in as an argument."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from kubesft_api.times import parse_time
+from kubesft_operator.objects import Job
+
+DEADLINE_SLACK_SECONDS = 5
+"""A Job's deadline this close to the wanted one is left alone, so clocks' jitter costs no patch."""
+
+
+def seconds_left(deadline: int | None, started: str | None, now: datetime) -> int | None:
+    """What a new attempt's Job may still run of ``deadline`` (None: no deadline), at least 1 s."""
+    if deadline is None:
+        return None
+    start = parse_time(started)
+    used = (now - start).total_seconds() if start else 0.0
+    return max(1, int(deadline - used))
+
+
+def job_deadline_change(deadline: int | None, job: Job, started: str | None) -> tuple[bool, int | None]:
+    """(whether to patch, the value) that keeps ``job``'s own deadline at what is left of the
+    SFTJob's, which may have been changed since the Job was made."""
+    current = job["spec"].get("activeDeadlineSeconds")
+    if deadline is None:
+        return current is not None, None
+    job_started = parse_time(job["status"].get("startTime"))
+    start = parse_time(started)
+    if job_started is None or start is None:
+        return False, None
+    wanted = max(1, int(deadline - (job_started - start).total_seconds()))
+    return current is None or abs(int(current) - wanted) > DEADLINE_SLACK_SECONDS, wanted
+
+
+def ttl_left(ttl: int | None, completed: str | None, now: datetime) -> float | None:
+    """Seconds until a finished job's TTL runs out (0 or less: it has), or None without one."""
+    finished = parse_time(completed)
+    if ttl is None or finished is None:
+        return None
+    return (finished + timedelta(seconds=int(ttl)) - now).total_seconds()
