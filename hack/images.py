@@ -15,6 +15,8 @@ is replaced, under the same name, by a stand-in made from Debian bookworm with m
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -129,12 +131,27 @@ def ensure_base(name: str, base: str) -> None:
     make_stand_in(name, base)
 
 
+STAND_IN_CONFIG = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
+
+
 def make_stand_in(name: str, base: str) -> None:
-    if name == "docker":
-        raise SystemExit(f"images: cannot pull {base}; pull or load it into docker, then rerun")
     if not shutil.which("mmdebstrap"):
         _apt_install("mmdebstrap")
-    tarball = STORE / "stand-in" / f"{base.replace('/', '_').replace(':', '_')}.tar"
+    hooks = [
+        # As in the official Python images: pip installs into the image's Python, and `pip` exists.
+        'rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED',
+        'ln -sf pip3 "$1"/usr/bin/pip',
+    ]
+    if any(LOCAL_CAS.glob("*.crt")):
+        # This machine may reach PyPI through a TLS proxy whose CA only its own trust store has.
+        hooks.append(f'cp {HOST_CA_BUNDLE} "$1"{HOST_CA_BUNDLE}')
+        log(f"the stand-in trusts this machine's CAs ({HOST_CA_BUNDLE}), as builds here need them")
+    # The root filesystem is kept, keyed by what makes it, for the next stand-in.
+    recipe = hashlib.sha256(json.dumps([STAND_IN_PACKAGES, hooks]).encode()).hexdigest()[:12]
+    tarball = STORE / "stand-in" / f"{base.replace('/', '_').replace(':', '_')}-bookworm-{recipe}.tar"
     tarball.parent.mkdir(parents=True, exist_ok=True)
     if not tarball.exists():
         partial = tarball.with_suffix(".partial")
@@ -144,32 +161,30 @@ def make_stand_in(name: str, base: str) -> None:
                 "--quiet",
                 "--variant=minbase",
                 f"--include={STAND_IN_PACKAGES}",
-                # As in the official Python images: pip installs into the image's Python, and `pip` exists.
-                '--customize-hook=rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED',
-                '--customize-hook=ln -sf pip3 "$1"/usr/bin/pip',
+                *(f"--customize-hook={hook}" for hook in hooks),
                 "bookworm",
                 str(partial),
             ],
             check=True,
         )
         partial.rename(tarball)
-    build = buildah if name == "buildah" else (lambda *a: ["podman", *a])
+    if name != "buildah":
+        changes = [f"ENV {key}={value}" for key, value in STAND_IN_CONFIG.items()]
+        changes += ['CMD ["python3"]', f"LABEL {STAND_IN_LABEL}=debian-bookworm-mmdebstrap"]
+        args = [name, "import", *(f"--change={change}" for change in changes), str(tarball), base]
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        log(f"stand-in {base} made (Debian bookworm, Python 3.11, pip): the images are built on it")
+        return
+    build = buildah
     container = subprocess.run(
         build("from", "scratch"), capture_output=True, text=True, check=True
     ).stdout.strip()
     try:
         subprocess.run(build("add", container, str(tarball), "/"), check=True, stdout=subprocess.DEVNULL)
-        if any(LOCAL_CAS.glob("*.crt")):
-            # This machine reaches PyPI through a TLS proxy whose CA only its own trust store has.
-            subprocess.run(build("copy", container, str(HOST_CA_BUNDLE), str(HOST_CA_BUNDLE)), check=True)
-            log(f"the stand-in trusts this machine's CAs ({HOST_CA_BUNDLE}), as builds here need them")
         subprocess.run(
             build(
                 "config",
-                "--env",
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "--env",
-                "LANG=C.UTF-8",
+                *(arg for key, value in STAND_IN_CONFIG.items() for arg in ("--env", f"{key}={value}")),
                 "--cmd",
                 "python3",
                 "--label",
@@ -180,7 +195,7 @@ def make_stand_in(name: str, base: str) -> None:
         )
         image_id = subprocess.run(
             build("commit", "--quiet", container, base), capture_output=True, text=True, check=True
-        ).stdout.strip()
+        ).stdout.split()[-1]
         with STAND_INS.open("a") as ids:
             ids.write(f"{image_id}\n")
     finally:
