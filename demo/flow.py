@@ -28,6 +28,8 @@ from testing.devcluster.cluster import Cluster
 from testing.devcluster.helm import run_helm
 from testing.devcluster.operator_install import OperatorInstall, running_operator
 from testing.devcluster.s3 import S3Server
+from testing.sftjob_manifests import sftjob_manifest as sftjob_manifest_of
+from testing.sftjob_manifests import tiny_cpu_spec
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl
 
 Write = Callable[[str], None]
@@ -137,37 +139,18 @@ def install_chart(cluster: Cluster, settings: DemoSettings, write: Write) -> Ope
     )
 
 
-def sftjob_manifest(settings: DemoSettings, s3: S3Server, model_uri: str, dataset_uri: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubesft.io/v1alpha1",
-        "kind": "SFTJob",
-        "metadata": {"name": settings.job_name, "namespace": settings.namespace},
-        "spec": {
-            "model": {"uri": model_uri, "chatTemplate": "chatml"},
-            "dataset": {"uri": dataset_uri, "evalFraction": 0.1},
-            "training": {
-                "maxSteps": settings.max_steps,
-                "perDeviceBatchSize": 4,
-                "learningRate": 2.0e-3,
-                "maxLength": 128,
-                "loggingSteps": 2,
-                "evalSteps": 20,
-                "assistantOnlyLoss": True,
-                "gradientCheckpointing": False,
-                "precision": "fp32",
-            },
-            "checkpoints": {
-                "uri": s3.uri(f"{settings.prefix}/checkpoints"),
-                "credentialsSecret": {"name": "s3-credentials"},
-                "endpointUrl": s3.endpoint_url,
-                "saveSteps": 20,
-                "keep": 2,
-            },
-            "output": {"uri": s3.uri(f"{settings.prefix}/output")},
-            "resources": {"gpusPerNode": 0, "cpu": "1", "memory": "4Gi", "sharedMemory": "256Mi"},
-            "runPolicy": {"backoffLimit": 1, "terminationGracePeriodSeconds": 30},
-        },
-    }
+def sftjob_manifest(settings: DemoSettings, s3: S3Server) -> dict[str, Any]:
+    spec = tiny_cpu_spec(
+        s3,
+        settings.prefix,
+        max_steps=settings.max_steps,
+        learning_rate=2.0e-3,
+        logging_steps=2,
+        eval_steps=20,
+        save_steps=20,
+        run_policy={"backoffLimit": 1, "terminationGracePeriodSeconds": 30},
+    )
+    return sftjob_manifest_of(settings.job_name, spec, settings.namespace)
 
 
 def apply_sftjob(cluster: Cluster, s3: S3Server, manifest: dict[str, Any], write: Write) -> None:
@@ -265,7 +248,7 @@ def run_demo(
     settings.results_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kubesft-demo-") as work:
         heading(write, "Tiny model and dataset into S3")
-        model_uri, dataset_uri = stage_inputs(s3, Path(work), settings.prefix, write)
+        stage_inputs(s3, Path(work), settings.prefix, write)
 
     heading(write, "Operator: Helm chart, then python -m kubesft_operator under its ServiceAccount")
     install = install_chart(cluster, settings, write)
@@ -278,7 +261,7 @@ def run_demo(
         )
 
         heading(write, "SFTJob")
-        manifest = sftjob_manifest(settings, s3, model_uri, dataset_uri)
+        manifest = sftjob_manifest(settings, s3)
         apply_sftjob(cluster, s3, manifest, write)
 
         heading(write, f"Training: kubectl get sft -n {settings.namespace} -w")

@@ -6,6 +6,18 @@ from the same kubesft version.
 
 from __future__ import annotations
 
+GROUP = "kubesft.io"
+"""The SFTJob API group; it also prefixes kubesft's labels and annotations."""
+
+LABEL_JOB = f"{GROUP}/job"
+"""On everything an SFTJob owns, trainer pods included: the SFTJob's name."""
+LABEL_ATTEMPT = f"{GROUP}/attempt"
+"""On a trainer Job and its pods: the attempt number."""
+ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+"""On each pod of an Indexed (multi-node) Job: its node rank."""
+CONTAINER_NAME = "trainer"
+"""The trainer pod's container that runs the trainer (and holds its log)."""
+
 TRAINER_METRICS_PORT = 9090
 """Port of the trainer's ``/metrics`` and ``/progress`` (served by rank 0)."""
 RENDEZVOUS_PORT = 29500

@@ -32,4 +32,6 @@ class ProgressReport(BaseModel):
     checkpoint_status: str | None = Field(
         default=None, description="Storage health, e.g. the last upload error while it lasts."
     )
+    mlflow_run_id: str | None = Field(default=None, description="The MLflow run the trainer logs to.")
+    mlflow_run_url: str | None = Field(default=None, description="Where the MLflow run is shown.")
     updated_at: str | None = Field(default=None, description="RFC 3339 time of this report.")

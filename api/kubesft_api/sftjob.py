@@ -12,12 +12,12 @@ from pydantic import (
     ValidationError,
 )
 
+from kubesft_api.pod_contract import GROUP as GROUP
 from kubesft_api.resources import Resources
 from kubesft_api.run_policy import RunPolicy
 from kubesft_api.trainer_config import TrainerConfig
 from kubesft_api.validation import describe_validation_error
 
-GROUP = "kubesft.io"
 VERSION = "v1alpha1"
 KIND = "SFTJob"
 PLURAL = "sftjobs"

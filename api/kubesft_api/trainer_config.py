@@ -21,6 +21,7 @@ from kubesft_api.evaluation import EvaluationSettings
 from kubesft_api.lora import LoraSettings
 from kubesft_api.model import ModelSource
 from kubesft_api.output import OutputSettings
+from kubesft_api.tracking import TrackingSettings
 from kubesft_api.training import TrainingSettings
 from kubesft_api.validation import field_error
 
@@ -57,6 +58,10 @@ class TrainerConfig(SpecModel):
     evaluation: EvaluationSettings = Field(
         default_factory=EvaluationSettings,
         description="Sample answers before and after training.",
+    )
+    tracking: TrackingSettings = Field(
+        default_factory=TrackingSettings,
+        description="Experiment tracking (MLflow).",
     )
 
     @model_validator(mode="after")

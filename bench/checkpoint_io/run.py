@@ -31,7 +31,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
 
+from bench.common import tiny_config, write_figures  # noqa: E402
 from kubesft_api.checkpoints import CheckpointSettings  # noqa: E402
 from kubesft_api.trainer_config import TrainerConfig  # noqa: E402
 from kubesft_trainer.checkpoints import CheckpointStore  # noqa: E402
@@ -214,22 +214,8 @@ def train_once(
     checkpoints: dict[str, Any] = {"saveSteps": save_steps if endpoint else steps}
     if endpoint:
         checkpoints.update(uri=f"s3://kubesft-bench-train/{scratch.name}", endpointUrl=endpoint, keep=2)
-    config = TrainerConfig.model_validate(
-        {
-            "model": {"uri": str(model), "chatTemplate": "chatml"},
-            "dataset": {"uri": str(data)},
-            "training": {
-                "maxSteps": steps,
-                "perDeviceBatchSize": 8,
-                "learningRate": 1.0e-3,
-                "maxLength": 256,
-                "gradientCheckpointing": False,
-                "loggingSteps": 10,
-            },
-            "checkpoints": checkpoints,
-            "output": {"uri": str(scratch / "output")},
-        }
-    )
+    raw = tiny_config(model, data, scratch / "output", steps)
+    config = TrainerConfig.model_validate({**raw, "checkpoints": checkpoints})
     env = RuntimeEnv.from_environ(
         {**os.environ, "KUBESFT_WORK_DIR": str(scratch / "work"), "KUBESFT_METRICS_PORT": "0"}
     )
@@ -326,12 +312,7 @@ def main() -> None:
             results["upload"] = throughput(endpoint, scratch / "io", args.rounds, args.mib)
         if args.only in (None, "training"):
             results["training"] = stall(endpoint, scratch / "train", args.rounds, args.steps, args.save_steps)
-    out = ROOT / "bench/out/checkpoint_io.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        results = {**json.loads(out.read_text()), **results}
-    results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_figures("checkpoint_io", results, merge=True)
 
 
 if __name__ == "__main__":

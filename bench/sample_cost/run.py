@@ -16,44 +16,27 @@ Run: ``python bench/sample_cost/run.py [--rounds 2] [--rows 512] [--threads N]``
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
 
+from bench.common import run_trainer, write_figures  # noqa: E402
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
 
 
 def run_once(model: Path, data: Path, scratch: Path, threads: int | None) -> dict[str, float]:
-    output = scratch / "out"
+    # The trainer's defaults but for assistant-only loss: what a default run spends on samples.
     config = {
         "model": {"uri": str(model), "chatTemplate": "chatml"},
         "dataset": {"uri": str(data)},
         "training": {"assistantOnlyLoss": True},
-        "output": {"uri": str(output)},
+        "output": {"uri": str(scratch / "out")},
     }
-    path = scratch / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBESFT_")}
-    env.update(
-        {"KUBESFT_WORK_DIR": str(scratch / "work"), "KUBESFT_METRICS_PORT": "0", "HF_HUB_OFFLINE": "1"}
-    )
-    subprocess.run(
-        [sys.executable, "-m", "kubesft_trainer", "--config", str(path)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    summary = json.loads((output / "training_summary.json").read_text())
+    summary = run_trainer(config, scratch)
     return {
         "sampleSeconds": float(summary["sampleSeconds"]),
         "trainRuntimeSeconds": float(summary["trainRuntimeSeconds"]),
@@ -93,20 +76,7 @@ def main() -> None:
             )
     share = statistics.median(r["share"] for r in rounds)
     print(f"median share of the run spent on samples: {100 * share:.1f} % (target on a GPU: < 2 %)")
-    out = ROOT / "bench/out/sample_cost.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "rounds": rounds,
-                "medianShare": share,
-                "threads": args.threads,
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    write_figures("sample_cost", {"rounds": rounds, "medianShare": share, "threads": args.threads})
 
 
 if __name__ == "__main__":

@@ -17,55 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
 
+from bench.common import run_trainer, tiny_config, training_env, write_figures  # noqa: E402
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
 
 
-def _env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBESFT_")}
-    env.update({"KUBESFT_WORK_DIR": str(work), "KUBESFT_METRICS_PORT": "0", "HF_HUB_OFFLINE": "1"})
-    return env
-
-
 def run_kubesft(model: Path, data: Path, scratch: Path, steps: int) -> float:
-    output = scratch / "kubesft-out"
-    config = {
-        "model": {"uri": str(model), "chatTemplate": "chatml"},
-        "dataset": {"uri": str(data)},
-        "training": {
-            "maxSteps": steps,
-            "perDeviceBatchSize": 8,
-            "learningRate": 1.0e-3,
-            "maxLength": 256,
-            "assistantOnlyLoss": True,
-            "gradientCheckpointing": False,
-            "loggingSteps": 10,
-        },
-        "checkpoints": {"saveSteps": steps * 10},
-        "output": {"uri": str(output)},
-    }
-    path = scratch / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    subprocess.run(
-        [sys.executable, "-m", "kubesft_trainer", "--config", str(path)],
-        env=_env(scratch / "work"),
-        check=True,
-        capture_output=True,
-    )
-    summary = json.loads((output / "training_summary.json").read_text())
-    return float(summary["tokensPerSecond"])
+    config = tiny_config(model, data, scratch / "kubesft-out", steps, assistantOnlyLoss=True)
+    config["checkpoints"] = {"saveSteps": steps * 10}
+    return float(run_trainer(config, scratch)["tokensPerSecond"])
 
 
 def run_script(model: Path, data: Path, scratch: Path, steps: int) -> float:
@@ -78,7 +46,7 @@ def run_script(model: Path, data: Path, scratch: Path, steps: int) -> float:
             str(scratch / "raw"),
             str(steps),
         ],
-        env=_env(scratch / "work"),
+        env=training_env(scratch / "work"),
         check=True,
         capture_output=True,
         text=True,
@@ -119,22 +87,8 @@ def main() -> None:
     ratio = script / kubesft
     print(f"median: script {script:,.0f} tokens/s, kubesft {kubesft:,.0f} tokens/s")
     print(f"ratio script/kubesft: {ratio:.3f} (target ≤ 1.05)")
-    out = ROOT / "bench/out/trainer_overhead.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "rounds": rounds,
-                "medianScriptTokensPerSecond": script,
-                "medianKubesftTokensPerSecond": kubesft,
-                "ratio": ratio,
-                "steps": args.steps,
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    medians = {"medianScriptTokensPerSecond": script, "medianKubesftTokensPerSecond": kubesft}
+    write_figures("trainer_overhead", {"rounds": rounds, **medians, "ratio": ratio, "steps": args.steps})
 
 
 if __name__ == "__main__":

@@ -6,15 +6,13 @@ running it (AWS variables, profile or SSO), never the Secret the pods use.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kubesft.errors import DownloadError
 from kubesft.job import SFTJob
-
-_S3 = re.compile(r"^s3://([^/]+)/?(.*)$", re.IGNORECASE)
+from kubesft_api.uris import parse_uri
 
 
 def output_location(job: SFTJob) -> tuple[str, str, str]:
@@ -25,14 +23,16 @@ def output_location(job: SFTJob) -> tuple[str, str, str]:
             f"SFTJob {job.name} has not succeeded (phase {job.phase or 'unknown'}); "
             f"its model is written to {uri} when training finishes"
         )
-    match = _S3.match(uri)
-    if match is not None:
-        return uri, match.group(1), match.group(2).strip("/")
-    if uri.lower().startswith("pvc://"):
-        claim = uri[len("pvc://") :].split("/", 1)[0]
+    try:
+        parsed = parse_uri(uri)
+    except ValueError as error:
+        raise DownloadError(f"the output of SFTJob {job.name} cannot be downloaded: {error}") from None
+    if parsed.scheme == "s3":
+        return uri, parsed.bucket_or_claim, parsed.path.strip("/")
+    if parsed.scheme == "pvc":
         raise DownloadError(
-            f"the output of SFTJob {job.name} ({uri}) is on PersistentVolumeClaim {claim}: it cannot be "
-            "downloaded from here; copy it from a pod that mounts the claim"
+            f"the output of SFTJob {job.name} ({uri}) is on PersistentVolumeClaim {parsed.bucket_or_claim}: "
+            "it cannot be downloaded from here; copy it from a pod that mounts the claim"
         )
     raise DownloadError(
         f"the output of SFTJob {job.name} ({uri}) is a path on the trainer's node: it cannot be downloaded "

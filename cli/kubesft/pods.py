@@ -1,7 +1,6 @@
 """The trainer pods of an SFTJob, found by the labels the operator puts on them, and their logs.
 
-The label keys and container name are the operator's (kubesft_operator.names); the client does
-not import the operator package (it needs kopf), and a unit test keeps the two the same.
+The label keys and container name come from the pod contract the operator renders pods from.
 """
 
 from __future__ import annotations
@@ -15,13 +14,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from kubesft.errors import LogsUnavailableError, NotFoundError, api_error, server_message
-from kubesft_api.sftjob import GROUP
-
-LABEL_JOB = f"{GROUP}/job"
-LABEL_ATTEMPT = f"{GROUP}/attempt"
-ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-"""On each pod of an Indexed (multi-node) Job: its node rank."""
-CONTAINER = "trainer"
+from kubesft_api.pod_contract import ANNOTATION_COMPLETION_INDEX, CONTAINER_NAME, LABEL_ATTEMPT, LABEL_JOB
 
 
 def selector(job: str, attempt: int | None = None) -> str:
@@ -43,7 +36,7 @@ def _started(pod: Any) -> str | None:
     """None when the trainer container has a log to read; else why it has none yet."""
     statuses = (pod.status.container_statuses if pod.status else None) or []
     for status in statuses:
-        if status.name != CONTAINER:
+        if status.name != CONTAINER_NAME:
             continue
         state = status.state
         if state is not None and (state.running is not None or state.terminated is not None):
@@ -91,7 +84,7 @@ class PodLogs:
     def lines(self, pod_name: str, follow: bool) -> Iterator[str]:
         try:
             response = self.core.read_namespaced_pod_log(
-                pod_name, self.namespace, container=CONTAINER, follow=follow, _preload_content=False
+                pod_name, self.namespace, container=CONTAINER_NAME, follow=follow, _preload_content=False
             )
         except ApiException as error:
             if error.status == 400:

@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import re
 
-from kubesft_api.sftjob import GROUP
+from kubesft_api.pod_contract import ANNOTATION_COMPLETION_INDEX as ANNOTATION_COMPLETION_INDEX
+from kubesft_api.pod_contract import CONTAINER_NAME as CONTAINER_NAME
+from kubesft_api.pod_contract import GROUP
+from kubesft_api.pod_contract import LABEL_ATTEMPT as LABEL_ATTEMPT
+from kubesft_api.pod_contract import LABEL_JOB as LABEL_JOB
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_JOB = f"{GROUP}/job"
-LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 MANAGED_BY = "kubesft-operator"
 
@@ -25,12 +27,10 @@ ANNOTATION_APPLIED_SPEC = f"{GROUP}/applied-spec"
 ANNOTATION_ATTEMPT = f"{GROUP}/attempt"
 ANNOTATION_RESTARTS = f"{GROUP}/restarts"
 """On a Job: the restart count when it was created, so status can be derived from it."""
-ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 FINALIZER = f"{GROUP}/finalizer"
 """Kopf's finalizer name. SFTJobs carry none; Kopf removes it from those that earlier versions
 marked with it."""
 
-CONTAINER_NAME = "trainer"
 MAX_NAME_LENGTH = 63
 _INDEX_SUFFIX_ROOM = 4
 """Indexed Job pods are named ``<job>-<index>``; keep room for an index up to 999."""

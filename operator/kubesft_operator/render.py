@@ -171,6 +171,18 @@ def _env(owner: Owner, spec: SFTJobSpec, job: str) -> list[dict[str, Any]]:
         env.append(
             _secret_env(pod_contract.ENV_HF_TOKEN, spec.model.token_secret.name, spec.model.token_secret.key)
         )
+    mlflow = spec.tracking.mlflow
+    if mlflow is not None and mlflow.credentials_secret is not None:
+        secret = mlflow.credentials_secret
+        for variable, key in (
+            ("MLFLOW_TRACKING_USERNAME", secret.username_key),
+            ("MLFLOW_TRACKING_PASSWORD", secret.password_key),
+            ("MLFLOW_TRACKING_TOKEN", secret.token_key),
+        ):
+            # Optional: basic auth or a token, whichever the Secret holds.
+            entry = _secret_env(variable, secret.name, key)
+            entry["valueFrom"]["secretKeyRef"]["optional"] = True
+            env.append(entry)
     env += [item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in resources.env]
     return env
 

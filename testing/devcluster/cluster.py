@@ -12,6 +12,7 @@ import yaml
 
 from testing.devcluster.control_plane import AuditLog, ControlPlane, ControlPlaneConfig
 from testing.devcluster.kube import Kube
+from testing.devcluster.kubelet_server import KubeletTls
 from testing.devcluster.kueue import Kueue
 from testing.devcluster.node import ProcessNode
 from testing.devcluster.node_options import NodeOptions
@@ -69,7 +70,8 @@ class Cluster:
         try:
             control_plane.start()
             kube = Kube(control_plane.admin_kubeconfig)
-            node = ProcessNode(kube.api, state, options.node)
+            tls = KubeletTls(control_plane.ca_cert, control_plane.issue_node_serving)
+            node = ProcessNode(kube.api, state, options.node, tls)
             node.start()
             return cls(state, control_plane, node)
         except BaseException:

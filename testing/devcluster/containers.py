@@ -15,6 +15,7 @@ from typing import Any
 
 from testing.devcluster import pod_status
 from testing.devcluster.cgroups import ContainerCgroup
+from testing.devcluster.container_logs import LogCopier
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ContainerRun:
     restart_count: int = 0
     process: subprocess.Popen[bytes] | None = None
     cgroup: ContainerCgroup | None = None
+    log_copier: LogCopier | None = None
     started_at: str | None = None
     state: dict[str, Any] = field(default_factory=lambda: pod_status.waiting("ContainerCreating"))
     last_state: dict[str, Any] = field(default_factory=dict)

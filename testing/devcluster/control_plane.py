@@ -3,6 +3,10 @@
 Authentication: client certificates signed by the cluster CA (any user, any groups, minted at
 run time) and a static admin bearer token. Authorization: RBAC only. Pods get no
 ServiceAccount token (the ServiceAccount admission plug-in is off), so pods cannot reach the API.
+
+The apiserver reaches the node's kubelet endpoint (pods/log) at the node's InternalIP, checks
+its serving certificate against the cluster CA and shows it a client certificate of its own, as
+kubeadm sets a cluster up.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from pathlib import Path
 
 from testing.devcluster.binaries import etcd_binary, kubernetes_binary
 from testing.devcluster.kubeconfig import write_kubeconfig
-from testing.devcluster.pki import CertificateAuthority, write_signing_key
+from testing.devcluster.pki import CertificateAuthority, CertificatePair, write_signing_key
 from testing.devcluster.processes import ManagedProcess, free_port, process_identity
 from testing.devcluster.run_state import RunState
 
 ADMIN_USER = "kubesft-admin"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+"""Who the apiserver is to a kubelet; the node asks RBAC whether it may read logs."""
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 # Controllers that make Jobs work: Pods for Jobs, cascading deletion, namespace deletion, TTL
 # cleanup, and Endpoints and EndpointSlices (the apiserver resolves a webhook Service backed by
@@ -97,6 +103,9 @@ class ControlPlane:
             server=True,
         )
         admin = self._ca.issue("admin", ADMIN_USER, organizations=("system:masters",))
+        kubelet_client = self._ca.issue(
+            "apiserver-kubelet-client", KUBELET_CLIENT_USER, organizations=("system:masters",)
+        )
         write_kubeconfig(
             self.admin_kubeconfig, server=self.server, ca_cert=self.ca_cert, user=ADMIN_USER, client=admin
         )
@@ -130,6 +139,10 @@ class ControlPlane:
             f"--tls-cert-file={serving.cert}",
             f"--tls-private-key-file={serving.key}",
             f"--client-ca-file={self.ca_cert}",
+            f"--kubelet-certificate-authority={self.ca_cert}",
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            "--kubelet-preferred-address-types=InternalIP",
             f"--token-auth-file={tokens}",
             "--authorization-mode=RBAC",
             "--service-account-issuer=https://kubernetes.default.svc",
@@ -212,6 +225,14 @@ class ControlPlane:
             user=user,
             client=pair,
             namespace=namespace,
+        )
+
+    def issue_node_serving(self, node: str, address: str) -> CertificatePair:
+        """A serving certificate for node ``node`` at ``address``, as the kubelet's would be."""
+        if self._ca is None:
+            raise ControlPlaneError("the control plane is not started")
+        return self._ca.issue(
+            f"node-{node}", f"system:node:{node}", dns_names=(node,), ip_addresses=(address,), server=True
         )
 
     def kubeconfig_for_service_account(self, namespace: str, name: str) -> Path:

@@ -25,11 +25,13 @@ from kubernetes import client
 from testing.devcluster import pod_status
 from testing.devcluster.api_watch import RawWatch
 from testing.devcluster.cgroups import CgroupTree
+from testing.devcluster.container_logs import log_text
 from testing.devcluster.kube import wait_until
+from testing.devcluster.kubelet_server import KubeletServer, KubeletTls
 from testing.devcluster.network import PodNetwork
 from testing.devcluster.node_api import NodeApi, node_allocatable
 from testing.devcluster.node_options import NodeOptions
-from testing.devcluster.pod_hosts import headless_services, published, render_hosts
+from testing.devcluster.pod_hosts import refresh_hosts_files
 from testing.devcluster.pod_runtime import PodRuntime, RuntimeSettings
 from testing.devcluster.processes import wait_pids_gone
 from testing.devcluster.run_state import RunState
@@ -42,12 +44,21 @@ class NodeError(RuntimeError):
 
 
 class ProcessNode:
-    def __init__(self, api: client.ApiClient, state: RunState, options: NodeOptions | None = None) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        state: RunState,
+        options: NodeOptions | None = None,
+        kubelet_tls: KubeletTls | None = None,
+    ) -> None:
         self.options = options or NodeOptions()
+        self.kubelet_tls = kubelet_tls
+        self.kubelet: KubeletServer | None = None
         self.name = self.options.name
         self.state = state
         self.directory = state.directory / "node"
         self.core = client.CoreV1Api(api)
+        self._api_client = api
         self.api = NodeApi(self.core, self.name)
         self.network: PodNetwork | None = None
         self.cgroups = CgroupTree(state.run_id)
@@ -73,6 +84,14 @@ class ProcessNode:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.options.pod_network:
             self.network = PodNetwork(self.state)
+        if self.kubelet_tls is not None:
+            self.kubelet = KubeletServer.for_node(
+                self._api_client,
+                self.name,
+                self.host_ip,
+                self.kubelet_tls,
+                lambda ns, pod: self._pod_dirs.get((ns, pod)),
+            )
         self._register()
         self._worker.start()
         self._watches = [
@@ -96,6 +115,8 @@ class ProcessNode:
         """Kill every pod process, then remove namespaces, the bridge and cgroups."""
         for watch in self._watches:
             watch.stop()
+        if self.kubelet is not None:
+            self.kubelet.stop()
         if self._worker.is_alive():
             self._call(self._stop_all_pods, timeout=30)
             self._stopping.set()
@@ -123,7 +144,8 @@ class ProcessNode:
     def _write_node_status(
         self, ready: bool, reason: str = "KubeletReady", message: str = "process node is ready"
     ) -> None:
-        self.api.write_node_status(self.allocatable, self.host_ip, ready, reason, message)
+        port = self.kubelet.port if self.kubelet is not None else None
+        self.api.write_node_status(self.allocatable, self.host_ip, port, ready, reason, message)
 
     @property
     def settings(self) -> RuntimeSettings:
@@ -197,20 +219,10 @@ class ProcessNode:
     def logs(self, namespace: str, name: str, container: str | None = None, *, previous: bool = False) -> str:
         """A container's output, like `kubectl logs` (``previous``: the run before the last restart).
         Logs stay readable after the pod is gone."""
-        containers_dir = self.pod_directory(namespace, name) / "containers"
-        names = sorted(p.name for p in containers_dir.iterdir())
-        if container is None:
-            if len(names) != 1:
-                raise NodeError(f"pod {namespace}/{name} has containers {names}: name one")
-            container = names[0]
-        logs = sorted((containers_dir / container).glob("*.log"), key=lambda p: int(p.stem))
-        if not logs:
-            return ""
-        if previous:
-            if len(logs) < 2:
-                raise NodeError(f"container {container} of {namespace}/{name} has not restarted")
-            return logs[-2].read_text(errors="replace")
-        return logs[-1].read_text(errors="replace")
+        try:
+            return log_text(self.pod_directory(namespace, name), container, previous=previous)
+        except LookupError as err:
+            raise NodeError(f"pod {namespace}/{name}: {err.args[0]}") from None
 
     def wait_for_log(
         self, namespace: str, name: str, text: str, *, container: str | None = None, timeout: float = 60.0
@@ -370,20 +382,7 @@ class ProcessNode:
 
     def _refresh_hosts(self) -> None:
         self._hosts_dirty = False
-        services = headless_services(self._services.values())
-        addresses = {
-            uid: r.own_address() for uid, r in self.pods.items() if r.address is not None and not r.cleaned
-        }
-        peers = published(addresses.values(), services)
-        for uid, own in addresses.items():
-            runtime = self.pods[uid]
-            text = render_hosts(own, peers)
-            if text != runtime.hosts_text:
-                # Written in place: the file is bind-mounted, a rename would not be seen in the pod.
-                with open(runtime.hosts_file, "r+" if runtime.hosts_file.exists() else "w") as handle:
-                    handle.write(text)
-                    handle.truncate()
-                runtime.hosts_text = text
+        refresh_hosts_files(self.pods.values(), self._services.values())
 
     def _stop_all_pods(self) -> None:
         pids: list[int] = []

@@ -54,10 +54,17 @@ class NodeApi:
         self.core.create_node(node, **_RAW)
 
     def write_node_status(
-        self, allocatable: dict[str, str], host_ip: str, ready: bool, reason: str, message: str
+        self,
+        allocatable: dict[str, str],
+        host_ip: str,
+        kubelet_port: int | None,
+        ready: bool,
+        reason: str,
+        message: str,
     ) -> None:
+        """``kubelet_port``: where the apiserver reads logs (pods/log); None when not served."""
         stamp = now_text()
-        status = {
+        status: dict[str, Any] = {
             "capacity": allocatable,
             "allocatable": allocatable,
             "addresses": [
@@ -87,6 +94,8 @@ class NodeApi:
                 "bootID": "",
             },
         }
+        if kubelet_port is not None:
+            status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": kubelet_port}}
         self.core.patch_node_status(self.node_name, {"status": status}, _content_type=_MERGE_PATCH, **_RAW)
 
     def list_pods(self) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -70,3 +71,32 @@ def render_hosts(own: PodAddress, peers: Iterable[PodAddress]) -> str:
         if (pod.namespace, pod.name) != (own.namespace, own.name):
             lines.append(f"{pod.address}\t{' '.join(_dns_names(pod, own.namespace))}")
     return "\n".join(lines) + "\n"
+
+
+class HostsFileOwner(Protocol):
+    """A pod whose /etc/hosts the node keeps (a PodRuntime)."""
+
+    hosts_text: str
+
+    @property
+    def address(self) -> str | None: ...
+    @property
+    def cleaned(self) -> bool: ...
+    @property
+    def hosts_file(self) -> Path: ...
+    def own_address(self) -> PodAddress: ...
+
+
+def refresh_hosts_files(pods: Iterable[HostsFileOwner], services: Iterable[Mapping[str, Any]]) -> None:
+    """Rewrite the hosts file of each running pod whose peers changed."""
+    running = [pod for pod in pods if pod.address is not None and not pod.cleaned]
+    addresses = [pod.own_address() for pod in running]
+    peers = published(addresses, headless_services(services))
+    for pod, own in zip(running, addresses, strict=True):
+        text = render_hosts(own, peers)
+        if text != pod.hosts_text:
+            # Written in place: the file is bind-mounted, a rename would not be seen in the pod.
+            with open(pod.hosts_file, "r+" if pod.hosts_file.exists() else "w") as handle:
+                handle.write(text)
+                handle.truncate()
+            pod.hosts_text = text

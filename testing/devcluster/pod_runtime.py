@@ -24,6 +24,7 @@ from kubernetes.utils import parse_quantity
 
 from testing.devcluster import pod_status
 from testing.devcluster.cgroups import CgroupTree
+from testing.devcluster.container_logs import LogCopier
 from testing.devcluster.containers import CommandOverride, ContainerRun
 from testing.devcluster.image_mode import ImageCache, image_argv, image_env, image_plan
 from testing.devcluster.image_store import LocalImage
@@ -224,15 +225,16 @@ class PodRuntime:
         }
         plan_file = run.directory / f"plan-{run.restart_count}.json"
         plan_file.write_text(json.dumps(plan))
-        with open(run.log_path(), "ab") as log:
-            run.process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(SANDBOX), str(plan_file)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+        run.process = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(SANDBOX), str(plan_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+        assert run.process.stdout is not None
+        run.log_copier = LogCopier(run.process.stdout, run.log_path())
         identity = process_identity(run.process.pid)
         if identity is not None:
             self.state.remember("pids", list(identity))
@@ -305,6 +307,8 @@ class PodRuntime:
             run.cgroup.kill()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(run.process.pid, signal.SIGKILL)
+        if run.log_copier is not None:
+            run.log_copier.wait(timeout=5)
         message: str | None
         start_error = run.start_error_file.read_text() if run.start_error_file.exists() else ""
         if start_error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
 import os
 import signal
 import socket
@@ -130,3 +131,25 @@ def stop_process_group(pid: int, grace: float) -> None:
             os.killpg(pid, sig)
         if not wait_pids_gone([pid], grace if sig == signal.SIGTERM else 5.0):
             return
+
+
+def wait_for_http(process: ManagedProcess, host: str, port: int, path: str, timeout: float) -> None:
+    """Until ``http://host:port/path`` answers 200; RuntimeError with the log tail if ``process``
+    exits or ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code = process.exited()
+        if code is not None:
+            raise RuntimeError(f"{process.name} exited with {code}:\n{process.log_tail()}")
+        connection = http.client.HTTPConnection(host, port, timeout=2)
+        try:
+            connection.request("GET", path)
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.name} not ready after {timeout:.0f}s:\n{process.log_tail()}")
+        time.sleep(0.1)

@@ -8,15 +8,13 @@ the fixed one here is handed to pods through a real Secret, exactly like AWS cre
 from __future__ import annotations
 
 import base64
-import http.client
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
 
-from testing.devcluster.processes import ManagedProcess, free_port, process_identity
+from testing.devcluster.processes import ManagedProcess, free_port, process_identity, wait_for_http
 from testing.devcluster.run_state import RunState
 
 ACCESS_KEY_ID = "kubesft-devcluster"
@@ -56,23 +54,7 @@ class S3Server:
         identity = process_identity(self._process.pid)
         if identity is not None:
             self.state.remember("pids", list(identity))
-        deadline = time.monotonic() + timeout
-        while True:
-            code = self._process.exited()
-            if code is not None:
-                raise RuntimeError(f"moto_server exited with {code}:\n{self._process.log_tail()}")
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=2)
-            try:
-                connection.request("GET", "/moto-api/")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            finally:
-                connection.close()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server not ready after {timeout:.0f}s:\n{self._process.log_tail()}")
-            time.sleep(0.1)
+        wait_for_http(self._process, self.host, self.port, "/moto-api/", timeout)
         self.client().create_bucket(Bucket=self.bucket)
 
     def stop(self) -> None:

@@ -2,7 +2,7 @@
 
 The operator runs under the chart's RBAC (testing/devcluster/operator_install.py); the API server calls its
 webhook over real TLS with the CA bundle the operator published. Every case below passes the
-CRD's OpenAPI schema, so only the webhook can refuse it.
+CRD's OpenAPI schema, so only the webhook can refuse it (tests/support/specs.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from testing.devcluster.operator_install import (
     running_operator,
     wait_for_phase,
 )
+from testing.sftjob_manifests import sftjob_manifest
 from tests.support.operator_objects import spec_dict
-from tests.support.specs import with_changes
+from tests.support.specs import WEBHOOK_BAD_SPECS
 
 DENIED = 'admission webhook "validate.sftjobs.kubesft.io" denied the request'
 
@@ -35,87 +36,12 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def manifest(name: str, spec: dict[str, Any], namespace: str) -> str:
-    body = {
-        "apiVersion": "kubesft.io/v1alpha1",
-        "kind": "SFTJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-    return yaml.safe_dump(body)
+    return yaml.safe_dump(sftjob_manifest(name, spec, namespace))
 
 
-BAD_SPECS = [
-    (
-        "model-name-and-uri",
-        with_changes(model__uri="s3://models/tiny"),
-        "spec.model.uri: set either name or uri, not both",
-    ),
-    ("model-neither", with_changes(model__name=None), "spec.model.name: set one of name or uri"),
-    (
-        "model-scheme",
-        with_changes(model__name=None, model__uri="gs://bucket/model"),
-        "spec.model.uri: scheme 'gs://' is not supported",
-    ),
-    (
-        "chat-template",
-        with_changes(model__chatTemplate="llama"),
-        "spec.model.chatTemplate: 'llama' is neither",
-    ),
-    (
-        "eval-both",
-        with_changes(dataset__evalSplit="test", dataset__evalFraction=0.1),
-        "spec.dataset.evalFraction: set either evalSplit or evalFraction, not both",
-    ),
-    (
-        "subset-without-hub",
-        with_changes(dataset__subset="everyday"),
-        "spec.dataset.subset: applies to hub datasets only",
-    ),
-    (
-        "padding-free",
-        with_changes(training__paddingFree=True),
-        "spec.training.paddingFree: needs packing: true",
-    ),
-    (
-        "extra-arg-typo",
-        with_changes(training__extraArgs={"weight_decayy": 0.1}),
-        "'weight_decayy' is not an SFTConfig argument (did you mean weight_decay?)",
-    ),
-    (
-        "extra-arg-managed",
-        with_changes(training__extraArgs={"learning_rate": 0.1}),
-        "'learning_rate' is set by kubesft",
-    ),
-    (
-        "qlora-without-lora",
-        with_changes(lora={"quantization": "4bit"}),
-        "spec.lora.quantization: needs lora.enabled",
-    ),
-    (
-        "assistant-loss-on-text",
-        with_changes(dataset__format="text", training__assistantOnlyLoss=True),
-        "spec.training.assistantOnlyLoss: needs conversational data",
-    ),
-    (
-        "inline-secret",
-        with_changes(resources={"env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2"}]}),
-        "AWS_SECRET_ACCESS_KEY looks like a secret",
-    ),
-    (
-        "operator-env",
-        with_changes(resources={"env": [{"name": "KUBESFT_CONFIG", "value": "/tmp/x"}]}),
-        "spec.resources.env[0].name: KUBESFT_CONFIG is set by kubesft",
-    ),
-    (
-        "checkpoint-on-pvc",
-        with_changes(checkpoints__uri="pvc://claim/ckpt"),
-        "spec.checkpoints.uri: scheme 'pvc://'",
-    ),
-    ("no-output", with_changes(output={}), "spec.output.uri: required"),
-]
-
-
-@pytest.mark.parametrize(("case", "spec", "expected"), BAD_SPECS, ids=[case[0] for case in BAD_SPECS])
+@pytest.mark.parametrize(
+    ("case", "spec", "expected"), WEBHOOK_BAD_SPECS, ids=[case[0] for case in WEBHOOK_BAD_SPECS]
+)
 def test_bad_spec_is_refused_at_apply_with_the_field_named(
     operator: OperatorProcess,
     cluster: Cluster,

@@ -56,6 +56,7 @@ from testing.devcluster.operator_install import (
 )
 from testing.devcluster.prometheus import LocalPrometheus
 from testing.devcluster.s3 import S3Server
+from testing.sftjob_manifests import sftjob_manifest, tiny_cpu_spec
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl
 from tests.support.pod_discovery import PodDiscovery
 from tests.support.render_dashboard_png import render_dashboard_png, render_training_png
@@ -98,41 +99,18 @@ class ChartRun:
 
 
 def _sftjob(namespace: str, s3: Any, prefix: str, name: str = SFTJOB) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubesft.io/v1alpha1",
-        "kind": "SFTJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "model": {"uri": s3.uri(f"{prefix}/model"), "chatTemplate": "chatml"},
-            "dataset": {"uri": s3.uri(f"{prefix}/data/chat.jsonl"), "evalFraction": 0.1},
-            "training": {
-                "maxSteps": MAX_STEPS,
-                "perDeviceBatchSize": 4,
-                "learningRate": 1.0e-3,
-                "maxLength": 128,
-                "loggingSteps": 1,
-                "evalSteps": 10,
-                "assistantOnlyLoss": True,
-                "gradientCheckpointing": False,
-                "precision": "fp32",
-            },
-            "checkpoints": {
-                "uri": s3.uri(f"{prefix}/checkpoints"),
-                "credentialsSecret": {"name": "s3-credentials"},
-                "endpointUrl": s3.endpoint_url,
-                "saveSteps": 40,
-                "keep": 2,
-            },
-            "output": {"uri": s3.uri(f"{prefix}/output")},
-            "resources": {"gpusPerNode": 0, "cpu": "1", "memory": "4Gi", "sharedMemory": "256Mi"},
-            # The TTL makes the operator delete the finished SFTJob, which its RBAC must allow.
-            "runPolicy": {
-                "backoffLimit": 0,
-                "ttlSecondsAfterFinished": 5,
-                "terminationGracePeriodSeconds": 30,
-            },
-        },
-    }
+    spec = tiny_cpu_spec(
+        s3,
+        prefix,
+        max_steps=MAX_STEPS,
+        learning_rate=1.0e-3,
+        logging_steps=1,
+        eval_steps=10,
+        save_steps=40,
+        # The TTL makes the operator delete the finished SFTJob, which its RBAC must allow.
+        run_policy={"backoffLimit": 0, "ttlSecondsAfterFinished": 5, "terminationGracePeriodSeconds": 30},
+    )
+    return sftjob_manifest(name, spec, namespace)
 
 
 def _stage_inputs(s3: S3Server, directory: pathlib.Path, prefix: str) -> None:
@@ -520,20 +498,16 @@ def test_namespaced_release_runs_under_its_roles(cluster: Cluster, tmp_path: pat
         assert cluster.kube.get("rbac.authorization.k8s.io/v1", "Role", fullname, unwatched) is None
         install = _operator_install(cluster, release, namespace)
         assert install.env["KUBESFT_WATCH_NAMESPACES"] == watched
-        job = {
-            "apiVersion": "kubesft.io/v1alpha1",
-            "kind": "SFTJob",
-            "metadata": {"name": "namespaced"},
-            "spec": {
-                "model": {"uri": "s3://kubesft/none/model", "chatTemplate": "chatml"},
-                "dataset": {"uri": "s3://kubesft/none/data.jsonl"},
-                "output": {"uri": "s3://kubesft/none/output"},
-                # The default policy allows no ambient S3 credentials; the Secret need not exist.
-                "checkpoints": {"credentialsSecret": {"name": "s3-credentials"}},
-                "resources": {"gpusPerNode": 0},
-                "runPolicy": {"backoffLimit": 0},
-            },
+        spec = {
+            "model": {"uri": "s3://kubesft/none/model", "chatTemplate": "chatml"},
+            "dataset": {"uri": "s3://kubesft/none/data.jsonl"},
+            "output": {"uri": "s3://kubesft/none/output"},
+            # The default policy allows no ambient S3 credentials; the Secret need not exist.
+            "checkpoints": {"credentialsSecret": {"name": "s3-credentials"}},
+            "resources": {"gpusPerNode": 0},
+            "runPolicy": {"backoffLimit": 0},
         }
+        job = sftjob_manifest("namespaced", spec)
         # The watched one carries the finalizer that earlier versions added: the operator removes it.
         marked: dict[str, Any] = yaml.safe_load(yaml.safe_dump(job))
         marked["metadata"]["finalizers"] = ["kubesft.io/finalizer"]

@@ -2,8 +2,8 @@
 
 The command runs as a person runs it (``python -m kubesft``, and ``kubectl sft`` through
 kubectl's plugin lookup), with the admin kubeconfig and, for ``download``, the standard AWS
-variables of a local credential. ``logs`` is not tested here: the process node does not serve
-the kubelet's log endpoint the API server proxies ``pods/log`` to.
+variables of a local credential. ``logs`` reads through the API server's ``pods/log``, which the
+process node serves as a kubelet does.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from kubernetes import client
 
 from kubesft import Client, SFTJob
 from kubesft.errors import CRDNotInstalledError, api_error
+from kubesft_api.pod_contract import CONTAINER_NAME, LABEL_JOB
 from testing.devcluster.cluster import Cluster
+from testing.devcluster.mlflow_server import MlflowServer
 from testing.devcluster.operator_install import OperatorInstall, running_operator
 from testing.devcluster.s3 import S3Server
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl
@@ -121,6 +123,22 @@ def test_run_wait_then_status_and_download(setup: Setup) -> None:
     for reason in ("JobCreated", "Completed"):
         assert reason in status, status
 
+    (pod,) = setup.cluster.kube.core.list_namespaced_pod(
+        setup.namespace, label_selector=f"{LABEL_JOB}=tiny"
+    ).items
+    trainer_log = setup.cluster.node.logs(setup.namespace, pod.metadata.name, CONTAINER_NAME)
+    assert trainer_log.strip(), "the trainer wrote nothing"
+    logs = setup.cli("-n", setup.namespace, "logs", "tiny")
+    assert logs.stdout.splitlines() == trainer_log.splitlines(), logs.stderr
+    followed = setup.cli("-n", setup.namespace, "logs", "tiny", "-f", "--attempt", "0")
+    assert followed.stdout == logs.stdout
+    no_rank = setup.cli("-n", setup.namespace, "logs", "tiny", "--rank", "1", check=False)
+    assert (no_rank.returncode, no_rank.stderr) == (
+        1,
+        "kubesft: error: no pod for rank 1 of attempt 0 of SFTJob tiny in namespace kubesft-cli-e2e "
+        "(not started yet, or removed with its Job)\n",
+    )
+
     listing = setup.cli("-n", setup.namespace, "list").stdout.splitlines()
     assert listing[0].split() == ["NAME", "PHASE", "PROGRESS", "LOSS", "ETA", "RESTARTS", "AGE"]
     assert listing[1].split()[:4] == ["tiny", "Succeeded", f"{steps}/{steps}", "(100%)"], listing
@@ -167,6 +185,9 @@ def test_suspend_and_resume_with_the_python_client_watching(setup: Setup) -> Non
     assert kube.get("pausing").spec.run_policy.suspend is True
 
     setup.cli("-n", setup.namespace, "resume", "pausing")
+    # The suspended pods are gone: followed from its start, the resumed pod's log until its trainer exits.
+    resumed_log = list(kube.logs("pausing", follow=True))
+    assert any("resuming from " in line for line in resumed_log), resumed_log[-40:]
     waited = setup.cli("-n", setup.namespace, "wait", "pausing", "--timeout", str(TIMEOUT))
     assert "SFTJob pausing succeeded" in waited.stdout, waited.stderr
     done = kube.wait("pausing", timeout=10, callback=training)
@@ -180,6 +201,47 @@ def test_suspend_and_resume_with_the_python_client_watching(setup: Setup) -> Non
     gone = setup.cli("-n", setup.namespace, "status", "pausing", check=False)
     assert gone.returncode == 1
     assert gone.stderr.strip() == f"kubesft: error: SFTJob pausing not found in namespace {setup.namespace}"
+
+
+@pytest.fixture(scope="module")
+def mlflow(setup: Setup) -> Iterator[MlflowServer]:
+    """A real MLflow tracking server (sqlite backend) on the bridge address pods reach."""
+    server = MlflowServer(setup.cluster.state, setup.cluster.node.host_ip)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_run_tracked_in_mlflow_has_its_params_and_loss_history(setup: Setup, mlflow: MlflowServer) -> None:
+    steps = 12
+    tracking = ("--mlflow-tracking-uri", mlflow.tracking_uri, "--mlflow-experiment", "cli-e2e")
+    setup.cli(*setup.run_flags("tracked", steps, save_steps=100), *tracking, "--run-name", "tiny", "--wait")
+    progress = setup.client().get("tracked").status.progress  # type: ignore[union-attr]
+    assert progress is not None and progress.mlflow_run_id, progress
+    client = mlflow.client()
+    experiment = client.get_experiment_by_name("cli-e2e")
+    run_id = progress.mlflow_run_id
+    url = f"{mlflow.tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{run_id}"
+    assert progress.mlflow_run_url == url
+
+    run = client.get_run(run_id)
+    assert (run.info.status, run.info.run_name) == ("FINISHED", "tiny")
+    assert run.data.tags["kubesft.job"] == "tracked"
+    assert run.data.params["spec.training.maxSteps"] == str(steps)
+    assert float(run.data.params["sft.learning_rate"]) == 1e-3
+    history = client.get_metric_history(run_id, "loss")
+    assert [point.step for point in history] == list(range(1, steps + 1))
+    assert all(point.value > 0 for point in history)
+    assert [point.step for point in client.get_metric_history(run_id, "learning_rate")] == [
+        point.step for point in history
+    ]
+
+    status = setup.cli("-n", setup.namespace, "status", "tracked").stdout
+    assert f"MLflow run:     {url}" in status, status
+    card = setup.s3.client().get_object(Bucket=setup.s3.bucket, Key=f"{PREFIX}/tracked/output/README.md")
+    assert f"- MLflow run: [{run_id}]({url})" in card["Body"].read().decode()
 
 
 def test_errors_name_their_cause_against_the_api_server(setup: Setup) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -175,6 +176,59 @@ def test_job_pod_runs_as_process_and_job_completes(cluster: Cluster, namespace: 
     # The mounts lived only in the pod's mount namespace.
     assert not Path("/etc/kubesft").exists() and not Path("/var/run/creds").exists()
     assert not Path("/opt/kubesft").exists()
+
+
+def test_kubectl_logs_reads_the_node_through_the_apiserver_as_from_a_kubelet(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """pods/log: the apiserver checks the node's serving certificate, shows its own, and the node
+    serves follow, tail, timestamps, limit and previous as a kubelet does."""
+    script = """
+        import os, time
+        for word in ("one", "two", "three"):
+            print(word, flush=True)
+        while not os.path.exists("/signal/go"):
+            time.sleep(0.1)
+        print("last", end="", flush=True)
+    """
+    signal = tmp_path / "signal"
+    signal.mkdir()
+    pod = _pod(
+        "talker",
+        script,
+        container={"volumeMounts": [{"name": "signal", "mountPath": "/signal"}]},
+        volumes=[{"name": "signal", "hostPath": {"path": str(signal), "type": "Directory"}}],
+    )
+    cluster.kube.apply(pod, namespace)
+    cluster.kube.wait_for_pod_phase(namespace, "talker", "Running")
+    cluster.node.wait_for_log(namespace, "talker", "three")
+    follow = subprocess.Popen(
+        ["kubectl", f"--kubeconfig={cluster.kubeconfig}", "-n", namespace, "logs", "-f", "talker"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert follow.stdout is not None
+    assert [follow.stdout.readline() for _ in range(3)] == ["one\n", "two\n", "three\n"]
+    (signal / "go").touch()
+    rest, _ = follow.communicate(timeout=60)
+    assert (rest, follow.returncode) == ("last", 0)
+
+    def logs(*flags: str) -> str:
+        return cluster.kubectl("-n", namespace, "logs", "talker", *flags).stdout
+
+    assert logs() == "one\ntwo\nthree\nlast"
+    assert logs("--tail=2") == "three\nlast"
+    assert logs("--limit-bytes=6") == "one\ntw"
+    stamped = logs("--timestamps").splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["one", "two", "three", "last"]
+    stamps = [line.split(" ", 1)[0] for line in stamped]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", stamp) for stamp in stamps)
+    assert stamps == sorted(stamps)
+    assert logs("--since=1h") == "one\ntwo\nthree\nlast"
+    assert logs("--since-time=2100-01-01T00:00:00Z") == ""
+    previous = cluster.kubectl("-n", namespace, "logs", "talker", "--previous", check=False)
+    assert previous.returncode == 1
+    assert 'previous terminated container "main" in pod "talker" not found' in previous.stderr
 
 
 def test_failing_command_fails_pod_and_job_retries_to_backoff_limit(cluster: Cluster, namespace: str) -> None:

@@ -118,9 +118,11 @@ def write_outputs(
     resumed_from_step: int | None,
     samples: SampleRun,
     warm_started: bool,
+    tracked: dict[str, Any] | None = None,
 ) -> None:
     """All ranks take part in saving the model (sharded setups need them); rank 0 answers the
-    sample prompts again and writes the rest. Every model form stops at the end-of-turn token."""
+    sample prompts again and writes the rest. Every model form stops at the end-of-turn token.
+    ``tracked``: the MLflow run's id and URL, for the summary and the model card."""
     staging = run.env.work_dir / "output"
     if run.env.is_rank_zero:
         shutil.rmtree(staging, ignore_errors=True)
@@ -135,5 +137,6 @@ def write_outputs(
         write_merged_model(staging, staging / MERGED_DIR, run.load_base, run.tokenizer, run.stop)
         merged = MERGED_DIR
     summary = build_summary(run, result, started_at, resumed_from_step, merged, samples, warm_started)
+    summary = summary.model_copy(update=tracked or {})
     write_companions(staging, summary, run.trainer.state.log_history)
     upload(staging, run.config)

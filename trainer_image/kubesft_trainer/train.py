@@ -248,12 +248,14 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
     """Train to the end (exit 0) or until SIGTERM, after saving a checkpoint (exit 75)."""
     from kubesft_trainer.checkpoints import CheckpointManager
     from kubesft_trainer.checkpoints.warm_start import load_warm_start
+    from kubesft_trainer.reporting.mlflow_run import MlflowCallback, open_mlflow_run
     from kubesft_trainer.reporting.telemetry import TelemetryCallback
 
     started_at = now_text()
     progress_bar = env.is_rank_zero and sys.stderr.isatty()
     tracker = ProgressTracker()
     server = StatusServer(env.metrics_port, tracker.report).start() if env.is_rank_zero else None
+    mlflow_run = None
     try:
         metrics.TRAIN_INFO.info(
             {
@@ -266,6 +268,10 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
         callbacks = list(manager.callbacks())
         if env.is_rank_zero:
             callbacks.append(TelemetryCallback(tracker, gpu_memory=_gpu_memory()))
+        mlflow_run = open_mlflow_run(config, env)
+        if mlflow_run is not None:
+            tracker.add_source(mlflow_run.progress_fields)
+            callbacks.append(MlflowCallback(mlflow_run, config.model_dump(mode="json", by_alias=True)))
         run = prepare(config, env, env.work_dir / "checkpoints", callbacks, progress_bar)
         resume = manager.prepare_resume()
         samples = run.samples()
@@ -291,9 +297,16 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
                 f"preempted at step {step}; the checkpoint is saved and the job resumes from it",
             )
         resumed_from_step = manager.progress_fields().get("resumed_from_step")
-        write_outputs(run, result, started_at, resumed_from_step, samples, warm is not None)
+        tracked = mlflow_run.progress_fields() if mlflow_run is not None else {}
+        write_outputs(run, result, started_at, resumed_from_step, samples, warm is not None, tracked)
         manager.finish(timeout=None)
+        if mlflow_run is not None:
+            mlflow_run.finish("FINISHED")
         return exit_codes.SUCCESS, None
+    except BaseException:
+        if mlflow_run is not None:
+            mlflow_run.finish("FAILED")
+        raise
     finally:
         if server is not None:
             server.stop()

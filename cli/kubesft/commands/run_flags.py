@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from kubesft_api.sft_config_fields import MANAGED_SFT_CONFIG_FIELDS, SFT_CONFIG_FIELDS, closest_field_names
+from kubesft_api.sft_config_fields import SFT_CONFIG_FIELDS, closest_field_names, extra_args_problems
 
 GIVEN = "spec_flags"
 """Namespace attribute: spec path -> (the option as typed, its value), in the order given."""
@@ -172,6 +172,10 @@ def _flags() -> tuple[Flag, ...]:
         Flag(("--memory",), "resources.memory", "memory per pod"),
         Flag(("--image",), "resources.image", "trainer image"),
         Flag(("--env",), "resources.env", "KEY=VALUE for the trainer (repeatable)", key_value, "env"),
+        Flag(("--mlflow-tracking-uri",), "tracking.mlflow.trackingUri", "MLflow tracking server URL"),
+        Flag(("--mlflow-experiment",), "tracking.mlflow.experiment", "MLflow experiment"),
+        Flag(("--run_name", "--run-name"), "tracking.mlflow.runName", "MLflow run name (default: the job's)"),
+        Flag(("--mlflow-secret",), "tracking.mlflow.credentialsSecret.name", "Secret with MLFLOW_TRACKING_*"),
         Flag(("--queue",), "runPolicy.queueName", "Kueue LocalQueue"),
         Flag(("--backoff-limit",), "runPolicy.backoffLimit", "retries", i),
         Flag(("--set",), "", "PATH=VALUE for any spec field, e.g. training.maxLength=512", key_value, "set"),
@@ -245,12 +249,11 @@ def sft_config_extras(extras: list[str]) -> tuple[Given, list[str]]:
             raw = extras[index] if has_value else "true"
             index += has_value
         key = name.replace("-", "_")
-        if key in MANAGED_SFT_CONFIG_FIELDS:
-            problems.append(
-                f"--{name}: kubesft sets {key} itself; use the flag for {MANAGED_SFT_CONFIG_FIELDS[key]}"
-            )
-        elif key in SFT_CONFIG_FIELDS:
+        problem = extra_args_problems([key]).get(key)
+        if problem is None:
             given[f"training.extraArgs.{key}"] = (f"--{name}", yaml.safe_load(raw) if raw else "")
+        elif key in SFT_CONFIG_FIELDS:
+            problems.append(f"--{name}: {problem}")
         else:
             near = closest_field_names(key, candidates=[*SFT_CONFIG_FIELDS, *_flag_names()])
             hint = f" (did you mean {', '.join('--' + n for n in near)}?)" if near else ""

@@ -138,6 +138,8 @@ def status_text(job: SFTJob, events: Sequence[Event], now: datetime.datetime | N
             ("Checkpoint", status.latest_checkpoint or job.spec.checkpoints.uri or "- (inside the pod only)")
         )
         lines.append(("Output", status.output_uri or job.spec.output.uri or "-"))
+        if status.progress is not None and status.progress.mlflow_run_url:
+            lines.append(("MLflow run", status.progress.mlflow_run_url))
     if status is None:
         lines.append(("Output", job.spec.output.uri or "-"))
     out = [f"{key + ':':<{KEY_WIDTH - 1}} {value}" for key, value in lines]

@@ -4,8 +4,10 @@ name it finds trainer pods by; and what the cli extra must not need: torch, TRL 
 from __future__ import annotations
 
 from kubesft import pods
-from kubesft_operator import names
+from kubesft_api.pod_contract import CONTAINER_NAME
+from kubesft_operator.render import Attempt, render_job
 from tests.support.imports import ROOT, import_without, package_modules
+from tests.support.operator_objects import BASE_SPEC, DEFAULTS, OWNER, parsed
 
 HEAVY = (
     "torch",
@@ -20,11 +22,14 @@ HEAVY = (
 )
 
 
-def test_pod_labels_are_the_operators() -> None:
-    assert pods.LABEL_JOB == names.LABEL_JOB
-    assert pods.LABEL_ATTEMPT == names.LABEL_ATTEMPT
-    assert pods.ANNOTATION_COMPLETION_INDEX == names.ANNOTATION_COMPLETION_INDEX
-    assert pods.CONTAINER == names.CONTAINER_NAME
+def test_the_client_selects_the_pods_the_operator_renders_and_reads_their_trainer() -> None:
+    job = render_job(OWNER, parsed(BASE_SPEC), Attempt(index=2), DEFAULTS)
+    template = job["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    for term in pods.selector(OWNER.name, 2).split(","):
+        key, value = term.split("=")
+        assert labels[key] == value
+    assert CONTAINER_NAME in {container["name"] for container in template["spec"]["containers"]}
 
 
 def test_the_client_imports_without_the_trainer_or_the_operator() -> None:

@@ -252,7 +252,12 @@ def test_any_other_answer_names_the_status(cli: Cli, api: FakeApi) -> None:
         (["run", "--weight_decai", "0.1"], "unknown flag --weight_decai (did you mean --weight_decay?)"),
         (
             ["run", "--warmup_steps", "10"],
-            "--warmup_steps: kubesft sets warmup_steps itself; use the flag for spec.training.warmupRatio",
+            "--warmup_steps: set by kubesft; use spec.training.warmupRatio",
+        ),
+        (
+            ["run", "--save_only_model"],
+            "--save_only_model: refused: checkpoints without the optimizer, scheduler and RNG states "
+            "cannot resume exactly",
         ),
         (["run", "stray"], "unexpected argument 'stray'"),
         (["logs", "smol", "--rank", "first"], "argument --rank: expected an integer, got 'first'"),

@@ -171,6 +171,32 @@ def test_kubesft_flags_for_storage_resources_and_policy(cli: Cli) -> None:
     assert spec["dataset"]["format"] == "messages"
 
 
+def test_mlflow_flags_fill_the_tracking_section(cli: Cli) -> None:
+    spec = spec_of(
+        cli,
+        *("--mlflow-tracking-uri", "http://mlflow.mlflow:5000", "--mlflow-experiment", "smol"),
+        *("--run_name", "first", "--mlflow-secret", "mlflow-creds"),
+    )
+    assert spec["tracking"] == {
+        "mlflow": {
+            "trackingUri": "http://mlflow.mlflow:5000",
+            "experiment": "smol",
+            "runName": "first",
+            "credentialsSecret": {"name": "mlflow-creds"},
+        }
+    }
+
+
+def test_a_bad_tracking_uri_names_its_flag(cli: Cli) -> None:
+    result = cli("run", "--name", "job", *SPEC_FLAGS, "--mlflow-tracking-uri", "mlflow:5000", "--dry-run")
+    assert result.code == 1
+    assert "--mlflow-tracking-uri: " in result.err and "(spec.tracking.mlflow.trackingUri)" in result.err, (
+        result.err
+    )
+    missing = cli("run", "--name", "job", *SPEC_FLAGS, "--mlflow-tracking-uri", "http://m:5000", "--dry-run")
+    assert "spec.tracking.mlflow.experiment: " in missing.err and "--mlflow-experiment" in missing.err
+
+
 def test_set_writes_any_field_with_a_yaml_value(cli: Cli) -> None:
     spec = spec_of(cli, "--set", "training.maxLength=512", "--set", "spec.resources.nodeSelector.pool=gpu")
     assert spec["training"]["maxLength"] == 512

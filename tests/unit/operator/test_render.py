@@ -152,6 +152,15 @@ def test_secrets_only_ever_by_reference() -> None:
     assert by_name["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "aws"
 
 
+def test_mlflow_credentials_reach_the_trainer_by_optional_reference() -> None:
+    mlflow = {"trackingUri": "http://mlflow:5000", "experiment": "e", "credentialsSecret": {"name": "ml"}}
+    env = env_of(render_job(OWNER, make_spec(tracking={"mlflow": mlflow}), Attempt(index=0), DEFAULTS))
+    for variable in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        # A Secret with basic auth only, or a token only: the missing keys stay unset.
+        assert env[variable] == {"secretKeyRef": {"name": "ml", "key": variable, "optional": True}}
+    assert "MLFLOW_TRACKING_TOKEN" not in env_of(render_job(OWNER, make_spec(), Attempt(index=0), DEFAULTS))
+
+
 def test_cpu_job_has_no_gpu_limit_and_one_process() -> None:
     job = render_job(
         OWNER, make_spec(resources={"gpusPerNode": 0, "cpu": "2", "memory": "4Gi"}), Attempt(0), DEFAULTS

@@ -128,6 +128,8 @@ def render_model_card(summary: TrainingSummary) -> str:
     ]
     if summary.tokens is not None:
         lines.append(f"- tokens trained on: {summary.tokens:,}")
+    if summary.mlflow_run_id:
+        lines.append(f"- MLflow run: [{summary.mlflow_run_id}]({summary.mlflow_run_url})")
     lines += _samples(summary)
     lines += [
         "",

@@ -19,11 +19,12 @@ class ProgressTracker:
         self._clock = clock
         self._values: dict[str, Any] = {"step": 0}
         self._start: tuple[float, int] | None = None
-        self._extra: Callable[[], dict[str, Any]] | None = None
+        self._sources: list[Callable[[], dict[str, Any]]] = []
 
     def add_source(self, fields: Callable[[], dict[str, Any]]) -> None:
-        """Another producer of ProgressReport fields (the checkpoint manager), read on each report."""
-        self._extra = fields
+        """Another producer of ProgressReport fields (the checkpoint manager, the MLflow run), read
+        on each report."""
+        self._sources.append(fields)
 
     def start(self, step: int, total_steps: int | None) -> None:
         with self._lock:
@@ -50,7 +51,7 @@ class ProgressTracker:
             values["eta_seconds"] = self._eta(step, total)
         if total:
             values["percent"] = min(100.0, 100.0 * step / total)
-        if self._extra is not None:
-            values.update(self._extra())
+        for source in self._sources:
+            values.update(source())
         values["updated_at"] = now_text()
         return ProgressReport(**values)

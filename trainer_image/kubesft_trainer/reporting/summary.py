@@ -44,6 +44,8 @@ class TrainingSummary(BaseModel):
     merged_model_path: str | None = None
     samples: list[SampleAnswer] = Field(default_factory=list, description="Answers before and after training")
     sample_seconds: float | None = Field(default=None, description="Time spent answering the sample prompts")
+    mlflow_run_id: str | None = Field(default=None, description="The MLflow run the training was logged to")
+    mlflow_run_url: str | None = None
     started_at: str
     finished_at: str
     versions: dict[str, str] = Field(default_factory=dict)
