@@ -20,11 +20,13 @@ help:
 	@echo "make bench         run the benchmarks in bench/"
 	@echo "make dashboard-png redraw docs/training-dashboard.png and docs/operator-dashboard.png from a real run"
 
-# The CPU torch wheel on disk is taken first so nothing pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# The CPU torch wheel on disk is taken first so nothing pulls a multi-GB CUDA build. The images'
+# lock files constrain the rest, so the tests run the versions the images install.
+LOCKS := operator/requirements.lock trainer_image/requirements.lock
+$(STAMP): pyproject.toml $(LOCKS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[operator,trainer,cli,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check $(addprefix -c ,$(LOCKS)) -e '.[operator,trainer,cli,dev]'
 	touch $@
 
 venv: $(STAMP)

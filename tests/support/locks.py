@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -40,3 +41,18 @@ def unmet(extra: str, lock: Path) -> list[str]:
         if version is None or not requirement.specifier.contains(version, prereleases=True):
             problems.append(f"{text} (lock: {version})")
     return problems
+
+
+def against_installed(lock: Path) -> tuple[set[str], dict[str, tuple[str, str]]]:
+    """The locked packages installed here, and those installed at another version than pinned."""
+    installed: set[str] = set()
+    differing: dict[str, tuple[str, str]] = {}
+    for name, pinned in pins(lock).items():
+        try:
+            version = Version(metadata.version(name))
+        except metadata.PackageNotFoundError:
+            continue
+        installed.add(name)
+        if version.base_version != pinned.base_version:
+            differing[name] = (str(pinned), str(version))
+    return installed, differing

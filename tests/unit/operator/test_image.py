@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from tests.support.imports import ROOT, import_without, imported_modules
-from tests.support.locks import pins, unmet
+from tests.support.locks import against_installed, pins, unmet
 
 ML_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "boto3", "matplotlib")
 NOT_IN_THE_IMAGE = (*ML_LIBRARIES, "kubernetes")
@@ -50,6 +50,12 @@ def test_dockerfile_installs_the_operator_lock_and_runs_as_non_root() -> None:
 
 def test_operator_lock_pins_every_requirement_of_the_extra_within_its_range() -> None:
     assert unmet("operator", ROOT / "operator/requirements.lock") == []
+
+
+def test_operator_lock_matches_the_versions_the_tests_run_with() -> None:
+    installed, differing = against_installed(ROOT / "operator/requirements.lock")
+    assert {"kopf", "aiohttp", "pydantic", "cryptography"} <= installed
+    assert differing == {}
 
 
 def test_operator_lock_has_no_ml_libraries_or_the_kubernetes_client() -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import tomllib
-from importlib import metadata
-
-from packaging.version import Version
 
 from tests.support.imports import ROOT, import_without
-from tests.support.locks import pins, unmet
+from tests.support.locks import against_installed, pins, unmet
 
 OPERATOR_LIBRARIES = ("kopf", "kubernetes", "aiohttp")
 TRAINING_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
@@ -62,7 +59,8 @@ def test_trainer_lock_has_cuda_torch_and_liger_and_no_operator_libraries() -> No
 
 
 def test_trainer_lock_matches_the_versions_the_tests_run_with() -> None:
-    # The image is only as tested as these pins: the test environment must have the same versions.
-    pinned = pins(ROOT / "trainer_image/requirements.lock")
-    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
-        assert Version(metadata.version(name)).base_version == pinned[name].base_version, name
+    # The image is only as tested as these pins; `make venv` installs the test environment under
+    # the same lock (liger-kernel and other GPU-only packages aside, which it may lack).
+    installed, differing = against_installed(ROOT / "trainer_image/requirements.lock")
+    assert {"torch", "transformers", "trl", "peft", "accelerate", "datasets", "pyarrow"} <= installed
+    assert differing == {}
