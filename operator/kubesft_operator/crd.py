@@ -20,7 +20,9 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRD_PATHS = (REPO_ROOT / "crds/sftjob.yaml", REPO_ROOT / "charts/kubesft/crds/sftjob.yaml")
 HEADER = "# Generated from the models in api/kubesft_api/ by `make crds`. Do not edit.\n"
 
-_DROP = {"title", "additionalProperties", "$defs"}
+# propertyNames (the allowed keys of a map, e.g. dataset.roles) is JSON Schema that Kubernetes'
+# OpenAPI schema lacks; the API server refuses a CRD that carries it, so the webhook checks keys.
+_DROP = {"title", "additionalProperties", "$defs", "propertyNames"}
 _PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {

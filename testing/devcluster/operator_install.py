@@ -295,6 +295,7 @@ def running_operator(
     *,
     tie_to_parent: bool = False,
     python_args: tuple[str, ...] = IMAGE_COMMAND,
+    env: Mapping[str, str] | None = None,
     image: str | None = None,
     **overrides: str,
 ) -> Iterator[OperatorProcess]:
@@ -304,7 +305,12 @@ def running_operator(
     operator would refuse every later SFTJob in the session.
     """
     operator = OperatorProcess(
-        install, log_path, dict(overrides), tie_to_parent=tie_to_parent, python_args=python_args, image=image
+        install,
+        log_path,
+        {**(env or {}), **overrides},
+        tie_to_parent=tie_to_parent,
+        python_args=python_args,
+        image=image,
     )
     operator.start()
     try:

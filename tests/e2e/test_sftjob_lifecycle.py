@@ -390,7 +390,7 @@ def running_e2e(
         with (
             pytest.MonkeyPatch.context() as env,
             running_operator(
-                install, work / "operator.log", KUBESFT_PROGRESS_INTERVAL_SECONDS="1", **operator_env
+                install, work / "operator.log", env=operator_env, KUBESFT_PROGRESS_INTERVAL_SECONDS="1"
             ) as operator,
         ):
             # The test reads checkpoints through the trainer's own store, with the credentials pods get.

@@ -73,6 +73,17 @@ def test_every_spec_field_is_described_and_bounded() -> None:
     assert not problems, "\n".join(problems)
 
 
+JSON_SCHEMA_PROPS = {
+    "description", "type", "format", "title", "default", "maximum", "exclusiveMaximum", "minimum",
+    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems",
+    "multipleOf", "enum", "maxProperties", "minProperties", "required", "items", "allOf", "oneOf",
+    "anyOf", "not", "properties", "additionalProperties", "dependencies", "additionalItems",
+    "definitions", "externalDocs", "example", "nullable", "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string", "x-kubernetes-list-map-keys",
+    "x-kubernetes-list-type", "x-kubernetes-map-type", "x-kubernetes-validations",
+}  # fmt: skip
+
+
 def test_crd_is_structural() -> None:
     crd = build_crd()
     version = crd["spec"]["versions"][0]
@@ -96,6 +107,9 @@ def test_crd_is_structural() -> None:
 
     def check(node: dict, path: str) -> None:
         assert "$ref" not in node and "anyOf" not in node, path
+        # Keywords Kubernetes' JSONSchemaProps has: the API server refuses a CRD with any other.
+        unknown = set(node) - JSON_SCHEMA_PROPS
+        assert not unknown, f"{path}: {sorted(unknown)} are not OpenAPI schema fields Kubernetes knows"
         if node.get("x-kubernetes-preserve-unknown-fields") is not True:
             assert "type" in node, f"{path} has no type"
         if "properties" in node:
