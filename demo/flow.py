@@ -49,6 +49,10 @@ class DemoSettings:
     timeout_seconds: float = 600.0
     # Kept after the demo: the loss curve, summary and model card, and the operator's log.
     results_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "kubesft-demo")
+    # Local images (`make images`, e.g. "localhost/kubesft-operator:0.1.0"): the chart points at
+    # them, the operator starts from its image and the trainer pods run inside theirs.
+    operator_image: str | None = None
+    trainer_image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,10 @@ def install_chart(cluster: Cluster, settings: DemoSettings, write: Write) -> Ope
         "progress.intervalSeconds": str(settings.progress_interval_seconds),
         "leaderElection.peeringName": settings.release,
     }
+    for key, image in (("image", settings.operator_image), ("trainerImage", settings.trainer_image)):
+        if image:
+            repository, _, tag = image.rpartition(":")
+            values.update({f"{key}.repository": repository, f"{key}.tag": tag})
     args = [
         "install",
         settings.release,
@@ -246,7 +254,7 @@ def run_demo(
     install = install_chart(cluster, settings, write)
     log_path = settings.results_dir / "operator.log"
     log_path.unlink(missing_ok=True)
-    with running_operator(install, log_path, tie_to_parent=True):
+    with running_operator(install, log_path, tie_to_parent=True, image=settings.operator_image):
         write(
             f"operator running as {install.username} (the chart's RBAC), "
             f"admission webhook {install.webhook_configuration!r} published; log {log_path}"

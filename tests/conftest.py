@@ -17,6 +17,7 @@ from kubernetes import client
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.kube import Kube
 from testing.devcluster.s3 import S3Server
+from tests.support.images import BuiltImages, build_images
 
 E2E = Path(__file__).parent / "e2e"
 
@@ -65,3 +66,9 @@ def namespace(cluster: Cluster) -> Iterator[str]:
         yield name
     finally:
         cluster.kube.core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def images() -> BuiltImages:
+    """Both images, built from their Dockerfiles (cached between runs; see tests/support/images.py)."""
+    return build_images()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
+import time
 
 import kopf
 
@@ -14,6 +18,14 @@ class _RefusalsAreNotErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno == logging.ERROR and record.getMessage().startswith("Webhook '"))
+
+
+def peering_identity() -> str:
+    """This replica's name in the peering object: its pod name (the hostname), start time and a
+    random suffix. Kopf's own default asks the user database for the process's user name, which
+    fails for a UID the image's /etc/passwd does not list (any runAsUser the chart is given)."""
+    pod = os.environ.get("POD_ID") or socket.gethostname()
+    return f"{pod}/{time.strftime('%Y%m%d%H%M%S', time.gmtime())}/{secrets.token_hex(2)}"
 
 
 def main() -> None:
@@ -33,6 +45,7 @@ def main() -> None:
         standalone=settings.standalone,
         peering_name=None if settings.standalone else settings.peering_name,
         priority=settings.peering_priority,
+        identity=peering_identity(),  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testing.devcluster.containers import CommandOverride
+from testing.devcluster.image_mode import ImageCache
 from testing.devcluster.pod_env import DEFAULT_ENTRYPOINTS, ImageEntrypoint
 from testing.devcluster.pod_runtime import RuntimeSettings
 
@@ -37,6 +38,8 @@ class NodeOptions:
     # Extended resources the node advertises beside its CPUs and memory, so that quotas and
     # requests can be GPU ones; pods that ask for them run on the CPU.
     extended_resources: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu": "2"})
+    # Containers whose image is in the local image store (``make images``) run inside it.
+    image_mode: bool = True
 
     def runtime_settings(self, host_ip: str, allocatable: dict[str, str]) -> RuntimeSettings:
         """What every pod on the node shares, once the node knows its address and size."""
@@ -55,4 +58,6 @@ class NodeOptions:
             allocatable=allocatable,
             restart_backoff=self.restart_backoff,
             max_restart_backoff=self.max_restart_backoff,
+            images=ImageCache(self.image_mode),
+            extra_env=dict(self.extra_env),
         )

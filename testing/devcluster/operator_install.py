@@ -31,6 +31,7 @@ from typing import Any
 from testing.devcluster.chart import find, render
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.kube import wait_until
+from testing.devcluster.operator_image import operator_in_image
 from testing.devcluster.processes import die_with_parent, free_port
 
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
@@ -65,6 +66,8 @@ class OperatorInstall:
     webhook_configuration: str
     webhook_configurations: list[dict[str, Any]] = field(default_factory=list)
     """The chart's webhook configurations, as it renders them."""
+    pod_spec: dict[str, Any] = field(default_factory=dict)
+    """The Deployment's pod template spec: what the operator runs as when started from its image."""
 
     @classmethod
     def apply(
@@ -131,6 +134,7 @@ class OperatorInstall:
             kubeconfig=cluster.kubeconfig_for_service_account(namespace, account),
             env=env,
             webhook_configuration=env.get("KUBESFT_WEBHOOK_CONFIGURATION", ""),
+            pod_spec=pod,
         )
 
     @property
@@ -188,6 +192,8 @@ class OperatorProcess:
     tie_to_parent: bool = False
     # What follows the interpreter: the operator image's command, or e.g. a profiling wrapper.
     python_args: tuple[str, ...] = IMAGE_COMMAND
+    # Start the Deployment's container inside this local image instead (testing/devcluster/operator_image.py).
+    image: str | None = None
     process: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     health_port: int = 0
@@ -195,8 +201,7 @@ class OperatorProcess:
 
     def start(self, timeout: float = 60.0) -> None:
         self.metrics_port, self.health_port, self.webhook_port = free_port(), free_port(), free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("KUBESFT_")},
+        settings = {
             **self.install.env,
             "KUBECONFIG": str(self.install.kubeconfig),
             "KUBESFT_LISTEN_ADDRESS": "127.0.0.1",
@@ -212,12 +217,19 @@ class OperatorProcess:
             "PYTHONUNBUFFERED": "1",
             **self.overrides,
         }
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("KUBESFT_")}, **settings}
+        argv = [sys.executable, *self.python_args]
+        if self.image is not None:
+            directory = self.log_path.with_suffix(".container")
+            argv = operator_in_image(
+                self.image, self.install.pod_spec, settings, self.install.kubeconfig, directory
+            )
         if self.publishes_webhook:
             self.install.create_webhook_configurations()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *self.python_args],
+                argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -284,6 +296,7 @@ def running_operator(
     tie_to_parent: bool = False,
     python_args: tuple[str, ...] = IMAGE_COMMAND,
     env: Mapping[str, str] | None = None,
+    image: str | None = None,
     **overrides: str,
 ) -> Iterator[OperatorProcess]:
     """Start the operator; on exit delete the SFTJobs it still handles, stop it, remove its webhooks.
@@ -292,7 +305,12 @@ def running_operator(
     operator would refuse every later SFTJob in the session.
     """
     operator = OperatorProcess(
-        install, log_path, {**(env or {}), **overrides}, tie_to_parent=tie_to_parent, python_args=python_args
+        install,
+        log_path,
+        {**(env or {}), **overrides},
+        tie_to_parent=tie_to_parent,
+        python_args=python_args,
+        image=image,
     )
     operator.start()
     try:

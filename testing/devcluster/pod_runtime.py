@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from testing.devcluster import pod_status
 from testing.devcluster.cgroups import CgroupTree
 from testing.devcluster.container_logs import LogCopier
 from testing.devcluster.containers import CommandOverride, ContainerRun
+from testing.devcluster.image_mode import ImageCache, image_argv, image_env, image_plan
+from testing.devcluster.image_store import LocalImage
 from testing.devcluster.network import PodInterface
 from testing.devcluster.pod_env import (
     ContainerConfigError,
@@ -55,6 +57,8 @@ class RuntimeSettings:
     allocatable: dict[str, str]
     restart_backoff: float
     max_restart_backoff: float
+    images: ImageCache = field(default_factory=ImageCache)
+    extra_env: dict[str, str] = field(default_factory=dict)  # what the node adds in image mode too
 
 
 class PodRuntime:
@@ -156,10 +160,12 @@ class PodRuntime:
             address=self.address or self.settings.host_ip,
         )
 
-    def _argv(self, run: ContainerRun, env: Mapping[str, str]) -> list[str]:
+    def _argv(self, run: ContainerRun, env: Mapping[str, str], image: LocalImage | None) -> list[str]:
         for override in self.settings.overrides:
             if override.matches(self.pod, run.spec):
                 return list(override.command)
+        if image is not None:
+            return image_argv(run.spec, env, image)
         return container_argv(run.spec, env, self.settings.entrypoints)
 
     def _pod_for_fields(self) -> dict[str, Any]:
@@ -177,11 +183,15 @@ class PodRuntime:
 
     def launch(self, run: ContainerRun, reader: ObjectReader) -> None:
         """Start one container process. Raises ContainerConfigError when its env cannot be built."""
-        base_env = dict(self.settings.base_env)
+        overridden = any(o.matches(self.pod, run.spec) for o in self.settings.overrides)
+        image = None if overridden else self.settings.images.find(run.spec.get("image", ""))
+        base_env = image_env(image, self.settings.extra_env) if image else dict(self.settings.base_env)
         base_env["HOSTNAME"] = self.hostname
         env = container_env(self._pod_for_fields(), run.spec, reader, base_env, self.settings.allocatable)
-        argv = self._argv(run, env)
+        argv = self._argv(run, env, image)
         mounts = container_mounts(run.spec, self.volumes or {})
+        image_fields, image_mounts = image_plan(self.pod, run.spec, run.directory, image)
+        mounts += image_mounts
         run.termination_file.write_bytes(b"")
         run.termination_file.chmod(0o666)
         run.start_error_file.unlink(missing_ok=True)
@@ -211,6 +221,7 @@ class PodRuntime:
             "env": env,
             "createdPathsFile": str(self.dir / "created-paths"),
             "startErrorFile": str(run.start_error_file),
+            **image_fields,
         }
         plan_file = run.directory / f"plan-{run.restart_count}.json"
         plan_file.write_text(json.dumps(plan))

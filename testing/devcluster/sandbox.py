@@ -6,6 +6,10 @@ namespace, take a private mount and UTS namespace, give the pod its own /dev, bi
 its mountPath, bind the pod's hosts file and termination-message file, then exec. A path that does
 not exist on the host gets its mount point in an overlay of the nearest existing directory, so the
 host filesystem is never changed.
+
+With an image (plan["image"]), the root is the image's root filesystem under a writable layer of
+the container's own: the sandbox mounts it, chroots into it, gives it /proc, /sys and /dev, binds
+the volumes inside it, makes it read-only if asked, then takes the container's user before exec.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
 START_ERROR_EXIT = 128
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -87,11 +94,16 @@ class Sandbox:
         # Overlay upper layers live on tmpfs: overlayfs refuses an upper dir on another overlay.
         mount("tmpfs", str(self.scratch), "tmpfs", MS_NOSUID, "mode=0700")
 
-    def private_dev(self) -> None:
-        """A tmpfs /dev holding bind mounts of the host's devices, so files can be added to it."""
-        host_dev = self.scratch / "host-dev"
-        host_dev.mkdir()
-        mount("/dev", str(host_dev), None, MS_BIND | MS_REC)
+    def private_dev(self, host_dev_fd: int | None = None) -> None:
+        """A tmpfs /dev holding bind mounts of the host's devices, so files can be added to it.
+
+        In an image the host's /dev is reached through ``host_dev_fd``, opened before the chroot."""
+        if host_dev_fd is None:
+            host_dev = self.scratch / "host-dev"
+            host_dev.mkdir()
+            mount("/dev", str(host_dev), None, MS_BIND | MS_REC)
+        else:
+            host_dev = Path(f"/proc/self/fd/{host_dev_fd}")
         mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "mode=0755")
         for entry in os.scandir(host_dev):
             target = f"/dev/{entry.name}"
@@ -103,7 +115,8 @@ class Sandbox:
             else:
                 Path(target).touch()
                 mount(entry.path, target, None, MS_BIND)
-        umount_lazy(str(host_dev))
+        if host_dev_fd is None:
+            umount_lazy(str(host_dev))
         # Files such as /dev/termination-log are now created in this tmpfs, never on the host.
         self.mounted.append("/dev")
 
@@ -145,6 +158,10 @@ class Sandbox:
     def ensure_target(self, target: str, is_dir: bool) -> None:
         if os.path.lexists(target):
             return
+        if self.plan.get("image"):
+            # The image's root has a writable layer (made read-only only after the mounts).
+            self._create(target, is_dir)
+            return
         ancestor = os.path.dirname(target.rstrip("/")) or "/"
         while not os.path.exists(ancestor):
             ancestor = os.path.dirname(ancestor) or "/"
@@ -155,6 +172,10 @@ class Sandbox:
                 os.write(self.created_paths, f"/{created}\n".encode())
             else:
                 self._overlay(ancestor)
+        self._create(target, is_dir)
+
+    @staticmethod
+    def _create(target: str, is_dir: bool) -> None:
         if is_dir:
             os.makedirs(target, exist_ok=True)
         else:
@@ -172,15 +193,56 @@ class Sandbox:
                 mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
             self.mounted.append(target)
 
+    def enter_image(self, image: dict[str, Any]) -> None:
+        """Mount the image's root with the container's writable layer and chroot into it."""
+        root = image["root"]
+        mount(
+            "overlay",
+            root,
+            "overlay",
+            0,
+            f"lowerdir={image['lower']},upperdir={image['upper']},workdir={image['work']}",
+        )
+        host_sys = os.open("/sys", os.O_PATH)
+        os.chroot(root)
+        os.chdir("/")
+        for directory in ("/proc", "/sys", "/dev"):
+            os.makedirs(directory, exist_ok=True)
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        mount(f"/proc/self/fd/{host_sys}", "/sys", None, MS_BIND | MS_REC)
+        mount(None, "/sys", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        os.close(host_sys)
+
+    def become_user(self, image: dict[str, Any]) -> None:
+        """Make the working directory, seal the root if read-only, then drop to the pod's user."""
+        os.makedirs(image["workingDir"], exist_ok=True)
+        if image["readOnly"]:
+            mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        user = self.plan["user"]
+        if user.get("noNewPrivs"):
+            _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl no_new_privs")
+        os.setgroups(user["groups"])
+        os.setgid(user["gid"])
+        os.setuid(user["uid"])
+
     def run(self) -> None:
         self.enter_namespaces()
         # Open every source first: a volume mounted at /tmp would otherwise hide sources below /tmp.
         sources = {spec["source"]: os.open(spec["source"], os.O_PATH) for spec in self.plan["mounts"]}
-        self.private_dev()
+        image = self.plan.get("image")
+        if image:
+            host_dev = os.open("/dev", os.O_PATH)
+            self.enter_image(image)
+            self.private_dev(host_dev)
+            os.close(host_dev)
+        else:
+            self.private_dev()
         self.bind_all(sources)
         for fd in sources.values():
             os.close(fd)
-        os.chdir(self.plan.get("workingDir") or "/")
+        if image:
+            self.become_user(image)
+        os.chdir((image or self.plan).get("workingDir") or "/")
         argv = self.plan["argv"]
         os.close(self.created_paths)
         try:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import shlex
 import tomllib
 
+import pytest
+
 from tests.support.imports import ROOT, import_without, imported_modules
+from tests.support.locks import against_installed, pins, unmet
 
 ML_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "boto3", "matplotlib")
 NOT_IN_THE_IMAGE = (*ML_LIBRARIES, "kubernetes")
@@ -37,11 +40,27 @@ def test_operator_extra_has_no_trainer_dependencies() -> None:
     assert "kopf" in operator
 
 
-def test_dockerfile_installs_the_operator_extra_and_runs_as_non_root() -> None:
+def test_dockerfile_installs_the_operator_lock_and_runs_as_non_root() -> None:
     dockerfile = (ROOT / "operator/Dockerfile").read_text()
-    assert "'.[operator]'" in dockerfile
+    assert "COPY operator/requirements.lock" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
     assert "USER 65532" in dockerfile
     assert 'ENTRYPOINT ["python", "-m", "kubesft_operator"]' in dockerfile
+
+
+def test_operator_lock_pins_every_requirement_of_the_extra_within_its_range() -> None:
+    assert unmet("operator", ROOT / "operator/requirements.lock") == []
+
+
+def test_operator_lock_matches_the_versions_the_tests_run_with() -> None:
+    installed, differing = against_installed(ROOT / "operator/requirements.lock")
+    assert {"kopf", "aiohttp", "pydantic", "cryptography"} <= installed
+    assert differing == {}
+
+
+def test_operator_lock_has_no_ml_libraries_or_the_kubernetes_client() -> None:
+    pinned = pins(ROOT / "operator/requirements.lock")
+    assert not set(pinned) & set(NOT_IN_THE_IMAGE)
 
 
 def test_dockerfile_copies_no_trainer_code() -> None:
@@ -57,3 +76,24 @@ def test_dockerfile_copies_no_trainer_code() -> None:
     for source in sources:
         assert source.rstrip("/") not in (".", "trainer_image"), source
         assert not source.startswith(("trainer_image/", "./trainer_image")), source
+
+
+def test_peering_identity_needs_no_user_database_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The image runs as UID 65532 (or any runAsUser), which its /etc/passwd does not list.
+    import getpass
+    import pwd
+    import socket
+
+    from kubesft_operator.__main__ import peering_identity
+
+    def unknown(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME", "POD_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    with pytest.raises(KeyError):
+        getpass.getuser()
+    first, second = peering_identity(), peering_identity()
+    assert first.startswith(socket.gethostname() + "/")
+    assert first != second

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 
 from tests.support.imports import ROOT, import_without
+from tests.support.locks import against_installed, pins, unmet
 
 OPERATOR_LIBRARIES = ("kopf", "kubernetes", "aiohttp")
 TRAINING_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
@@ -36,14 +37,30 @@ def test_trainer_extra_has_no_operator_dependencies() -> None:
         assert name in trainer
 
 
-def test_dockerfile_installs_the_trainer_extra_and_runs_as_the_pods_user() -> None:
+def test_dockerfile_installs_the_trainer_lock_and_runs_as_the_pods_user() -> None:
     dockerfile = (ROOT / "trainer_image/Dockerfile").read_text()
-    assert (
-        "'.[trainer]'" in dockerfile
-        and "operator" not in dockerfile.split("RUN pip install", 1)[1].split("\n")[0]
-    )
+    assert "COPY trainer_image/requirements.lock" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
     assert "USER 1000:1000" in dockerfile
     assert "HF_HOME=/var/lib/kubesft/hf" in dockerfile
     assert 'ENTRYPOINT ["python", "-m", "kubesft_trainer"]' in dockerfile
     base = next(line for line in dockerfile.splitlines() if line.startswith("FROM "))
-    assert base.startswith("FROM pytorch/pytorch:") and "cuda" in base
+    assert base == "FROM python:3.11-slim"
+
+
+def test_trainer_lock_pins_every_requirement_of_the_extra_within_its_range() -> None:
+    assert unmet("trainer", ROOT / "trainer_image/requirements.lock") == []
+
+
+def test_trainer_lock_has_cuda_torch_and_liger_and_no_operator_libraries() -> None:
+    pinned = pins(ROOT / "trainer_image/requirements.lock")
+    assert {"torch", "liger-kernel", "triton", "nvidia-cudnn-cu13", "nvidia-nccl-cu13"} <= set(pinned)
+    assert not set(pinned) & set(OPERATOR_LIBRARIES)
+
+
+def test_trainer_lock_matches_the_versions_the_tests_run_with() -> None:
+    # The image is only as tested as these pins; `make venv` installs the test environment under
+    # the same lock (liger-kernel and other GPU-only packages aside, which it may lack).
+    installed, differing = against_installed(ROOT / "trainer_image/requirements.lock")
+    assert {"torch", "transformers", "trl", "peft", "accelerate", "datasets", "pyarrow"} <= installed
+    assert differing == {}
