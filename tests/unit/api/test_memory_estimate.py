@@ -3,9 +3,11 @@ what LoRA and activation checkpointing save, and the warning against the GPU's m
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubesft_api.memory_estimate import (
     GIB,
@@ -18,6 +20,8 @@ from kubesft_api.memory_estimate import (
 from kubesft_api.resources import Resources
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_api.trainer_config import TrainerConfig
+
+EXAMPLES = Path(__file__).parents[3] / "examples"
 
 LLAMA_8B = {
     "architectures": ["LlamaForCausalLM"],
@@ -129,3 +133,33 @@ def test_a_job_spec_is_estimated_on_its_gpus_against_its_hint() -> None:
     assert estimate.warning is not None
     dumped = estimate.model_dump(by_alias=True)
     assert {"weightsGib", "optimizerGib", "activationsFullGib", "totalGib"} <= set(dumped)
+
+
+QWEN3_1_7B = {
+    "architectures": ["Qwen3ForCausalLM"],
+    "hidden_size": 2048,
+    "head_dim": 128,
+    "intermediate_size": 6144,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 28,
+    "num_key_value_heads": 8,
+    "vocab_size": 151936,
+    "tie_word_embeddings": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("example", "config"), [("multinode-2x8.yaml", LLAMA_8B), ("fsdp-1.7b.yaml", QWEN3_1_7B)]
+)
+def test_the_fsdp_examples_fit_their_gpus_by_the_estimate_and_would_not_unsharded(
+    example: str, config: dict[str, Any]
+) -> None:
+    raw = yaml.safe_load((EXAMPLES / example).read_text())["spec"]
+    spec = SFTJobSpec.model_validate(raw)
+    shape = ModelShape.from_hf_config(config)
+    assert spec.training.sharding == "fsdp" and not spec.lora.enabled
+    sharded = estimate_for_job(shape, spec, spec.resources)
+    assert sharded.warning is None and sharded.gpu_memory_gib is not None
+    assert sharded.total_gib < sharded.gpu_memory_gib
+    unsharded = spec.model_copy(update={"training": spec.training.model_copy(update={"sharding": "none"})})
+    assert estimate_for_job(shape, unsharded, spec.resources).warning is not None
