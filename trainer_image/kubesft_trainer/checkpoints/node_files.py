@@ -32,7 +32,7 @@ def _paths(folder: Path) -> list[str]:
     )
 
 
-def _assignments(listed: list[list[str] | None]) -> dict[int, list[str]]:
+def upload_assignments(listed: list[list[str] | None]) -> dict[int, list[str]]:
     """Which rank uploads which files: rank 0's node has its own; of the rest, the lowest rank
     naming a file uploads it."""
     seen = set(listed[0] or [])
@@ -58,7 +58,7 @@ def share_node_files(
     world = dist.get_world_size()
     listed: list[list[str] | None] = [None] * world
     dist.all_gather_object(listed, _paths(folder) if local_rank == 0 else None)
-    mine = _assignments(listed).get(rank, [])
+    mine = upload_assignments(listed).get(rank, [])
     entries: list[ManifestFile] | str = []
     try:
         uploaded = []
