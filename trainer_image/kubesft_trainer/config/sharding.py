@@ -3,8 +3,8 @@
 FSDP shards every transformer block (the layer class is found in the model itself), checkpoints
 activations with FSDP's own wrapper (the Trainer's would all-gather every layer a second time),
 keeps float32 master weights sharded while bf16/fp16 computes, lets only the first process of each
-node read the checkpoint from disk (the others receive their shards from it), and saves checkpoints
-as one Distributed Checkpoint shard per rank.
+node read the checkpoint from disk (every rank then receives its shards from rank 0), and saves
+checkpoints as one Distributed Checkpoint shard per rank.
 """
 
 from __future__ import annotations
