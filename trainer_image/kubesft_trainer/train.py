@@ -28,6 +28,7 @@ from kubesft_trainer.config.sft_args import build_sft_config, installed_sft_fiel
 from kubesft_trainer.config.sharding import (
     block_class_name,
     check_sharded_attention,
+    check_sharding_device,
     fsdp_sft_kwargs,
     sharded,
 )
@@ -151,6 +152,8 @@ def prepare(
         if warning:
             log.warning("%s", warning)
     shard = sharded(config.training, env.world_size, env.nnodes * env.nproc_per_node)
+    if shard:
+        check_sharding_device(config.training, accelerator.cuda)
     kwargs = sft_kwargs(
         config,
         output_dir=output_dir,

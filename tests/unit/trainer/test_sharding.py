@@ -12,6 +12,7 @@ from kubesft_trainer.config.sft_args import build_sft_config, installed_sft_fiel
 from kubesft_trainer.config.sharding import (
     block_class_name,
     check_sharded_attention,
+    check_sharding_device,
     fsdp_sft_kwargs,
     sharded,
 )
@@ -58,6 +59,11 @@ def test_fsdp_hybrid_shards_within_a_node_and_replicates_across_nodes() -> None:
     kwargs = fsdp_sft_kwargs(parsed_config(sharding="fsdp-hybrid").training, nnodes=2, nproc_per_node=8)
     parallelism = kwargs["parallelism_config"]
     assert (parallelism.dp_replicate_size, parallelism.dp_shard_size) == (2, 8)
+    # accelerate 1.15 refuses a ParallelismConfig on CPU (MULTI_CPU); the trainer says so first.
+    with pytest.raises(ConfigError, match=r"^training\.sharding: fsdp-hybrid needs GPUs"):
+        check_sharding_device(parsed_config(sharding="fsdp-hybrid").training, cuda=False)
+    check_sharding_device(parsed_config(sharding="fsdp-hybrid").training, cuda=True)
+    check_sharding_device(parsed_config(sharding="fsdp").training, cuda=False)
 
 
 def test_a_single_process_job_trains_unsharded_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

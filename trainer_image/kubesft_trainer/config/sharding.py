@@ -70,6 +70,16 @@ def fsdp_sft_kwargs(training: TrainingSettings, nnodes: int, nproc_per_node: int
     return kwargs
 
 
+def check_sharding_device(training: TrainingSettings, cuda: bool) -> None:
+    """fsdp-hybrid needs accelerate's device mesh (ParallelismConfig), which accelerate 1.15 builds
+    only for GPU-like backends: on CPU it refuses the config as ``MULTI_CPU``."""
+    if training.sharding == "fsdp-hybrid" and not cuda:
+        raise ConfigError(
+            "training.sharding: fsdp-hybrid needs GPUs (accelerate builds its hybrid device mesh only "
+            "for GPU backends); use sharding: fsdp on CPU"
+        )
+
+
 def check_sharded_attention(training: TrainingSettings, attention: str) -> None:
     """Padding-free batches are only right with a varlen kernel; packing without one is allowed
     unsharded too, so it only warns."""
