@@ -40,6 +40,14 @@ class Resources(SpecModel):
         max_length=253,
         pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
     )
+    gpu_memory: _Quantity | None = Field(
+        default=None,
+        description=(
+            "Memory of one GPU (e.g. 80Gi), a hint for the memory estimate: validation warns when "
+            "the estimate exceeds it. Unset: taken from a GPU product or memory label in nodeSelector "
+            "where it names one."
+        ),
+    )
     cpu: _Quantity = Field(default="4", description="CPU request and limit per pod.")
     memory: _Quantity = Field(default="32Gi", description="Memory request and limit per pod.")
     shared_memory: _Quantity = Field(

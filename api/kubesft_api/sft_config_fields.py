@@ -185,6 +185,9 @@ MANAGED_SFT_CONFIG_FIELDS: dict[str, str] = {
     "push_to_hub": "spec.output.uri",
     "hub_token": "spec.model.tokenSecret",
     "local_rank": "spec.resources (set by torchrun)",
+    "fsdp": "spec.training.sharding",
+    "fsdp_config": "spec.training.sharding",
+    "parallelism_config": "spec.training.sharding",
 }
 """SFTConfig arguments kubesft derives from the spec, with the spec field to use instead."""
 

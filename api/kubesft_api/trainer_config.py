@@ -59,6 +59,13 @@ class TrainerConfig(SpecModel):
     def _cross_section(self) -> Self:
         if self.lora.quantization != "none" and not self.lora.enabled:
             raise field_error("lora.quantization", "needs lora.enabled: true (QLoRA trains adapters)")
+        if self.training.sharding != "none" and self.lora.quantization != "none":
+            raise field_error(
+                "training.sharding",
+                f"{self.training.sharding} cannot shard a {self.lora.quantization} quantized base "
+                "(lora.quantization): bitsandbytes' packed weights do not split across GPUs here; "
+                "use lora.quantization: none with sharding, or sharding: none for QLoRA",
+            )
         if self.evaluation.max_retention_loss_increase is not None and not self.dataset.eval_sets:
             raise field_error(
                 "evaluation.maxRetentionLossIncrease", "guards the sets of dataset.evalSets; there are none"

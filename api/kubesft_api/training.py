@@ -77,6 +77,14 @@ class TrainingSettings(SpecModel):
     gradient_checkpointing: bool = Field(
         default=True, description="Recompute activations in the backward pass to save memory."
     )
+    sharding: Literal["none", "fsdp", "fsdp-hybrid"] = Field(
+        default="none",
+        description=(
+            "How the GPUs share the model. none: data parallel (DDP), every GPU holds the whole model, "
+            "its gradients and optimizer state. fsdp: FSDP full shard, each of them split across all "
+            "GPUs. fsdp-hybrid: shard within a node, replicate across nodes."
+        ),
+    )
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         default="auto",
         description=(

@@ -146,11 +146,15 @@ def write_outputs(
     if run.env.is_rank_zero:
         shutil.rmtree(staging, ignore_errors=True)
     run.trainer.save_model(str(staging))
+    model = run.trainer.model
+    if run.sharded:
+        # Generating with a sharded model is a collective: every rank answers, rank 0 keeps them.
+        samples.answer(model, after=True)
     if not run.env.is_rank_zero:
         return None
-    model = run.trainer.model
     run.stop.write(staging, getattr(model, "generation_config", None))
-    samples.answer(model, after=True)
+    if not run.sharded:
+        samples.answer(model, after=True)
     merged = None
     if run.config.lora.enabled and run.config.lora.merge_on_finish:
         write_merged_model(staging, staging / MERGED_DIR, run.load_base, run.tokenizer, run.stop)

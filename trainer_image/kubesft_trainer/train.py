@@ -25,6 +25,13 @@ from kubesft_trainer.config.precision import (
 )
 from kubesft_trainer.config.runtime_env import RuntimeEnv
 from kubesft_trainer.config.sft_args import build_sft_config, installed_sft_fields, sft_kwargs
+from kubesft_trainer.config.sharding import (
+    block_class_name,
+    check_sharded_attention,
+    check_sharding_device,
+    fsdp_sft_kwargs,
+    sharded,
+)
 from kubesft_trainer.config.tuning import Accelerator, attention_implementation, tuned_sft_defaults
 from kubesft_trainer.data.example_view import describe_example
 from kubesft_trainer.data.loading import PreparedData, load_data
@@ -44,6 +51,7 @@ from kubesft_trainer.output import write_outputs
 from kubesft_trainer.reporting import metrics
 from kubesft_trainer.reporting.eval_sets import RETENTION_REGRESSED, retention_message
 from kubesft_trainer.reporting.failure_report import WARNING_PREFIX, report_failure
+from kubesft_trainer.reporting.memory import memory_estimate, memory_lines
 from kubesft_trainer.reporting.progress_tracker import ProgressTracker
 from kubesft_trainer.reporting.samples import SampleRun, choose_prompts
 from kubesft_trainer.reporting.status_server import StatusServer
@@ -69,6 +77,9 @@ class PreparedRun:
     precision: Precision
     weights_dtype: str
     stop: StopTokens
+    sharded: bool = False
+    parameters: int | None = None
+    """Parameters counted on the loaded model (None for a quantized one, whose storage is packed)."""
 
     def load_base(self) -> PreTrainedModel:
         """The base model again, unquantized, in its own dtype (or model.dtype), to merge the adapter into."""
@@ -81,7 +92,9 @@ class PreparedRun:
             settings, self.data.train, self.data.eval, bool(self.tokenizer.chat_template)
         )
         autocast = self.trainer.accelerator.autocast
-        return SampleRun(prompts, self.tokenizer, self.stop, settings.sample_max_new_tokens, autocast)
+        return SampleRun(
+            prompts, self.tokenizer, self.stop, settings.sample_max_new_tokens, autocast, self.sharded
+        )
 
 
 def _has_eval(config: TrainerConfig) -> bool:
@@ -111,10 +124,10 @@ def _quiet_trainer_printing(trainer: SFTTrainer, progress_bar: bool) -> None:
 
 
 def _sft_trainer(**kwargs: Any) -> SFTTrainer:
-    from trl import SFTTrainer
+    from kubesft_trainer.sharded_trainer import KubesftSFTTrainer
 
     try:
-        return SFTTrainer(**kwargs)
+        return KubesftSFTTrainer(**kwargs)
     except ValueError as error:
         raise ConfigError(f"training: TRL refused the settings: {error}") from error
     except RuntimeError as error:
@@ -141,6 +154,9 @@ def prepare(
     ):
         if warning:
             log.warning("%s", warning)
+    shard = sharded(config.training, env.world_size, env.nnodes * env.nproc_per_node)
+    if shard:
+        check_sharding_device(config.training, accelerator.cuda)
     kwargs = sft_kwargs(
         config,
         output_dir=output_dir,
@@ -150,6 +166,7 @@ def prepare(
         cuda=accelerator.cuda,
         precision=precision,
         tuned=tuned_sft_defaults(accelerator),
+        sharding=fsdp_sft_kwargs(config.training, env.nnodes, env.nproc_per_node) if shard else None,
     )
     sft_config = build_sft_config(kwargs)
     cache = env.work_dir / "cache"
@@ -169,6 +186,9 @@ def prepare(
     check_template_fits_data(tokenizer, data.conversational, config.training.assistant_only_loss)
     if data.conversational and setup.eos_token is not None and "eos_token" not in config.training.extra_args:
         sft_config.eos_token = setup.eos_token
+    attention = attention_implementation(accelerator, config.training.packing)
+    if shard:
+        check_sharded_attention(config.training, attention)
     with _local_main_first():
         model = load_model(
             config.model,
@@ -176,9 +196,10 @@ def prepare(
             tokenizer,
             dtype,
             quantization_config(config.lora, precision),
-            attention_implementation(accelerator, config.training.packing),
+            attention,
         )
     log.info("weights in %s, training precision %s", dtype, precision)
+    parameters = None if config.lora.quantization != "none" else sum(p.numel() for p in model.parameters())
     vocab = tokenizer.get_vocab()
     added_ids = [vocab[token] for token in setup.added_tokens]
     trainer = _sft_trainer(
@@ -189,11 +210,15 @@ def prepare(
         processing_class=tokenizer,
         peft_config=peft_config(config.lora, added_ids),
         callbacks=callbacks,
+        wrap_class=block_class_name(model) if shard else None,
+        precision=precision,
     )
     _quiet_trainer_printing(trainer, progress_bar)
     # After the trainer: TRL makes the template's end of turn the tokenizer's EOS.
     stop = StopTokens.of(tokenizer, setup.eos_token, getattr(model, "generation_config", None))
-    return PreparedRun(config, env, location, tokenizer, setup, data, trainer, precision, dtype, stop)
+    return PreparedRun(
+        config, env, location, tokenizer, setup, data, trainer, precision, dtype, stop, shard, parameters
+    )
 
 
 def _examples(run: PreparedRun) -> list[str]:
@@ -227,6 +252,7 @@ def validate(config: TrainerConfig, env: RuntimeEnv) -> str:
             ],
             *[f"evaluation set {name}: {len(rows)} rows" for name, rows in run.data.eval_sets.items()],
             *[f"note: {note}" for note in run.setup.notes],
+            *memory_lines(run),
             *_examples(run),
         ]
         return "\n".join(lines)
@@ -284,6 +310,12 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
             tracker.add_source(mlflow_run.progress_fields)
             callbacks.append(MlflowCallback(mlflow_run, config.model_dump(mode="json", by_alias=True)))
         run = prepare(config, env, env.work_dir / "checkpoints", callbacks, progress_bar)
+        estimate = memory_estimate(run) if env.is_rank_zero else None
+        if estimate is not None:
+            for line in estimate.lines()[:2]:
+                log.info("%s", line.strip())
+            if estimate.warning:
+                log.warning("%s", estimate.warning)
         resume = manager.prepare_resume()
         samples = run.samples()
         if env.is_rank_zero:

@@ -273,6 +273,26 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         with_changes(resources__nodeSelector={"pool": "x" * 64}),
         "spec.resources.nodeSelector.pool: must have at most 63 characters",
     ),
+    (
+        "unknown sharding",
+        with_changes(training__sharding="zero3"),
+        "spec.training.sharding: must be one of",
+    ),
+    (
+        "QLoRA sharded by FSDP",
+        with_changes(training__sharding="fsdp", lora={"enabled": True, "quantization": "4bit"}),
+        "spec.training.sharding: fsdp cannot shard a 4bit quantized base (lora.quantization)",
+    ),
+    (
+        "FSDP through extraArgs",
+        with_changes(training__extraArgs={"fsdp_config": {"version": 2}}),
+        "'fsdp_config' is set by kubesft; use spec.training.sharding",
+    ),
+    (
+        "GPU memory hint not a quantity",
+        with_changes(resources__gpuMemory="lots"),
+        "spec.resources.gpuMemory: 'lots' does not match",
+    ),
     *WEBHOOK_BAD_SPECS,
 ]
 

@@ -156,3 +156,34 @@ def test_a_checkpoint_deleted_while_it_is_listed_is_not_complete(tmp_path: Path)
         plain.upload(fake_checkpoint(tmp_path / f"c{step}", step), step)
     racing = CheckpointStore(DeletedAfterListing(str(root), root))
     assert [m.step for m in racing.complete()] == [8]
+
+
+def test_a_manifest_lists_files_other_nodes_uploaded_and_the_upload_keeps_them(
+    store: CheckpointStore, tmp_path: Path
+) -> None:
+    from kubesft_trainer.checkpoints.manifest import ManifestFile
+
+    other_node = tmp_path / "node-1"
+    other_node.mkdir()
+    (other_node / "rng_state_1.pth").write_bytes(os.urandom(300))
+    store.store.upload_file(other_node / "rng_state_1.pth", "checkpoint-4/rng_state_1.pth")
+    store.store.write_bytes("checkpoint-4/stale-from-an-earlier-attempt", b"x")
+    theirs = ManifestFile(path="rng_state_1.pth", size=300, sha256=sha256_of(other_node / "rng_state_1.pth"))
+    manifest = store.upload(fake_checkpoint(tmp_path / "node-0", 4), 4, elsewhere=[theirs])
+    assert "rng_state_1.pth" in {item.path for item in manifest.files}
+    assert "stale-from-an-earlier-attempt" not in {item.path for item in manifest.files}
+    assert not store.store.exists("checkpoint-4/stale-from-an-earlier-attempt")
+    local = store.download(store.complete()[0], tmp_path / "downloaded")
+    assert (local / "rng_state_1.pth").read_bytes() == (other_node / "rng_state_1.pth").read_bytes()
+    assert (local / "model.safetensors").is_file()
+
+
+def test_each_nodes_files_are_uploaded_once_by_the_lowest_rank_that_has_them() -> None:
+    from kubesft_trainer.checkpoints.node_files import upload_assignments
+
+    head = ["a.json", "pytorch_model_fsdp_0/.metadata", "pytorch_model_fsdp_0/__0_0.distcp"]
+    node_1 = ["a.json", "pytorch_model_fsdp_0/__1_0.distcp", "pytorch_model_fsdp_0/__2_0.distcp"]
+    listed = [head, None, node_1, None, node_1]
+    assert upload_assignments(listed) == {
+        2: ["pytorch_model_fsdp_0/__1_0.distcp", "pytorch_model_fsdp_0/__2_0.distcp"]
+    }

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from kubesft_trainer.checkpoints import CheckpointStore
+from kubesft_trainer.checkpoints.manifest import ManifestFile
 from kubesft_trainer.checkpoints.uploader import CheckpointUploader, Snapshot, UploadState
 from kubesft_trainer.storage.objects import StorageError
 from tests.support.checkpoints import fake_checkpoint
@@ -72,10 +73,10 @@ def test_with_storage_down_retries_back_off_and_finish_gives_up_at_its_deadline(
     attempts: list[tuple[float, float]] = []
     upload = store.upload
 
-    def recorded(directory: Path, step: int) -> object:
+    def recorded(directory: Path, step: int, elsewhere: Sequence[ManifestFile] = ()) -> object:
         started = time.monotonic()
         try:
-            return upload(directory, step)
+            return upload(directory, step, elsewhere)
         finally:
             attempts.append((started, time.monotonic()))
 

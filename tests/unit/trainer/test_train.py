@@ -95,6 +95,7 @@ def test_validate_prints_the_first_example_with_its_loss_spans_marked(
     assert f"{LOSS_START}{first[2]['content']}<|im_end|>{LOSS_END}" in result.stdout
     assert f"<|im_start|>user\n{first[1]['content']}<|im_end|>" in result.stdout
     assert "96 training rows" in result.stdout
+    assert "memory estimate per GPU: " in result.stdout and "(1 GPU(s), not sharded;" in result.stdout
     assert not (tmp_path / "out").exists()
     pad_note = "the tokenizer has no pad token; padding with <|pad|> so EOS stays in the loss"
     assert f"note: {pad_note}" in result.stdout

@@ -24,10 +24,11 @@ def _distributed() -> bool:
 
 
 class CheckpointCallback(TrainerCallback):
-    """Runs on every rank; only the rank that uploads passes ``on_checkpoint``.
+    """Runs on every rank; ranks with nothing to do with a save pass no ``on_checkpoint``.
 
     ``on_checkpoint(step, folder)`` receives each local checkpoint right after the Trainer wrote
-    it, on every rank's files (DDP ranks meet at a barrier first, so their RNG files are there).
+    it, on every rank's files (the ranks meet at a barrier first, so their shards and RNG files are
+    there). In a multi-node run every rank passes it: the nodes share their files (a collective).
     """
 
     def __init__(

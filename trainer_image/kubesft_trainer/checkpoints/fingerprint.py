@@ -1,7 +1,8 @@
 """Ties checkpoints to the run that made them, so a prefix is never resumed by a different run.
 
 A checkpoint's manifest records the job and the settings a resume must not change (the model,
-the data and how it is tokenized, the LoRA shape). Resuming with other values would continue a
+the data and how it is tokenized, the LoRA shape, and the sharding, which decides the checkpoint's
+format). Resuming with other values would continue a
 different run on the wrong weights or skip the wrong rows; the job fails instead, before anything
 under the prefix is read into training or deleted. Batch size, learning rate and the schedule may
 differ: transformers resumes them from the checkpoint's optimizer and scheduler state.
@@ -39,6 +40,7 @@ RESUME_CRITICAL = (
     "dataset.mixture",
     "training.maxLength",
     "training.packing",
+    "training.sharding",
     "lora.enabled",
 )
 LORA_SHAPE = ("lora.r", "lora.targetModules", "lora.quantization")

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_api.trainer_config import TrainerConfig
 from kubesft_trainer.checkpoints.fingerprint import refusal, run_stamp, schedule_changes
-from kubesft_trainer.checkpoints.manifest import RunStamp, checkpoint_name
+from kubesft_trainer.checkpoints.manifest import ManifestFile, RunStamp, checkpoint_name
+from kubesft_trainer.checkpoints.node_files import NodeUploadFailed, share_node_files
 from kubesft_trainer.checkpoints.preemption import PreemptionSignal
 from kubesft_trainer.checkpoints.resume import download_newest_intact
 from kubesft_trainer.checkpoints.snapshot import snapshot
@@ -45,9 +46,9 @@ def grace_margin(grace_seconds: float) -> float:
 class CheckpointManager:
     """Checkpoints of one trainer process.
 
-    Only global rank 0 uploads: in a multi-node run the RNG state files of the other nodes' ranks
-    stay on their nodes, so a resumed run reseeds those ranks' RNGs (data order and weights still
-    resume exactly; dropout noise on those ranks does not).
+    Global rank 0 uploads each checkpoint. In a multi-node run every other node first uploads the
+    files only it has (the shards and RNG states of its ranks, ``node_files``), and rank 0's manifest
+    lists them as well.
     """
 
     def __init__(
@@ -59,7 +60,9 @@ class CheckpointManager:
         rank: int = 0,
         local_rank: int = 0,
         stamp: RunStamp | None = None,
+        nnodes: int = 1,
     ) -> None:
+        self.nnodes = nnodes
         self.settings = settings
         self.stamp = stamp
         self.work_dir = work_dir
@@ -87,6 +90,7 @@ class CheckpointManager:
             rank=env.rank,
             local_rank=env.local_rank,
             stamp=stamp,
+            nnodes=env.nnodes,
         )
 
     @property
@@ -185,14 +189,27 @@ class CheckpointManager:
 
         if not self._signal_installed:
             self._signal_installed = self.preemption.install()
-        uploads = self._queue_upload if self.uploader is not None else None
+        shares = self.nnodes > 1 and self.store is not None
+        uploads = self._on_save if self.uploader is not None or shares else None
         self._callback = CheckpointCallback(self.preemption, uploads)
         return [self._callback]
 
-    def _queue_upload(self, step: int, folder: Path) -> None:
-        assert self.uploader is not None
+    def _on_save(self, step: int, folder: Path) -> None:
+        elsewhere: list[ManifestFile] = []
+        if self.nnodes > 1 and self.store is not None:
+            try:
+                elsewhere = share_node_files(self.store, step, folder, self.rank, self.local_rank)
+            except NodeUploadFailed as error:
+                log.warning(
+                    "%s is not uploaded: another node could not upload its part (%s)",
+                    checkpoint_name(step),
+                    error,
+                )
+                return
+        if self.uploader is None:
+            return
         frozen = snapshot(folder, self.staging_dir / checkpoint_name(step))
-        self.uploader.submit(Snapshot(step=step, directory=frozen))
+        self.uploader.submit(Snapshot(step=step, directory=frozen, elsewhere=tuple(elsewhere)))
 
     def finish(self, timeout: float | None) -> None:
         """Wait for every upload. After SIGTERM the wait ends within the grace period, less a margin.

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubesft_trainer.checkpoints.manifest import (
     MANIFEST_NAME,
     CheckpointManifest,
+    ManifestFile,
     RunStamp,
     build_manifest,
     checkpoint_name,
@@ -81,20 +83,35 @@ class CheckpointStore:
             manifests.append(manifest)
         return manifests
 
-    def upload(self, directory: Path, step: int) -> CheckpointManifest:
+    def upload(
+        self, directory: Path, step: int, elsewhere: Sequence[ManifestFile] = ()
+    ) -> CheckpointManifest:
         """Upload a local checkpoint folder, then its manifest. Until the manifest lands it does not exist.
 
         ``directory`` must not change meanwhile (the uploader hands over a frozen snapshot): its files
         are hashed for the manifest while they upload, so hashing adds no time of its own.
+        ``elsewhere`` are files other nodes already uploaded into the folder; the manifest lists them too.
         """
         name = checkpoint_name(step)
+        kept = {f"{name}/{item.path}" for item in elsewhere}
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-hash") as hashing:
             hashed = hashing.submit(build_manifest, directory, step, self.stamp)
             # Leftovers of an earlier attempt at the same step (a stale manifest above all) go first,
             # so a half-overwritten folder is never taken for complete.
-            self.store.delete_prefix(name)
+            if kept:
+                for key in self.store.list_keys(name):
+                    if key not in kept:
+                        self.store.delete_key(key)
+            else:
+                self.store.delete_prefix(name)
             self.store.upload_directory(directory, name)
             manifest = hashed.result()
+        if elsewhere:
+            ours = {item.path for item in manifest.files}
+            extra = [item for item in elsewhere if item.path not in ours]
+            manifest = manifest.model_copy(
+                update={"files": sorted([*manifest.files, *extra], key=lambda f: f.path)}
+            )
         self.store.write_bytes(f"{name}/{MANIFEST_NAME}", manifest.to_json())
         return manifest
 

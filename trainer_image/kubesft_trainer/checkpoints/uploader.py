@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kubesft_trainer.checkpoints.manifest import checkpoint_name
+from kubesft_trainer.checkpoints.manifest import ManifestFile, checkpoint_name
 from kubesft_trainer.checkpoints.store import CheckpointStore
 from kubesft_trainer.reporting import metrics
 from kubesft_trainer.storage.objects import StorageError
@@ -34,6 +34,8 @@ class Snapshot:
 
     step: int
     directory: Path
+    elsewhere: tuple[ManifestFile, ...] = ()
+    """Files other nodes uploaded into the checkpoint already, for its manifest."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ class CheckpointUploader:
                 self._state = replace(self._state, status=uploading)
             started = time.monotonic()
             try:
-                manifest = self.store.upload(snapshot.directory, snapshot.step)
+                manifest = self.store.upload(snapshot.directory, snapshot.step, snapshot.elsewhere)
             except (StorageError, OSError, ValueError) as error:
                 metrics.CHECKPOINT_UPLOAD_FAILURES.inc()
                 delay = min(self.first_retry_seconds * 2 ** (attempts - 1), self.max_retry_seconds)

@@ -47,9 +47,11 @@ def sft_kwargs(
     cuda: bool,
     precision: Precision,
     tuned: dict[str, Any] | None = None,
+    sharding: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The SFTConfig arguments for this spec, then ``tuned`` (``tuning.tuned_sft_defaults``), then
-    extraArgs, which may override everything the spec does not set."""
+    extraArgs, which may override everything the spec does not set. ``sharding`` holds the FSDP
+    arguments (``sharding.fsdp_sft_kwargs``) of a sharded run."""
     training, checkpoints = config.training, config.checkpoints
     check_extra_args(training.extra_args, installed)
     kwargs: dict[str, Any] = {
@@ -88,6 +90,10 @@ def sft_kwargs(
         "dataset_text_field": "text",
         "trust_remote_code": config.model.trust_remote_code,
     }
+    if sharding:
+        kwargs.update(sharding)
+        # FSDP checkpoints activations itself (fsdp_config); the Trainer's would gather layers twice.
+        kwargs[_checkpointing_name(installed)] = False
     kwargs.update(tuned or {})
     kwargs.update(training.extra_args)
     return kwargs

@@ -101,7 +101,11 @@ class SampleRun:
         stop: StopTokens,
         max_new_tokens: int,
         autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        synced: bool = False,
     ) -> None:
+        self.synced = synced
+        """After training every rank of a sharded model generates together (each forward gathers the
+        layers); before, rank 0 alone answers with the model it loaded."""
         self.prompts = prompts
         self.tokenizer = tokenizer
         self.stop = stop
@@ -122,7 +126,7 @@ class SampleRun:
             ids = self.tokenizer(prompt.text or "")["input_ids"]
         return [int(token) for token in ids]
 
-    def _answers(self, model: Any, base_config: Any) -> list[tuple[str, bool]]:
+    def _answers(self, model: Any, base_config: Any, synced: bool) -> list[tuple[str, bool]]:
         """All prompts in one left-padded batch: one decode loop instead of one per prompt."""
         import torch
 
@@ -142,7 +146,9 @@ class SampleRun:
         ids = torch.tensor([[pad] * (width - len(row)) + row for row in inputs], device=device)
         mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in inputs], device=device)
         with torch.no_grad(), self.autocast():
-            output = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            output = model.generate(
+                input_ids=ids, attention_mask=mask, generation_config=config, synced_gpus=synced
+            )
         answers = []
         for row in output[:, width:].tolist():
             end = next((i for i, token in enumerate(row) if token in self.stop.eos_token_ids), None)
@@ -162,10 +168,12 @@ class SampleRun:
         base_config = getattr(model, "generation_config", None)
         try:
             for number, (prompt, (text, stopped)) in enumerate(
-                zip(self.prompts, self._answers(model, base_config), strict=True)
+                zip(self.prompts, self._answers(model, base_config, self.synced and after), strict=True)
             ):
-                if after:
+                if after and number < len(self.answers):
                     self.answers[number].after, self.answers[number].after_stopped = text, stopped
+                elif after:
+                    continue  # a rank that only helps a sharded model generate keeps nothing
                 else:
                     self.answers.append(
                         SampleAnswer(prompt=prompt.shown, before=text, before_stopped=stopped)
