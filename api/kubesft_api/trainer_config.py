@@ -22,6 +22,7 @@ from kubesft_api.model import ModelSource
 from kubesft_api.output import OutputSettings
 from kubesft_api.training import TrainingSettings
 from kubesft_api.validation import field_error
+from kubesft_api.validation_stage import ValidationSettings
 
 COMPLETION_ONLY_ON_MESSAGES = (
     "applies to prompt-completion data, and conversations in messages format have no completion; "
@@ -56,6 +57,10 @@ class TrainerConfig(SpecModel):
     evaluation: EvaluationSettings = Field(
         default_factory=EvaluationSettings,
         description="Sample answers before and after training.",
+    )
+    validation: ValidationSettings = Field(
+        default_factory=ValidationSettings,
+        description="The CPU check of model, data and storage before the training Job.",
     )
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ def set_condition(
             last_transition_time=now if moved or previous is None else previous.last_transition_time,
         )
     )
-    order: list[ConditionType] = ["Created", "Running", "Suspended", "Succeeded", "Failed"]
+    order: list[ConditionType] = ["Validated", "Created", "Running", "Suspended", "Succeeded", "Failed"]
     return sorted(out, key=lambda c: order.index(c.type))
 
 
@@ -45,6 +45,7 @@ def get_condition(conditions: list[Condition], kind: ConditionType) -> Condition
 
 HEADLINE_CONDITION: dict[Phase, ConditionType] = {
     "Pending": "Running",
+    "Validating": "Validated",
     "Running": "Running",
     "Suspended": "Suspended",
     "Succeeded": "Succeeded",

@@ -20,21 +20,21 @@ from typing import Literal
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_api.status import ConditionType, Phase, SFTJobStatus
 from kubesft_api.times import parse_time, rfc3339
-from kubesft_operator import names, records, spec_changes
+from kubesft_operator import names, records, spec_changes, validation_gate
 from kubesft_operator.attempts import AttemptState, observe_attempt
 from kubesft_operator.conditions import drop_condition, get_condition, headline, set_condition
+from kubesft_operator.deadlines import deadline_change
 from kubesft_operator.decisions import (
     Decision,
     DeleteJob,
     DeleteSFTJob,
     EnsureChildren,
     Note,
-    SetJobDeadline,
     SuspendJob,
     World,
 )
 from kubesft_operator.objects import Job, attempt_of, is_deleting, pod_attempt, restarts_of
-from kubesft_operator.progress import finished_progress, progress_text
+from kubesft_operator.progress import STAGE_TEXT, finished_progress, progress_text
 from kubesft_operator.render import Attempt
 
 ANNOTATION_REFUSED_GENERATION = "kubesft.io/refused-generation"
@@ -48,7 +48,6 @@ WARNING_REASONS = frozenset(
     | {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
     | {"CreateContainerConfigError", "CreateContainerError"}
 )
-_DEADLINE_SLACK_SECONDS = 5
 
 
 class _Machine:
@@ -132,7 +131,7 @@ class _Machine:
         failed = get_condition(self.old.conditions, "Failed")
         return (
             failed is not None
-            and failed.reason in RESTART_ON_EDIT
+            and (failed.reason in RESTART_ON_EDIT or validation_gate.failed_validation(self.old))
             and self.job.generation != self.old.observed_generation
         )
 
@@ -332,7 +331,12 @@ class _Machine:
         queue = spec.run_policy.queue_name
         if state.phase == "Missing":
             self._resumed()
-            self._start(spec, current + 1 if started_before else current, self.new.restarts)
+            gate = validation_gate.gate(spec, self.new, self.world)
+            self.decision.actions += gate.actions
+            if gate.failure is not None:
+                self._fail(*gate.failure)
+            elif gate.proceed:
+                self._start(spec, current + 1 if started_before else current, self.new.restarts)
             return
         if state.phase == "Stopping" and (job is None or queue):
             # The previous attempt's pods are still saving; start the next one after they stop.
@@ -355,30 +359,13 @@ class _Machine:
             self._condition("Running", "False", state.reason, state.message)
             return
         self.new.phase = "Running"
+        doing = STAGE_TEXT.get(self.new.stage or "Training", "training")
         self._condition(
-            "Running",
-            "True",
-            "Training",
-            f"attempt {current} is training on {spec.resources.nodes} node(s)",
+            "Running", "True", "Training", f"attempt {current} is {doing} on {spec.resources.nodes} node(s)"
         )
-        if job is not None:
-            self._sync_deadline(spec, job)
-
-    def _sync_deadline(self, spec: SFTJobSpec, job: Job) -> None:
-        """Keep the Job's own deadline at what is left of the SFTJob's, which may have changed."""
-        deadline = spec.run_policy.active_deadline_seconds
-        current = job["spec"].get("activeDeadlineSeconds")
-        job_started = parse_time(job["status"].get("startTime"))
-        started = parse_time(self.new.start_time)
-        if deadline is None:
-            if current is not None:
-                self.decision.actions.append(SetJobDeadline(job["metadata"]["name"], None))
-            return
-        if job_started is None or started is None:
-            return
-        wanted = max(1, int(deadline - (job_started - started).total_seconds()))
-        if current is None or abs(int(current) - wanted) > _DEADLINE_SLACK_SECONDS:
-            self.decision.actions.append(SetJobDeadline(job["metadata"]["name"], wanted))
+        change = deadline_change(spec, job, self.new.start_time) if job is not None else None
+        if change is not None:
+            self.decision.actions.append(change)
 
     def _finish(self) -> Decision:
         before = headline(self.old.phase, self.old.conditions)
@@ -387,6 +374,8 @@ class _Machine:
             phase, reason, message = after
             warning = phase == "Failed" or reason in WARNING_REASONS
             self.decision.events.insert(0, Note("Warning" if warning else "Normal", reason or phase, message))
+        if self.new.phase in TERMINAL:
+            self.new.stage = None
         self.decision.status = self.new
         return self.decision
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import sys
-import tempfile
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from kubesft_api import exit_codes
+from kubesft_api.progress import Stage
 from kubesft_api.times import now_text
 from kubesft_api.trainer_config import COMPLETION_ONLY_ON_MESSAGES, TrainerConfig
 from kubesft_trainer.config.precision import (
@@ -26,7 +27,6 @@ from kubesft_trainer.config.precision import (
 from kubesft_trainer.config.runtime_env import RuntimeEnv
 from kubesft_trainer.config.sft_args import build_sft_config, installed_sft_fields, sft_kwargs
 from kubesft_trainer.config.tuning import Accelerator, attention_implementation, tuned_sft_defaults
-from kubesft_trainer.data.example_view import describe_example
 from kubesft_trainer.data.loading import PreparedData, load_data
 from kubesft_trainer.errors import ConfigError, DataError
 from kubesft_trainer.model.loading import (
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PreparedRun:
-    """Everything built before the first step; ``--validate`` stops here."""
+    """Everything built before the first step."""
 
     config: TrainerConfig
     env: RuntimeEnv
@@ -126,8 +126,10 @@ def prepare(
     output_dir: Path,
     callbacks: list[TrainerCallback],
     progress_bar: bool,
+    stage: Callable[[Stage], None] = lambda _: None,
 ) -> PreparedRun:
-    """Check the config, load data and model, and build the SFTTrainer; cheap checks come first."""
+    """Check the config, load data and model, and build the SFTTrainer; cheap checks come first.
+    ``stage`` hears what it does next, for /progress."""
     accelerator = Accelerator.detect()
     check_quantization(config.lora, accelerator.cuda)
     precision = resolved_precision(config.training.precision, accelerator.cuda, accelerator.capability)
@@ -151,9 +153,11 @@ def prepare(
     sft_config = build_sft_config(kwargs)
     cache = env.work_dir / "cache"
     with _local_main_first():
+        stage("DownloadingModel")
         location = locate_model(config.model, config.checkpoints, cache, env.hf_token)
         tokenizer = load_tokenizer(config.model, location)
         setup = prepare_tokenizer(tokenizer, config.model)
+        stage("DownloadingData")
         data = load_data(
             config.dataset,
             config.training.assistant_only_loss,
@@ -178,6 +182,7 @@ def prepare(
     log.info("weights in %s, training precision %s", dtype, precision)
     vocab = tokenizer.get_vocab()
     added_ids = [vocab[token] for token in setup.added_tokens]
+    stage("Tokenizing")
     trainer = _sft_trainer(
         model=model,
         args=sft_config,
@@ -191,21 +196,6 @@ def prepare(
     # After the trainer: TRL makes the template's end of turn the tokenizer's EOS.
     stop = StopTokens.of(tokenizer, setup.eos_token, getattr(model, "generation_config", None))
     return PreparedRun(config, env, location, tokenizer, setup, data, trainer, precision, dtype, stop)
-
-
-def validate(config: TrainerConfig, env: RuntimeEnv) -> str:
-    """Everything but training: returns the first example as the model sees it, loss spans marked."""
-    with tempfile.TemporaryDirectory(prefix="kubesft-validate-") as scratch:
-        run = prepare(config, env, Path(scratch), callbacks=[], progress_bar=False)
-        example = run.trainer.train_dataset[0]
-        lines = [
-            f"config: ok; model: {run.location.description}; data: {len(run.data.train)} training rows"
-            + (f", {len(run.data.eval)} evaluation rows" if run.data.eval is not None else "")
-            + f" ({run.data.row_format})",
-            *[f"note: {note}" for note in run.setup.notes],
-            describe_example(run.tokenizer, example["input_ids"], example["labels"]),
-        ]
-        return "\n".join(lines)
 
 
 def _gpu_memory() -> Any:
@@ -246,7 +236,14 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
         callbacks = list(manager.callbacks())
         if env.is_rank_zero:
             callbacks.append(TelemetryCallback(tracker, gpu_memory=_gpu_memory()))
-        run = prepare(config, env, env.work_dir / "checkpoints", callbacks, progress_bar)
+        run = prepare(
+            config,
+            env,
+            env.work_dir / "checkpoints",
+            callbacks,
+            progress_bar,
+            stage=lambda stage: tracker.update(stage=stage),
+        )
         resume = manager.prepare_resume()
         samples = run.samples()
         if env.is_rank_zero:
@@ -271,6 +268,7 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
                 f"preempted at step {step}; the checkpoint is saved and the job resumes from it",
             )
         resumed_from_step = manager.progress_fields().get("resumed_from_step")
+        tracker.update(stage="UploadingOutput")
         write_outputs(run, result, started_at, resumed_from_step, samples, warm is not None)
         manager.finish(timeout=None)
         return exit_codes.SUCCESS, None
