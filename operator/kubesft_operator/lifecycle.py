@@ -333,6 +333,7 @@ class _Machine:
             self._resumed()
             gate = validation_gate.gate(spec, self.new, self.world)
             self.decision.actions += gate.actions
+            self.decision.events += gate.events
             if gate.failure is not None:
                 self._fail(*gate.failure)
             elif gate.proceed:

@@ -22,7 +22,7 @@ from kubesft_api.validation_stage import REPORT_PREFIX, ValidationReport
 from kubesft_operator import names
 from kubesft_operator.attempts import AttemptState, Failure, observe_attempt
 from kubesft_operator.conditions import get_condition, set_condition
-from kubesft_operator.decisions import Action, DeleteJob, RunValidation, World
+from kubesft_operator.decisions import Action, DeleteJob, Note, RunValidation, World
 from kubesft_operator.objects import Job, Pod, controller_uid, is_deleting
 
 _RERUN = frozenset({"Preempted"})
@@ -116,6 +116,7 @@ class Gate:
     proceed: bool
     actions: list[Action] = field(default_factory=list)
     failure: tuple[str, str] | None = None
+    events: list[Note] = field(default_factory=list)
 
 
 def failed_validation(status: SFTJobStatus) -> bool:
@@ -142,7 +143,8 @@ def gate(spec: SFTJobSpec, status: SFTJobStatus, world: World) -> Gate:
         status.validation = step.report
         warnings = "".join(f"; warning: {warning}" for warning in step.report.warnings)
         condition("True", "Validated", step.report.summary() + warnings)
-        return Gate(proceed=True, actions=out.actions)
+        note = Note("Warning" if warnings else "Normal", "Validated", step.report.summary() + warnings)
+        return Gate(proceed=True, actions=out.actions, events=[note])
     if step.phase == "Failed" and step.failure is not None:
         failure = step.failure
         reason = failure.reason
