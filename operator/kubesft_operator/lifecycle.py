@@ -375,8 +375,8 @@ class _Machine:
             phase, reason, message = after
             warning = phase == "Failed" or reason in WARNING_REASONS
             self.decision.events.insert(0, Note("Warning" if warning else "Normal", reason or phase, message))
-        if self.new.phase in TERMINAL:
-            self.new.stage = None
+        if self.new.phase in TERMINAL or self.new.phase == "Suspended":
+            self.new.stage = None  # no trainer runs
         self.decision.status = self.new
         return self.decision
 

@@ -39,3 +39,12 @@ def test_kubectl_get_wide_shows_the_stage() -> None:
     columns = build_crd()["spec"]["versions"][0]["additionalPrinterColumns"]
     stage = next(c for c in columns if c["name"] == "Stage")
     assert stage["jsonPath"] == ".status.stage" and stage["priority"] == 1
+
+
+def test_a_suspended_job_shows_no_stage() -> None:
+    body = sftjob()
+    body = applied(body, run(body))
+    body["spec"]["runPolicy"]["suspend"] = True
+    body["status"]["stage"] = "Training"
+    decision = run(body, [job(0, suspend=True)], [])
+    assert decision.status.phase == "Suspended" and decision.status.stage is None
