@@ -262,7 +262,7 @@ class _Machine:
         name = names.job_name(self.job.name, index)
         self.decision.actions.append(EnsureChildren(self._attempt(spec, index, restarts), spec))
         self.new.attempt, self.new.restarts, self.new.job_name = index, restarts, name
-        self.new.phase = "Pending"
+        self.new.phase, self.new.stage = "Pending", None
         self._condition("Created", "True", "JobCreated", f"created Job {name} (attempt {index})")
         # What the pods will say a moment later, so that moment costs no second status write.
         self._condition("Running", "False", "PodStarting", "waiting for the trainer pods to start")

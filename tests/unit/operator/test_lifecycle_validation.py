@@ -127,6 +127,7 @@ def test_passed_validation_records_the_figures_and_creates_attempt_zero() -> Non
     assert (validated.status, validated.reason) == ("True", "Validated")
     assert "64 training rows" in validated.message and "16 steps per epoch" in validated.message
     assert decision.status.phase == "Pending"
+    assert decision.status.stage is None, "the trainer reports its own stage once it runs"
 
 
 def test_a_warning_of_the_report_shows_in_the_validated_condition() -> None:
