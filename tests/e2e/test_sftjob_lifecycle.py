@@ -359,7 +359,7 @@ def _suspend_mid_run_then_resume(run: E2E) -> dict[str, Any]:
     seen["jobs"] = {
         job.metadata.name: job.spec.suspend
         for job in run.cluster.kube.batch.list_namespaced_job(
-            run.namespace, label_selector=f"kubesft.io/job={SUSPENDED}"
+            run.namespace, label_selector=f"kubesft.io/job={SUSPENDED},kubesft.io/attempt"
         ).items
     }
     store = run.checkpoints(SUSPENDED)
