@@ -8,6 +8,12 @@ runs; the trainer checks the rendered template again.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+import jinja2.parser
 
 BUILTIN_END_OF_TURN = {"chatml": "<|im_end|>"}
 """The end-of-turn token of each built-in template (``model.chatTemplate: <name>``)."""
@@ -54,3 +60,34 @@ def end_of_turn_in_template(template: str) -> str | None:
         raise ValueError("the template writes no token right after a message's content")
     shown = ", ".join(sorted(found))
     raise ValueError(f"the template ends messages with different tokens ({shown})")
+
+
+class _GenerationMarkers(jinja2.ext.Extension):
+    """``{% generation %}…{% endgeneration %}``, the tag transformers' templates mark assistant
+    turns with; parsed here only so that such templates are not refused."""
+
+    tags = {"generation"}  # noqa: RUF012 (jinja2 declares it an instance variable)
+
+    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.Scope(body, lineno=lineno)
+
+
+_PARSER = jinja2.Environment(
+    trim_blocks=True,
+    lstrip_blocks=True,
+    extensions=[_GenerationMarkers, jinja2.ext.loopcontrols],
+    autoescape=False,
+)
+"""The environment transformers renders chat templates in, as far as parsing goes."""
+
+
+def template_syntax_problem(template: str) -> str | None:
+    """Where and why ``template`` does not parse as a Jinja chat template, or None when it does."""
+    try:
+        _PARSER.parse(template)
+    except jinja2.TemplateSyntaxError as error:
+        detail: Any = error.message or "syntax error"
+        return f"line {error.lineno}: {detail}"
+    return None

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
+    field_validator,
 )
 
-from kubesft_api.base import HttpUrl, SpecModel, StepCount
+from kubesft_api.base import SpecModel, StepCount
 from kubesft_api.refs import S3CredentialsRef
 from kubesft_api.uris import S3OrLocalUri
+
+_USER_INFO = (
+    "must not contain user information (user:password@): it would be stored in the SFTJob for "
+    "anyone who can read it; put S3 credentials in credentialsSecret"
+)
 
 
 class CheckpointSettings(SpecModel):
@@ -30,8 +37,16 @@ class CheckpointSettings(SpecModel):
             "checkpoints, output). Unset uses the pod's ambient credentials (e.g. IRSA)."
         ),
     )
-    endpoint_url: HttpUrl | None = Field(
-        default=None, description="S3 endpoint for MinIO or another S3-compatible store; unset means AWS."
+    endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint for MinIO or another S3-compatible store; unset means AWS.",
+        max_length=2048,
+        pattern=r"^https?://[^\s/]+(/.*)?$",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "!self.matches('^https?://[^/]*@')", "message": _USER_INFO},
+            ]
+        },
     )
     region: str = Field(
         default="us-east-1", description="S3 region.", min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$"
@@ -57,3 +72,10 @@ class CheckpointSettings(SpecModel):
             "holds no checkpoint of this job; after that the job resumes from its own."
         ),
     )
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _no_user_info(cls, value: str | None) -> str | None:
+        if value is not None and "@" in urlsplit(value).netloc:
+            raise ValueError(_USER_INFO)
+        return value

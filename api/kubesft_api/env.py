@@ -6,7 +6,9 @@ import re
 from typing import Self
 
 from pydantic import (
+    ConfigDict,
     Field,
+    JsonValue,
     model_validator,
 )
 
@@ -14,7 +16,27 @@ from kubesft_api.base import KubeString, SpecModel
 from kubesft_api.refs import SecretKeyRef
 from kubesft_api.validation import field_error
 
-_SECRET_LIKE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY|API_KEY)", re.I)
+_SECRET_NAME = r"((^|_)KEY$|(^|_)KEY_|PASS|TOKEN|SECRET|CREDENTIAL)"
+"""Names whose values are secrets: *_KEY (and *_KEY_*), *PASS*, *TOKEN*, *SECRET*, *CREDENTIAL*."""
+_SECRET_LIKE = re.compile(_SECRET_NAME, re.I)
+NOT_SECRET_NAMES = ("TOKENIZERS_PARALLELISM",)
+"""Well-known settings whose names only look like secrets."""
+_INLINE_SECRET_RULE: dict[str, JsonValue] = {
+    "rule": "!has(self.value) || self.name in "
+    + "["
+    + ", ".join(f"'{name}'" for name in NOT_SECRET_NAMES)
+    + f"] || !self.name.matches('(?i){_SECRET_NAME}')",
+    "message": "the name looks like a secret (*_KEY, *PASS*, *TOKEN*, *SECRET*, *CREDENTIAL*): "
+    "take its value from valueFrom.secretKeyRef, not value",
+    "fieldPath": ".value",
+}
+
+
+def looks_like_secret(name: str) -> bool:
+    """Whether a variable called ``name`` likely holds a secret, so its value must not be inline."""
+    return name not in NOT_SECRET_NAMES and _SECRET_LIKE.search(name) is not None
+
+
 _ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
 
@@ -49,6 +71,8 @@ class EnvVarSource(SpecModel):
 class EnvVar(SpecModel):
     """An environment variable for the trainer. Secrets only by reference."""
 
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_INLINE_SECRET_RULE]})
+
     name: str = Field(description="Variable name.", min_length=1, max_length=253, pattern=_ENV_NAME)
     value: str | None = Field(
         default=None,
@@ -63,10 +87,11 @@ class EnvVar(SpecModel):
     def _reference_secrets(self) -> Self:
         if self.value is not None and self.value_from is not None:
             raise field_error("value", "set value or valueFrom, not both")
-        if self.value is not None and _SECRET_LIKE.search(self.name):
+        if self.value is not None and looks_like_secret(self.name):
             raise field_error(
                 "value",
-                f"{self.name} looks like a secret; do not write it inline, use valueFrom.secretKeyRef",
+                f"{self.name} looks like a secret (*_KEY, *PASS*, *TOKEN*, *SECRET*, *CREDENTIAL*); "
+                "do not write it inline, use valueFrom.secretKeyRef",
             )
         return self
 

@@ -6,6 +6,8 @@
 | 1    | runtime failure (crash, storage error at the end, NCCL, …)     | retry           |
 | 64   | invalid config (the SFTJob spec or extraArgs)                  | Failed, no retry|
 | 65   | invalid data or model (bad rows, missing files, bad template)  | Failed, no retry|
+| 69   | model unavailable (--validate: not found, no access, no network)| Failed, no retry|
+| 74   | storage unavailable (--validate: a URI cannot be written)      | Failed, no retry|
 | 75   | preempted: SIGTERM received, checkpoint saved and uploaded     | retry / suspend |
 
 Codes 128+N mean the process died of signal N (137: SIGKILL, e.g. OOM or node loss) and are
@@ -18,9 +20,11 @@ SUCCESS = 0
 RUNTIME_FAILURE = 1
 INVALID_CONFIG = 64
 INVALID_DATA = 65
+MODEL_UNAVAILABLE = 69
+STORAGE_UNAVAILABLE = 74
 PREEMPTED = 75
 
-PERMANENT_EXIT_CODES = frozenset({INVALID_CONFIG, INVALID_DATA})
+PERMANENT_EXIT_CODES = frozenset({INVALID_CONFIG, INVALID_DATA, MODEL_UNAVAILABLE, STORAGE_UNAVAILABLE})
 """Exit codes that retrying cannot fix."""
 
 

@@ -11,7 +11,11 @@ from pydantic import (
 )
 
 from kubesft_api.base import HubId, ShortName, SpecModel, one_of
-from kubesft_api.chat_templates import BUILTIN_END_OF_TURN, end_of_turn_in_template
+from kubesft_api.chat_templates import (
+    BUILTIN_END_OF_TURN,
+    end_of_turn_in_template,
+    template_syntax_problem,
+)
 from kubesft_api.refs import SecretKeyRef
 from kubesft_api.uris import StorageUri
 from kubesft_api.validation import field_error
@@ -81,6 +85,9 @@ class ModelSource(SpecModel):
         if value is None or value in BUILTIN_CHAT_TEMPLATES:
             return value
         if "{{" in value or "{%" in value:
+            problem = template_syntax_problem(value)
+            if problem is not None:
+                raise ValueError(f"the template does not parse as Jinja: {problem}")
             return value
         raise ValueError(
             f"'{value}' is neither a built-in template ({', '.join(BUILTIN_CHAT_TEMPLATES)}) "

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+Stage = Literal[
+    "Validating",
+    "DownloadingModel",
+    "DownloadingData",
+    "Tokenizing",
+    "Training",
+    "Evaluating",
+    "SavingCheckpoint",
+    "UploadingOutput",
+]
+"""What the trainer is doing now; Validating is the CPU check before the training Job."""
 
 
 class ProgressReport(BaseModel):
@@ -11,6 +25,13 @@ class ProgressReport(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
+    stage: Stage | None = Field(
+        default=None,
+        description=(
+            "What the trainer does now: DownloadingModel, DownloadingData, Tokenizing, Training, "
+            "Evaluating, SavingCheckpoint or UploadingOutput."
+        ),
+    )
     step: int = Field(default=0, description="Optimizer steps done.", ge=0)
     total_steps: int | None = Field(default=None, description="Optimizer steps planned.", ge=0)
     epoch: float | None = Field(default=None, description="Epochs done, fractional.", ge=0)

@@ -11,10 +11,13 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from kubesft_api.progress import ProgressReport
+from kubesft_api.progress import ProgressReport, Stage
+from kubesft_api.validation_stage import ValidationReport
 
-Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
-ConditionType = Literal["Created", "Running", "Suspended", "Succeeded", "Failed", "RetentionRegressed"]
+Phase = Literal["Pending", "Validating", "Running", "Suspended", "Succeeded", "Failed"]
+ConditionType = Literal[
+    "Validated", "Created", "Running", "Suspended", "Succeeded", "Failed", "RetentionRegressed"
+]
 
 
 class StatusModel(BaseModel):
@@ -47,10 +50,12 @@ class QueueStatus(StatusModel):
 class SFTJobStatus(StatusModel):
     """status of an SFTJob, written by the operator only."""
 
-    phase: Phase | None = Field(default=None, description="Pending, Running, Suspended, Succeeded or Failed.")
+    phase: Phase | None = Field(
+        default=None, description="Pending, Validating, Running, Suspended, Succeeded or Failed."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Created, Running, Suspended, Succeeded, Failed.",
+        description="Validated, Created, Running, Suspended, Succeeded, Failed.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     start_time: str | None = Field(default=None, description="When training first started.")
@@ -60,6 +65,14 @@ class SFTJobStatus(StatusModel):
     )
     attempt: int = Field(default=0, description="Index of the current trainer Job.", ge=0)
     job_name: str | None = Field(default=None, description="Name of the current trainer Job.")
+    stage: Stage | None = Field(
+        default=None,
+        description="What the job does now, e.g. DownloadingModel or Training (kubectl get -o wide).",
+    )
+    validation: ValidationReport | None = Field(
+        default=None,
+        description="What the validation before training found: rows, lengths, loss tokens, steps.",
+    )
     progress: ProgressReport | None = Field(default=None, description="Training progress read from rank 0.")
     progress_text: str | None = Field(
         default=None, description="Progress as step/total (percent), for kubectl get."

@@ -24,6 +24,7 @@ from kubesft_api.output import OutputSettings
 from kubesft_api.tracking import TrackingSettings
 from kubesft_api.training import TrainingSettings
 from kubesft_api.validation import field_error
+from kubesft_api.validation_stage import ValidationSettings
 
 COMPLETION_ONLY_ON_MESSAGES = (
     "applies to prompt-completion data, and conversations (messages, sharegpt, or asChat rows) have no "
@@ -53,6 +54,10 @@ class TrainerConfig(SpecModel):
     )
     tracking: TrackingSettings = Field(
         default_factory=TrackingSettings, description="Experiment tracking (MLflow)."
+    )
+    validation: ValidationSettings = Field(
+        default_factory=ValidationSettings,
+        description="The CPU check of model, data and storage before the training Job.",
     )
 
     @model_validator(mode="after")

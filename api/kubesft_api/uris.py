@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field, JsonValue
 
 from kubesft_api.base import K8S_NAME, UriText
 from kubesft_api.pod_contract import pvc_mount_path
@@ -101,15 +101,42 @@ def parse_uri(text: str, schemes: tuple[Scheme, ...] = STORAGE_SCHEMES) -> Parse
     raise ValueError(f"scheme '{scheme}://' is not supported; use {supported} or an absolute local path")
 
 
+def segment_problem(uri: ParsedUri) -> str | None:
+    """Why the key or path inside a bucket or claim is ambiguous, or None.
+
+    An empty, ``.`` or ``..`` segment names a different object on each store (S3 keeps it as
+    written, a claim's file system resolves it, ``..`` even outside the claim); one trailing ``/``
+    is allowed.
+    """
+    if uri.scheme == "file" or not uri.path:
+        return None
+    for segment in uri.path.removesuffix("/").split("/"):
+        if segment in ("", ".", ".."):
+            shown = "an empty" if not segment else f"a '{segment}'"
+            return f"'{uri}' has {shown} path segment; write the key without '//', '.' or '..'"
+    return None
+
+
+_SEGMENTS_RULE: dict[str, JsonValue] = {
+    "rule": r"!self.matches('^(s3|pvc)://[^/]*/((.*/)?(\\.{1,2})?/|(.*/)?\\.{1,2}$)')",
+    "message": "an s3:// or pvc:// path must not have empty ('//'), '.' or '..' segments",
+}
+"""The same check as ``segment_problem`` for the API server (CEL), so it holds without the webhook."""
+
+
 def _accepting(*schemes: Scheme) -> AfterValidator:
     def check(value: str) -> str:
-        parse_uri(value, schemes)
+        problem = segment_problem(parse_uri(value, schemes))
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     return AfterValidator(check)
 
 
-StorageUri = Annotated[UriText, _accepting(*STORAGE_SCHEMES)]
+_CEL_SEGMENTS = Field(json_schema_extra={"x-kubernetes-validations": [_SEGMENTS_RULE]})
+
+StorageUri = Annotated[UriText, _accepting(*STORAGE_SCHEMES), _CEL_SEGMENTS]
 """A spec field naming s3://bucket/prefix, pvc://claim/path or an absolute local path."""
-S3OrLocalUri = Annotated[UriText, _accepting("s3")]
+S3OrLocalUri = Annotated[UriText, _accepting("s3"), _CEL_SEGMENTS]
 """A spec field naming s3://bucket/prefix or an absolute local path."""

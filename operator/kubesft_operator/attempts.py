@@ -142,6 +142,10 @@ def pod_failure(pod: Pod) -> Failure:
         return Failure("InvalidConfig", reason or "the trainer rejected its config", False, code)
     if code == exit_codes.INVALID_DATA:
         return Failure("InvalidData", reason or "the trainer rejected the data or model", False, code)
+    if code == exit_codes.MODEL_UNAVAILABLE:
+        return Failure("ModelUnavailable", reason or "the model cannot be reached", False, code)
+    if code == exit_codes.STORAGE_UNAVAILABLE:
+        return Failure("StorageUnavailable", reason or "the storage cannot be written", False, code)
     if code == exit_codes.PREEMPTED:
         return Failure(
             "Preempted",

@@ -45,6 +45,7 @@ def get_condition(conditions: list[Condition], kind: ConditionType) -> Condition
 
 HEADLINE_CONDITION: dict[Phase, ConditionType] = {
     "Pending": "Running",
+    "Validating": "Validated",
     "Running": "Running",
     "Suspended": "Suspended",
     "Succeeded": "Succeeded",

@@ -22,6 +22,7 @@ from typing import Any, cast
 import aiohttp
 
 from kubesft_api.pod_contract import TRAINER_METRICS_PORT
+from kubesft_api.sftjob import SFTJobSpec
 from kubesft_api.status import SFTJobStatus
 from kubesft_api.times import now_utc, parse_time
 from kubesft_operator import metrics, watched
@@ -32,7 +33,9 @@ from kubesft_operator.decisions import (
     DeleteSFTJob,
     EnsureChildren,
     JobSpecChange,
+    RunValidation,
     SFTJobView,
+    StartAction,
     World,
 )
 from kubesft_operator.kube import ApiError, Kube
@@ -48,6 +51,7 @@ from kubesft_operator.render import (
     render_configmap,
     render_job,
     render_service,
+    render_validation_job,
 )
 from kubesft_operator.settings import OperatorSettings
 from kubesft_operator.start_checks import StartChecks
@@ -237,7 +241,7 @@ class Controller:
 
     async def _checked(self, body: SFTJob, world: World, decision: Decision) -> Decision:
         """``decision``, or, when it starts an attempt the checks refuse, the decision to fail."""
-        start = next((a for a in decision.actions if isinstance(a, EnsureChildren)), None)
+        start = next((a for a in decision.actions if isinstance(a, StartAction)), None)
         if start is None:
             return decision
         refusal = await self.checks.refusal(body, decision, start.spec)
@@ -253,6 +257,8 @@ class Controller:
         for action in decision.actions:
             if isinstance(action, EnsureChildren):
                 await self._ensure_children(key, owner, action)
+            elif isinstance(action, RunValidation):
+                await self._run_validation(key, owner, action)
             elif isinstance(action, DeleteJob):
                 await self.kube.delete_job(namespace, action.name)
             elif isinstance(action, JobSpecChange):
@@ -281,15 +287,29 @@ class Controller:
             self._requeue(key, decision.requeue_after)
 
     async def _ensure_children(self, key: Key, owner: Owner, action: EnsureChildren) -> None:
-        children = [render_configmap(owner, action.spec)]
-        if self.network_policy is not None:
-            # First, so that the pods are covered from the moment they exist.
-            children.insert(0, render_network_policy(owner, action.spec, self.network_policy))
+        children = self._pod_inputs(owner, action.spec)
         if needs_service(action.spec):
             children.append(render_service(owner))
-        job = render_job(owner, action.spec, action.attempt, self.defaults)
         for child in children:
             await self.kube.create_or_adopt(child)
+        await self._create_job(key, owner, render_job(owner, action.spec, action.attempt, self.defaults))
+
+    async def _run_validation(self, key: Key, owner: Owner, action: RunValidation) -> None:
+        for child in self._pod_inputs(owner, action.spec):
+            await self.kube.create_or_adopt(child)
+        await self._create_job(
+            key, owner, render_validation_job(owner, action.spec, action.digest, self.defaults)
+        )
+
+    def _pod_inputs(self, owner: Owner, spec: SFTJobSpec) -> list[dict[str, Any]]:
+        """The NetworkPolicy (if enabled) and the ConfigMap every pod of the job needs."""
+        children = [render_configmap(owner, spec)]
+        if self.network_policy is not None:
+            # First, so that the pods are covered from the moment they exist.
+            children.insert(0, render_network_policy(owner, spec, self.network_policy))
+        return children
+
+    async def _create_job(self, key: Key, owner: Owner, job: dict[str, Any]) -> None:
         created, fresh = await self.kube.create_or_adopt(job)
         self._created[key][created["metadata"]["name"]] = watched.keep_job(created)
         if fresh:

@@ -32,6 +32,13 @@ _PRINTER_COLUMNS = [
         "description": "step/total (percent)",
     },
     {"name": "Loss", "type": "string", "jsonPath": ".status.lossText", "description": "training loss"},
+    {
+        "name": "Stage",
+        "type": "string",
+        "jsonPath": ".status.stage",
+        "description": "what the job does now",
+        "priority": 1,
+    },
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts", "priority": 1},
     {"name": "ETA", "type": "string", "jsonPath": ".status.etaText", "priority": 1},
     {"name": "Checkpoint", "type": "string", "jsonPath": ".status.latestCheckpoint", "priority": 1},

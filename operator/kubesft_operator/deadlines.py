@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from kubesft_api.times import parse_time
+from kubesft_operator.decisions import SetJobDeadline
 from kubesft_operator.objects import Job
 
 DEADLINE_SLACK_SECONDS = 5
@@ -21,18 +22,24 @@ def seconds_left(deadline: int | None, started: str | None, now: datetime) -> in
     return max(1, int(deadline - used))
 
 
-def job_deadline_change(deadline: int | None, job: Job, started: str | None) -> tuple[bool, int | None]:
-    """(whether to patch, the value) that keeps ``job``'s own deadline at what is left of the
-    SFTJob's, which may have been changed since the Job was made."""
+def job_deadline_change(deadline: int | None, job: Job | None, started: str | None) -> SetJobDeadline | None:
+    """The patch that keeps ``job``'s own deadline at what is left of the SFTJob's (``deadline``,
+    counted from ``started``), which may have been changed since the Job was made; None if right
+    (or no Job)."""
+    if job is None:
+        return None
     current = job["spec"].get("activeDeadlineSeconds")
+    name = job["metadata"]["name"]
     if deadline is None:
-        return current is not None, None
+        return SetJobDeadline(name, None) if current is not None else None
     job_started = parse_time(job["status"].get("startTime"))
     start = parse_time(started)
     if job_started is None or start is None:
-        return False, None
+        return None
     wanted = max(1, int(deadline - (job_started - start).total_seconds()))
-    return current is None or abs(int(current) - wanted) > DEADLINE_SLACK_SECONDS, wanted
+    if current is None or abs(int(current) - wanted) > DEADLINE_SLACK_SECONDS:
+        return SetJobDeadline(name, wanted)
+    return None
 
 
 def ttl_left(ttl: int | None, completed: str | None, now: datetime) -> float | None:

@@ -84,6 +84,15 @@ class EnsureChildren:
 
 
 @dataclass(frozen=True)
+class RunValidation:
+    """Create (or adopt) the NetworkPolicy if enabled, the ConfigMap, and the CPU-only validation Job
+    for the settings of ``digest``."""
+
+    spec: SFTJobSpec
+    digest: str
+
+
+@dataclass(frozen=True)
 class DeleteJob:
     """Delete a Job; its pods get SIGTERM and the trainer saves a checkpoint before it exits."""
 
@@ -117,7 +126,9 @@ class DeleteSFTJob:
     """The TTL after finishing has passed."""
 
 
-Action = EnsureChildren | DeleteJob | SuspendJob | SetJobDeadline | DeleteSFTJob
+Action = EnsureChildren | RunValidation | DeleteJob | SuspendJob | SetJobDeadline | DeleteSFTJob
+StartAction = EnsureChildren | RunValidation
+"""The actions that start pods, which the checks before a start must allow."""
 JobSpecChange = SuspendJob | SetJobDeadline
 """The actions that merge-patch a Job's spec."""
 

@@ -20,7 +20,7 @@ from kubesft_api.pod_contract import RETENTION_REGRESSED
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_api.status import ConditionType, Phase, SFTJobStatus
 from kubesft_api.times import parse_time, rfc3339
-from kubesft_operator import names, records, spec_changes
+from kubesft_operator import names, records, spec_changes, validation_gate
 from kubesft_operator.attempts import AttemptState, observe_attempt
 from kubesft_operator.conditions import drop_condition, get_condition, headline, set_condition
 from kubesft_operator.deadlines import job_deadline_change, seconds_left, ttl_left
@@ -30,13 +30,12 @@ from kubesft_operator.decisions import (
     DeleteSFTJob,
     EnsureChildren,
     Note,
-    SetJobDeadline,
     SuspendJob,
     World,
 )
 from kubesft_operator.objects import Job, attempt_of, is_deleting, pod_attempt, restarts_of
-from kubesft_operator.progress import finished_progress, progress_text
-from kubesft_operator.queueing import admitted_message, evicted_conditions, eviction, queue_status
+from kubesft_operator.progress import STAGE_TEXT, finished_progress, progress_text
+from kubesft_operator.queueing import admitted_message, evicted_conditions, look_at_queue
 from kubesft_operator.render import Attempt
 
 ANNOTATION_REFUSED_GENERATION = "kubesft.io/refused-generation"
@@ -133,7 +132,7 @@ class _Machine:
         failed = get_condition(self.old.conditions, "Failed")
         return (
             failed is not None
-            and failed.reason in RESTART_ON_EDIT
+            and (failed.reason in RESTART_ON_EDIT or validation_gate.failed_validation(self.old))
             and self.job.generation != self.old.observed_generation
         )
 
@@ -256,7 +255,7 @@ class _Machine:
         name = names.job_name(self.job.name, index)
         self.decision.actions.append(EnsureChildren(self._attempt(spec, index, restarts), spec))
         self.new.attempt, self.new.restarts, self.new.job_name = index, restarts, name
-        self.new.phase = "Pending"
+        self.new.phase, self.new.stage = "Pending", None
         self._condition("Created", "True", "JobCreated", f"created Job {name} (attempt {index})")
         # What the pods will say a moment later, so that moment costs no second status write.
         self._condition("Running", "False", "PodStarting", "waiting for the trainer pods to start")
@@ -325,7 +324,13 @@ class _Machine:
         queue = spec.run_policy.queue_name
         if state.phase == "Missing":
             self._resumed()
-            self._start(spec, current + 1 if started_before else current, self.new.restarts)
+            gate = validation_gate.gate(spec, self.new, self.world)
+            self.decision.actions += gate.actions
+            self.decision.events += gate.events
+            if gate.failure is not None:
+                self._fail(*gate.failure)
+            elif gate.proceed:
+                self._start(spec, current + 1 if started_before else current, self.new.restarts)
             return
         evicted = self._queue(queue, job)
         if evicted is not None and state.phase in ("Stopping", "Queued"):
@@ -351,26 +356,22 @@ class _Machine:
             self._condition("Running", "False", state.reason, state.message)
             return
         self.new.phase = "Running"
+        doing = STAGE_TEXT.get(self.new.stage or "Training", "training")
         self._condition(
-            "Running",
-            "True",
-            "Training",
-            f"attempt {current} is training on {spec.resources.nodes} node(s)",
+            "Running", "True", "Training", f"attempt {current} is {doing} on {spec.resources.nodes} node(s)"
         )
-        if job is not None:
-            self._sync_deadline(spec, job)
+        change = job_deadline_change(spec.run_policy.active_deadline_seconds, job, self.new.start_time)
+        self.decision.actions += [change] if change is not None else []
 
     def _queue(self, queue: str | None, job: Job | None) -> tuple[str, str] | None:
         """Record Kueue's word on the current Job in status.queue; Kueue's (reason, message) while
         it holds the job evicted."""
-        if not queue or job is None or not self.world.workload_looked_up:
-            return None
-        created = job["metadata"].get("creationTimestamp")
-        outcome = queue_status(queue, self.world.workload, self.old.queue, created, self.world.now)
-        self.new.queue, self.decision.queue_wait = outcome.status, outcome.admitted_after
-        if outcome.admitted_after is not None:
+        outcome, evicted = look_at_queue(self.world, self.old.queue, queue, job)
+        if outcome is not None:
+            self.new.queue, self.decision.queue_wait = outcome.status, outcome.admitted_after
+        if outcome is not None and outcome.admitted_after is not None:
             self.decision.events.append(Note("Normal", "Admitted", admitted_message(outcome)))
-        return eviction(self.world.workload)
+        return evicted
 
     def _evicted(self, spec: SFTJobSpec, evicted: tuple[str, str], *, stopping: bool) -> None:
         """Kueue took the job's quota back (preemption, for one): a pause, not a failure."""
@@ -379,14 +380,6 @@ class _Machine:
             self._condition(*change)
         self.new.phase = self.new.phase if stopping else "Suspended"
 
-    def _sync_deadline(self, spec: SFTJobSpec, job: Job) -> None:
-        """Keep the Job's own deadline at what is left of the SFTJob's, which may have changed."""
-        patch, seconds = job_deadline_change(
-            spec.run_policy.active_deadline_seconds, job, self.new.start_time
-        )
-        if patch:
-            self.decision.actions.append(SetJobDeadline(job["metadata"]["name"], seconds))
-
     def _finish(self) -> Decision:
         before = headline(self.old.phase, self.old.conditions)
         after = headline(self.new.phase, self.new.conditions)
@@ -394,6 +387,8 @@ class _Machine:
             phase, reason, message = after
             warning = phase == "Failed" or reason in WARNING_REASONS
             self.decision.events.insert(0, Note("Warning" if warning else "Normal", reason or phase, message))
+        if self.new.phase in TERMINAL or self.new.phase == "Suspended":
+            self.new.stage = None  # no trainer runs
         self.decision.status = self.new
         return self.decision
 

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from kubesft_api.status import SFTJobStatus
 from kubesft_api.times import parse_time
 
-PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+PHASES = ("Pending", "Validating", "Running", "Suspended", "Succeeded", "Failed")
 DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 QUEUE_WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

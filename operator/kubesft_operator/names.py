@@ -19,6 +19,9 @@ LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_STAGE = f"{GROUP}/stage"
+"""On the validation Job and its pod: ``validation``. Trainer Jobs carry an attempt instead."""
+VALIDATION_STAGE = "validation"
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 MANAGED_BY = "kubesft-operator"
 
@@ -26,6 +29,8 @@ ANNOTATION_APPLIED_SPEC = f"{GROUP}/applied-spec"
 """On the SFTJob: the spec the running job was started with (JSON)."""
 ANNOTATION_ATTEMPT = f"{GROUP}/attempt"
 ANNOTATION_RESTARTS = f"{GROUP}/restarts"
+ANNOTATION_SPEC_DIGEST = f"{GROUP}/spec-digest"
+"""On the validation Job: the digest of the trainer settings it validates."""
 """On a Job: the restart count when it was created, so status can be derived from it."""
 FINALIZER = f"{GROUP}/finalizer"
 """Kopf's finalizer name. SFTJobs carry none; Kopf removes it from those that earlier versions
@@ -62,6 +67,12 @@ def _shorten(base: str, room: int) -> str:
 def job_name(sftjob: str, attempt: int) -> str:
     """The trainer Job of one attempt: ``<sftjob>-<attempt>``, shortened to stay a valid host name."""
     suffix = f"-{attempt}"
+    return _shorten(sftjob, MAX_NAME_LENGTH - _INDEX_SUFFIX_ROOM - len(suffix)) + suffix
+
+
+def validation_job_name(sftjob: str, digest: str) -> str:
+    """The validation Job of one version of the settings: ``<sftjob>-validate-<digest>``."""
+    suffix = f"-validate-{digest[:6]}"
     return _shorten(sftjob, MAX_NAME_LENGTH - _INDEX_SUFFIX_ROOM - len(suffix)) + suffix
 
 

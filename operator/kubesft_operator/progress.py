@@ -23,6 +23,17 @@ logger = logging.getLogger(__name__)
 MAX_PROGRESS_BYTES = 64 * 1024
 """A report is a few hundred bytes; a pod that sends more is not sending one."""
 _REPORT_FIELDS = frozenset(field.alias or name for name, field in ProgressReport.model_fields.items())
+STAGE_TEXT = {
+    "Validating": "validating",
+    "DownloadingModel": "downloading the model",
+    "DownloadingData": "downloading the data",
+    "Tokenizing": "tokenizing the data",
+    "Training": "training",
+    "Evaluating": "evaluating",
+    "SavingCheckpoint": "saving a checkpoint",
+    "UploadingOutput": "uploading the output",
+}
+"""Each stage as the Running condition says it."""
 
 
 def progress_text(report: ProgressReport) -> str:
@@ -71,6 +82,7 @@ def progress_patch(status: dict[str, Any], report: ProgressReport) -> dict[str, 
         "progressText": progress_text(report),
         "lossText": loss_text(report.loss),
         "etaText": eta_text(report.eta_seconds),
+        "stage": report.stage,
     }
     if report.latest_checkpoint:
         patch["latestCheckpoint"] = report.latest_checkpoint

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from kubesft_api.status import ConditionType, QueueStatus
 from kubesft_api.times import parse_time, rfc3339
+from kubesft_operator.decisions import World
+from kubesft_operator.objects import Job
 
 Workload = Mapping[str, Any]
 
@@ -170,3 +172,14 @@ def evicted_conditions(
         ),
         ("Running", "False", "Queued", queue.message if queue else reason),
     ]
+
+
+def look_at_queue(
+    world: World, previous: QueueStatus | None, queue: str | None, job: Job | None
+) -> tuple[QueueOutcome | None, tuple[str, str] | None]:
+    """The job's new status.queue (None when there is nothing to say: no queue, no Job, or its
+    Workload was not looked up) and Kueue's eviction, if it holds the job evicted."""
+    if not queue or job is None or not world.workload_looked_up:
+        return None, None
+    created = job["metadata"].get("creationTimestamp")
+    return queue_status(queue, world.workload, previous, created, world.now), eviction(world.workload)

@@ -18,6 +18,9 @@ from kubesft_operator import names
 
 TRAINER_COMMAND = ["python", "-m", "kubesft_trainer"]
 RUN_AS_USER = 1000
+VALIDATION_RESOURCES = {"cpu": "1", "memory": "2Gi"}
+"""The validation pod's requests and limits: it tokenizes, it does not train."""
+VALIDATION_DEADLINE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -317,5 +320,39 @@ def render_job(owner: Owner, spec: SFTJobSpec, attempt: Attempt, defaults: Train
     metadata["annotations"] = {
         names.ANNOTATION_ATTEMPT: str(attempt.index),
         names.ANNOTATION_RESTARTS: str(attempt.restarts),
+    }
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def render_validation_job(
+    owner: Owner, spec: SFTJobSpec, digest: str, defaults: TrainerDefaults
+) -> dict[str, Any]:
+    """The CPU-only Job that runs ``--validate`` before the first trainer Job.
+
+    The trainer's pod with its image, config, credentials and volumes, but no GPU, small
+    resources and one pod: it reads the tokenizer, config and data, never the weights.
+    """
+    name = names.validation_job_name(owner.name, digest)
+    labels = {**names.child_labels(owner.name), names.LABEL_STAGE: names.VALIDATION_STAGE}
+    pod = _pod_spec(owner, spec, names.job_name(owner.name, 0), defaults)
+    container = pod["containers"][0]
+    container["command"] = [*TRAINER_COMMAND, "--validate"]
+    container["resources"] = {"requests": dict(VALIDATION_RESOURCES), "limits": dict(VALIDATION_RESOURCES)}
+    container.pop("ports", None)
+    pod.pop("subdomain", None)
+    metadata = _metadata(owner, name, labels)
+    metadata["annotations"] = {names.ANNOTATION_SPEC_DIGEST: digest}
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "completions": 1,
+        "parallelism": 1,
+        "activeDeadlineSeconds": VALIDATION_DEADLINE_SECONDS,
+        "template": {
+            "metadata": {
+                "labels": labels,
+                "annotations": {"kubectl.kubernetes.io/default-container": names.CONTAINER_NAME},
+            },
+            "spec": pod,
+        },
     }
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}

@@ -37,7 +37,7 @@ HANDLER_ID = "validate-sftjob"
 MUTATING_HANDLER_ID = "record-sftjob-admission"
 WEBHOOK_NAME = f"validate.{PLURAL}.{GROUP}"
 MUTATING_WEBHOOK_NAME = f"record.{PLURAL}.{GROUP}"
-ACTIVE_PHASES = frozenset({"Pending", "Running", "Suspended"})
+ACTIVE_PHASES = frozenset({"Pending", "Validating", "Running", "Suspended"})
 
 
 def admission_problems(

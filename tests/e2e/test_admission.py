@@ -23,7 +23,7 @@ from testing.devcluster.operator_install import (
 )
 from testing.sftjob_manifests import sftjob_manifest
 from tests.support.operator_objects import spec_dict
-from tests.support.specs import WEBHOOK_BAD_SPECS
+from tests.support.specs import WEBHOOK_BAD_SPECS, with_changes
 
 DENIED = 'admission webhook "validate.sftjobs.kubesft.io" denied the request'
 
@@ -55,6 +55,32 @@ def test_bad_spec_is_refused_at_apply_with_the_field_named(
     assert DENIED in result.stderr
     assert expected in result.stderr, result.stderr
     assert cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", case, namespace) is None
+
+
+CEL_REFUSED = {
+    "spec.dataset.uri": "must not have empty ('//'), '.' or '..' segments",
+    "spec.output.uri": "must not have empty ('//'), '.' or '..' segments",
+    "spec.checkpoints.endpointUrl": "must not contain user information",
+    "spec.resources.env[0].value": "the name looks like a secret",
+}
+
+
+def test_problems_cel_can_express_are_all_refused_by_the_api_server_in_one_answer(
+    operator: OperatorProcess, cluster: Cluster, namespace: str
+) -> None:
+    """The CRD's CEL rules hold without the webhook; the API server lists every broken rule."""
+    spec = with_changes(
+        dataset__uri="s3://bucket/data/../train.jsonl",
+        output__uri="s3://bucket//out",
+        checkpoints__endpointUrl="https://user:hunter2@minio:9000",
+        resources={"env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2"}]},
+    )
+    result = cluster.kubectl("apply", "-f", "-", input=manifest("cel", spec, namespace), check=False)
+    assert result.returncode != 0, "the spec was admitted"
+    assert DENIED not in result.stderr, "the API server's own rules refuse it before the webhook"
+    for field, message in CEL_REFUSED.items():
+        assert field in result.stderr and message in result.stderr, (field, result.stderr)
+    assert cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", "cel", namespace) is None
 
 
 def test_name_that_cannot_name_pods_is_refused(

@@ -241,15 +241,23 @@ class E2E:
         )
 
     def jobs(self, name: str) -> list[str]:
-        """Names of the batch Jobs of SFTJob ``name``, terminating ones included."""
+        """Names of the trainer Jobs of SFTJob ``name`` (one per attempt), terminating ones included."""
+        return self._jobs(name, "kubesft.io/attempt")
+
+    def validation_jobs(self, name: str) -> list[str]:
+        """Names of the CPU validation Jobs of SFTJob ``name``."""
+        return self._jobs(name, "kubesft.io/stage=validation")
+
+    def _jobs(self, name: str, selector: str) -> list[str]:
         items = self.cluster.kube.batch.list_namespaced_job(
-            self.namespace, label_selector=f"kubesft.io/job={name}"
+            self.namespace, label_selector=f"kubesft.io/job={name},{selector}"
         ).items
         return sorted(job.metadata.name for job in items)
 
     def pods(self, name: str, attempt: int | None = None) -> list[client.V1Pod]:
-        selector = f"kubesft.io/job={name}" + (
-            f",kubesft.io/attempt={attempt}" if attempt is not None else ""
+        """Trainer pods of SFTJob ``name`` (of one attempt, or all); not its validation pod."""
+        selector = f"kubesft.io/job={name}," + (
+            f"kubesft.io/attempt={attempt}" if attempt is not None else "kubesft.io/attempt"
         )
         return list(self.cluster.kube.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
 
@@ -279,6 +287,15 @@ class E2E:
         return self.cluster.node.logs(self.namespace, pod.metadata.name)
 
 
+def _validation_failure(status: dict[str, Any]) -> tuple[str, str]:
+    """(reason, message) of the Failed condition, checked to come from validation."""
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    validated = next(c for c in status["conditions"] if c["type"] == "Validated")
+    assert validated["status"] == "False", status
+    assert "validation failed, no training Job was created" in failed["message"]
+    return failed["reason"], failed["message"]
+
+
 def _stage_inputs(s3: S3Server, directory: Path) -> None:
     """A tiny model, a good conversational dataset and one with a single invalid row, into S3."""
     build_tiny_model(directory / "model")
@@ -292,6 +309,8 @@ def _stage_inputs(s3: S3Server, directory: Path) -> None:
 
 HAPPY = "happy"
 BAD_DATA = "bad-data"
+CUT_ANSWERS = "cut-answers"
+UNWRITABLE = "unwritable-output"
 NO_SECRET = "no-secret"
 LATE_SECRET = "late-credentials"
 PREEMPTED = "preempted"
@@ -340,7 +359,7 @@ def _suspend_mid_run_then_resume(run: E2E) -> dict[str, Any]:
     seen["jobs"] = {
         job.metadata.name: job.spec.suspend
         for job in run.cluster.kube.batch.list_namespaced_job(
-            run.namespace, label_selector=f"kubesft.io/job={SUSPENDED}"
+            run.namespace, label_selector=f"kubesft.io/job={SUSPENDED},kubesft.io/attempt"
         ).items
     }
     store = run.checkpoints(SUSPENDED)
@@ -361,11 +380,11 @@ def _create_the_missing_secret_later(run: E2E) -> dict[str, Any]:
         NO_SECRET,
         run.namespace,
         lambda job: any(
-            c["type"] == "Running" and c["reason"] == "CreateContainerConfigError"
+            c["type"] == "Validated" and c["reason"] == "CreateContainerConfigError"
             for c in (job.get("status") or {}).get("conditions") or []
         ),
         timeout=TRAIN_TIMEOUT,
-        what="a Running condition saying the Secret is missing",
+        what="a Validated condition saying the Secret is missing",
     )["status"]
     # Several resyncs later: the condition holds, no attempt is spent, the operator keeps running.
     time.sleep(3)
@@ -410,6 +429,13 @@ def e2e(cluster: Cluster, s3: S3Server, tmp_path_factory: pytest.TempPathFactory
     ):
         run.apply(run.spec(HAPPY, steps=HAPPY_STEPS, save_steps=50))
         run.apply(run.spec(BAD_DATA, steps=10, save_steps=5, data="bad.jsonl"))
+        cut = run.spec(CUT_ANSWERS, steps=10, save_steps=5)
+        # chatml's system and user turns alone are longer than 8 tokens: no answer is left to learn.
+        cut["spec"]["training"].update(maxLength=8, assistantOnlyLoss=True)
+        run.apply(cut)
+        unwritable = run.spec(UNWRITABLE, steps=10, save_steps=5)
+        unwritable["spec"]["output"]["uri"] = f"s3://kubesft-no-such-bucket/{UNWRITABLE}"
+        run.apply(unwritable)
         run.apply(run.spec(NO_SECRET, steps=6, save_steps=3, secret=LATE_SECRET, ttlSecondsAfterFinished=5))
         for name, scenario in (
             (PREEMPTED, _preempt_after_a_checkpoint),
@@ -485,7 +511,18 @@ def test_job_trains_to_success_with_progress_output_and_events(e2e: E2E) -> None
     assert "model.safetensors" in keys and "training_summary.json" in keys, keys
     assert e2e.summary(HAPPY)["globalStep"] == HAPPY_STEPS
     reasons = {event.reason for event in e2e.events(HAPPY)}
-    assert {"JobCreated", "Training", "Completed"} <= reasons, reasons
+    assert {"Validating", "Validated", "JobCreated", "Training", "Completed"} <= reasons, reasons
+    # Validated on a CPU pod first, then trained: the figures stay in the status.
+    assert _in_order(e2e.history.phases(HAPPY), ["Validating", "Pending", "Running"]), e2e.history.seen[HAPPY]
+    figures = status["validation"]
+    assert figures["trainingRows"] == 64 and figures["emptyLossExamples"] == 0, figures
+    assert 0 < figures["tokensP50"] <= figures["tokensP95"] <= figures["tokensMax"]
+    assert figures["stepsPerEpoch"] == 16 and figures["totalSteps"] == HAPPY_STEPS, figures
+    assert (
+        conditions["Validated"]["status"] == "True"
+        and "64 training rows" in conditions["Validated"]["message"]
+    )
+    assert len(e2e.validation_jobs(HAPPY)) == 1 and "stage" not in status
     # kubectl get's Loss column: the last loss to 4 significant digits.
     assert status["lossText"] == f"{status['progress']['loss']:.4g}", status
     # The checkpoints know whose they are: the operator passed the job's identity to the pod.
@@ -497,33 +534,55 @@ def test_job_trains_to_success_with_progress_output_and_events(e2e: E2E) -> None
     assert manifest.job.uid == job["metadata"]["uid"]
 
 
-def test_bad_dataset_row_fails_with_the_row_named_and_no_retry(e2e: E2E) -> None:
+def test_bad_dataset_row_fails_in_validation_with_the_row_named_and_no_training_job_ever(e2e: E2E) -> None:
     status = e2e.wait(BAD_DATA, "Failed", "Succeeded")
     assert status["phase"] == "Failed", yaml.safe_dump(status)
-    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
-    assert failed["reason"] == "InvalidData"
-    assert f"row {BAD_ROW}" in failed["message"], failed["message"]
-    assert "robot" in failed["message"], failed["message"]
-    assert status["restarts"] == 0
-    assert status["attempt"] == 0
-    assert [p.metadata.labels["kubesft.io/attempt"] for p in e2e.pods(BAD_DATA)] in ([], ["0"])
-    assert e2e.jobs(BAD_DATA) in ([], [f"{BAD_DATA}-0"])
+    reason, message = _validation_failure(status)
+    assert reason == "InvalidData"
+    assert f"row {BAD_ROW}" in message and "robot" in message, message
+    assert e2e.history.phases(BAD_DATA)[-2:] == ["Validating", "Failed"], e2e.history.seen[BAD_DATA]
+    assert status["restarts"] == 0 and "jobName" not in status
+    assert e2e.jobs(BAD_DATA) == [], "a job that fails validation never gets a trainer Job"
+    assert len(e2e.validation_jobs(BAD_DATA)) == 1
+    assert e2e.pods(BAD_DATA) == []
     warnings = [e for e in e2e.events(BAD_DATA) if e.type == "Warning" and e.reason == "InvalidData"]
     assert warnings and f"row {BAD_ROW}" in warnings[0].message
+
+
+def test_max_length_that_cuts_every_answer_fails_in_validation_naming_an_example(e2e: E2E) -> None:
+    status = e2e.wait(CUT_ANSWERS, "Failed", "Succeeded")
+    assert status["phase"] == "Failed", yaml.safe_dump(status)
+    reason, message = _validation_failure(status)
+    assert reason == "InvalidData"
+    assert "64 of 64 training examples have no token in the loss within training.maxLength (8" in message
+    assert "e.g. training example" in message, message
+    assert e2e.jobs(CUT_ANSWERS) == []
+
+
+def test_unwritable_output_prefix_fails_in_validation_with_storage_unavailable(e2e: E2E) -> None:
+    status = e2e.wait(UNWRITABLE, "Failed", "Succeeded")
+    assert status["phase"] == "Failed", yaml.safe_dump(status)
+    reason, message = _validation_failure(status)
+    assert reason == "StorageUnavailable"
+    assert f"output.uri: cannot write to s3://kubesft-no-such-bucket/{UNWRITABLE}" in message, message
+    assert e2e.jobs(UNWRITABLE) == []
 
 
 def test_missing_secret_is_a_condition_until_it_exists_then_ttl_deletes_the_job(e2e: E2E) -> None:
     seen = e2e.acted(NO_SECRET)
     waiting = seen["waiting"]
-    assert waiting["phase"] == "Pending"
-    running = next(c for c in waiting["conditions"] if c["type"] == "Running")
-    assert LATE_SECRET in running["message"] and "spec.checkpoints.credentialsSecret" in running["message"]
+    # The validation pod is the first to need the Secret.
+    assert waiting["phase"] == "Validating"
+    validated = next(c for c in waiting["conditions"] if c["type"] == "Validated")
+    assert (
+        LATE_SECRET in validated["message"] and "spec.checkpoints.credentialsSecret" in validated["message"]
+    )
     later = seen["later"]
-    assert later["phase"] == "Pending" and later["restarts"] == 0
-    assert [c["reason"] for c in later["conditions"] if c["type"] == "Running"] == [
+    assert later["phase"] == "Validating" and later["restarts"] == 0
+    assert [c["reason"] for c in later["conditions"] if c["type"] == "Validated"] == [
         "CreateContainerConfigError"
     ]
-    assert seen["jobs"] == [f"{NO_SECRET}-0"]
+    assert seen["jobs"] == []
 
     # With the Secret in place the trainer starts, finishes, and the TTL removes the SFTJob.
     e2e.cluster.kube.wait_for_deletion(
@@ -540,7 +599,7 @@ def test_deleting_a_job_removes_its_children_and_keeps_checkpoints_and_model(e2e
     assert e2e.jobs(HAPPY) and e2e.pods(HAPPY)
     e2e.cluster.kubectl("-n", e2e.namespace, "delete", "sftjob", HAPPY, "--wait=true", "--timeout=60s")
     wait_until(
-        lambda: (not e2e.jobs(HAPPY) and not e2e.pods(HAPPY)) or None,
+        lambda: (not e2e.jobs(HAPPY) and not e2e.validation_jobs(HAPPY) and not e2e.pods(HAPPY)) or None,
         timeout=60,
         describe=lambda: f"left after deletion: Jobs {e2e.jobs(HAPPY)}, pods {len(e2e.pods(HAPPY))}",
     )
@@ -550,22 +609,23 @@ def test_deleting_a_job_removes_its_children_and_keeps_checkpoints_and_model(e2e
 
 
 def test_operator_metrics_count_the_jobs_of_the_module(e2e: E2E) -> None:
-    """The counters of the module's operator: five SFTJobs, four of them trained (one after a
-    preemption, one after a suspension, which is no restart), one failed on its data."""
-    for name in (HAPPY, PREEMPTED, SUSPENDED, BAD_DATA, NO_SECRET):
+    """The counters of the module's operator: seven SFTJobs, four of them trained (one after a
+    preemption, one after a suspension, which is no restart), three failed in validation."""
+    for name in (HAPPY, PREEMPTED, SUSPENDED, BAD_DATA, NO_SECRET, CUT_ANSWERS, UNWRITABLE):
         e2e.wait_finished_or_gone(name)
     samples = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(e2e.operator.metrics())
         for sample in family.samples
     }
-    assert samples[("kubesft_sftjobs_created_total", ())] == 5
+    assert samples[("kubesft_sftjobs_created_total", ())] == 7
     assert samples[("kubesft_sftjobs_succeeded_total", ())] == 4
-    assert samples[("kubesft_sftjobs_failed_total", (("reason", "InvalidData"),))] == 1
+    assert samples[("kubesft_sftjobs_failed_total", (("reason", "InvalidData"),))] == 2
+    assert samples[("kubesft_sftjobs_failed_total", (("reason", "StorageUnavailable"),))] == 1
     assert samples[("kubesft_sftjob_restarts_total", ())] == 1
-    assert samples[("kubesft_sftjob_duration_seconds_count", ())] == 5
+    assert samples[("kubesft_sftjob_duration_seconds_count", ())] == 7
     failed_now = ("kubesft_sftjobs", (("namespace", NAMESPACE), ("phase", "Failed")))
-    assert samples[failed_now] == 1
+    assert samples[failed_now] == 3
     # Every event and timer tick reconciles: far more reconciles than jobs, each one timed.
     assert samples[("kubesft_reconcile_duration_seconds_count", ())] > 5 * 5
     assert samples[("kubesft_reconcile_duration_seconds_sum", ())] > 0
@@ -576,7 +636,7 @@ def test_no_sftjob_ever_carries_a_finalizer(e2e: E2E) -> None:
     """Kopf adds a finalizer for a handler that needs one (a timer, a daemon, a deletion handler)
     at the first event of an object; the operator registers none, so deleting an SFTJob never
     waits for it. The watch of the recorder sees every write, each job's whole life long."""
-    names = (HAPPY, PREEMPTED, SUSPENDED, BAD_DATA, NO_SECRET)
+    names = (HAPPY, PREEMPTED, SUSPENDED, BAD_DATA, NO_SECRET, CUT_ANSWERS, UNWRITABLE)
     for name in names:
         e2e.wait_finished_or_gone(name)
     assert set(names) <= set(e2e.history.seen), sorted(e2e.history.seen)

@@ -30,6 +30,8 @@ BASE_SPEC: dict[str, Any] = {
     },
     "output": {"uri": "s3://out/chat"},
     "runPolicy": {"backoffLimit": 2, "terminationGracePeriodSeconds": 60},
+    # The trainer Job starts at once; the validation stage before it has its own tests.
+    "validation": {"enabled": False},
 }
 
 

@@ -87,9 +87,9 @@ WEBHOOK_BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         "spec.training.assistantOnlyLoss: needs conversational data",
     ),
     (
-        "inline-secret",
-        with_changes(resources={"env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2"}]}),
-        "AWS_SECRET_ACCESS_KEY looks like a secret",
+        "template-syntax",
+        with_changes(model__chatTemplate="{% for m in messages %}\n{{ m.content }<|e|>\n{% endfor %}"),
+        "spec.model.chatTemplate: the template does not parse as Jinja: line 2: unexpected '}'",
     ),
     (
         "operator-env",

@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--validate",
         action="store_true",
-        help="check the config, data and model without training, and print the first example as the "
-        "model sees it, with the tokens that carry loss marked",
+        help="check the config, model (tokenizer and config, no weights), data, loss tokens and storage "
+        "without training; print the statistics and the first example as the model sees it, with the "
+        "tokens that carry loss marked",
     )
     return parser
 
@@ -70,9 +71,10 @@ def _run(args: argparse.Namespace, argv: list[str], env: RuntimeEnv) -> tuple[in
         raise ConfigError(f"no trainer config: pass --config FILE or set {pod_contract.ENV_CONFIG}")
     config = load_config(path)
     if args.validate:
-        from kubesft_trainer.train import validate
+        from kubesft_trainer.validation.report import report_validation
+        from kubesft_trainer.validation.run import validate
 
-        print(validate(config, env), flush=True)
+        report_validation(validate(config, env))
         return exit_codes.SUCCESS, None
     if env.needs_launcher:
         return launch(env, argv)

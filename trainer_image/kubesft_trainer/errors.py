@@ -32,3 +32,15 @@ class ModelError(TrainerError):
     """The model or its tokenizer cannot be loaded or has no usable chat template."""
 
     exit_code = exit_codes.INVALID_DATA
+
+
+class ModelUnavailableError(TrainerError):
+    """Validation could not reach the model: not found, no access, or no network after retries."""
+
+    exit_code = exit_codes.MODEL_UNAVAILABLE
+
+
+class StorageUnavailableError(TrainerError):
+    """Validation could not write a probe object to a checkpoint or output URI."""
+
+    exit_code = exit_codes.STORAGE_UNAVAILABLE

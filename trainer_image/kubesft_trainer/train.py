@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import sys
-import tempfile
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from kubesft_api import exit_codes
+from kubesft_api.progress import Stage
 from kubesft_api.times import now_text
 from kubesft_api.trainer_config import COMPLETION_ONLY_ON_MESSAGES, TrainerConfig
 from kubesft_trainer.config.precision import (
@@ -33,7 +34,6 @@ from kubesft_trainer.config.sharding import (
     sharded,
 )
 from kubesft_trainer.config.tuning import Accelerator, attention_implementation, tuned_sft_defaults
-from kubesft_trainer.data.example_view import describe_example
 from kubesft_trainer.data.loading import PreparedData, load_data
 from kubesft_trainer.errors import ConfigError, DataError
 from kubesft_trainer.model.loading import (
@@ -51,7 +51,7 @@ from kubesft_trainer.output import write_outputs
 from kubesft_trainer.reporting import metrics
 from kubesft_trainer.reporting.eval_sets import RETENTION_REGRESSED, retention_message
 from kubesft_trainer.reporting.failure_report import WARNING_PREFIX, report_failure
-from kubesft_trainer.reporting.memory import memory_estimate, memory_lines
+from kubesft_trainer.reporting.memory import memory_estimate
 from kubesft_trainer.reporting.progress_tracker import ProgressTracker
 from kubesft_trainer.reporting.samples import SampleRun, choose_prompts
 from kubesft_trainer.reporting.status_server import StatusServer
@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PreparedRun:
-    """Everything built before the first step; ``--validate`` stops here."""
+    """Everything built before the first step."""
 
     config: TrainerConfig
     env: RuntimeEnv
@@ -142,8 +142,10 @@ def prepare(
     output_dir: Path,
     callbacks: list[TrainerCallback],
     progress_bar: bool,
+    stage: Callable[[Stage], None] = lambda _: None,
 ) -> PreparedRun:
-    """Check the config, load data and model, and build the SFTTrainer; cheap checks come first."""
+    """Check the config, load data and model, and build the SFTTrainer; cheap checks come first.
+    ``stage`` hears what it does next, for /progress."""
     accelerator = Accelerator.detect()
     check_quantization(config.lora, accelerator.cuda)
     precision = resolved_precision(config.training.precision, accelerator.cuda, accelerator.capability)
@@ -171,9 +173,11 @@ def prepare(
     sft_config = build_sft_config(kwargs)
     cache = env.work_dir / "cache"
     with _local_main_first():
+        stage("DownloadingModel")
         location = locate_model(config.model, config.checkpoints, cache, env.hf_token)
         tokenizer = load_tokenizer(config.model, location)
         setup = prepare_tokenizer(tokenizer, config.model)
+        stage("DownloadingData")
         data = load_data(
             config.dataset,
             config.training.assistant_only_loss,
@@ -202,6 +206,7 @@ def prepare(
     parameters = None if config.lora.quantization != "none" else sum(p.numel() for p in model.parameters())
     vocab = tokenizer.get_vocab()
     added_ids = [vocab[token] for token in setup.added_tokens]
+    stage("Tokenizing")
     trainer = _sft_trainer(
         model=model,
         args=sft_config,
@@ -219,43 +224,6 @@ def prepare(
     return PreparedRun(
         config, env, location, tokenizer, setup, data, trainer, precision, dtype, stop, shard, parameters
     )
-
-
-def _examples(run: PreparedRun) -> list[str]:
-    """The first example of each source as the model sees it; packed rows mix sources, so with
-    packing only the first example is shown."""
-    dataset, data = run.trainer.train_dataset, run.data
-    if run.config.training.packing or len(data.sources) == 1 or len(dataset) != len(data.origins):
-        example = dataset[0]
-        return [describe_example(run.tokenizer, example["input_ids"], example["labels"])]
-    shown = []
-    for index, source in enumerate(data.sources):
-        example = dataset[data.origins.index(index)]
-        header = f"Source {index + 1} of {len(data.sources)}: {source.source} ({source.format})"
-        shown.append(f"{header}\n{describe_example(run.tokenizer, example['input_ids'], example['labels'])}")
-    return shown
-
-
-def validate(config: TrainerConfig, env: RuntimeEnv) -> str:
-    """Everything but training: returns an example of each source as the model sees it, loss spans marked."""
-    with tempfile.TemporaryDirectory(prefix="kubesft-validate-") as scratch:
-        run = prepare(config, env, Path(scratch), callbacks=[], progress_bar=False)
-        lines = [
-            f"config: ok; model: {run.location.description}; data: {len(run.data.train)} training rows"
-            + (f", {len(run.data.eval)} evaluation rows" if run.data.eval is not None else "")
-            + f" ({run.data.row_format})",
-            *[
-                f"source: {s.source} ({s.format}): {s.train_rows} training rows"
-                + (f", {s.eval_rows} evaluation rows" if s.eval_rows is not None else "")
-                for s in run.data.sources
-                if len(run.data.sources) > 1
-            ],
-            *[f"evaluation set {name}: {len(rows)} rows" for name, rows in run.data.eval_sets.items()],
-            *[f"note: {note}" for note in run.setup.notes],
-            *memory_lines(run),
-            *_examples(run),
-        ]
-        return "\n".join(lines)
 
 
 def _gpu_memory() -> Any:
@@ -309,7 +277,14 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
         if mlflow_run is not None:
             tracker.add_source(mlflow_run.progress_fields)
             callbacks.append(MlflowCallback(mlflow_run, config.model_dump(mode="json", by_alias=True)))
-        run = prepare(config, env, env.work_dir / "checkpoints", callbacks, progress_bar)
+        run = prepare(
+            config,
+            env,
+            env.work_dir / "checkpoints",
+            callbacks,
+            progress_bar,
+            stage=lambda stage: tracker.update(stage=stage),
+        )
         estimate = memory_estimate(run) if env.is_rank_zero else None
         if estimate is not None:
             for line in estimate.lines()[:2]:
@@ -340,6 +315,7 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
                 f"preempted at step {step}; the checkpoint is saved and the job resumes from it",
             )
         resumed_from_step = manager.progress_fields().get("resumed_from_step")
+        tracker.update(stage="UploadingOutput")
         tracked = mlflow_run.progress_fields() if mlflow_run is not None else {}
         summary = write_outputs(
             run, result, started_at, resumed_from_step, samples, warm is not None, tracked

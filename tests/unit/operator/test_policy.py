@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubesft_api.sftjob import parse_spec
+from kubesft_api.sftjob import InvalidSpecError, parse_spec
 from kubesft_operator.policy import Policy, image_repository, policy_problems, repository_patterns, s3_uris
 from tests.support.operator_objects import spec_dict
 
@@ -79,8 +79,9 @@ def test_written_locations_must_fall_under_the_namespace_prefixes() -> None:
     # A prefix without a trailing slash is still a folder: team-ab is not under team-a.
     assert _problems(output__uri="s3://out/team-ab/chat")
     assert _problems(output__uri="s3://out/team-a") == []
-    (dots,) = _problems(checkpoints__uri="s3://ckpt/team-a/../team-b/x")
-    assert dots.startswith("spec.checkpoints.uri: 's3://ckpt/team-a/../team-b/x' has a '.' or '..' segment")
+    # '..' cannot climb out of a prefix: the spec itself refuses it, before the policy is asked.
+    with pytest.raises(InvalidSpecError, match=r"has a '\.\.' path segment"):
+        _problems(checkpoints__uri="s3://ckpt/team-a/../team-b/x")
     # Reads are not limited by the prefixes, only by the job's credentials.
     assert _problems(model__uri="s3://models/shared/tiny") == []
 

@@ -47,7 +47,7 @@ def test_a_hub_model_id_is_read_through_the_hub_cache(model: Path, chat_data: Pa
 
     raw["model"]["revision"] = "v9"
     result = run_trainer(write_config(tmp_path / "r.yaml", raw), work, "--validate")
-    assert result.returncode == exit_codes.INVALID_DATA, result.stderr[-3000:]
+    assert result.returncode == exit_codes.MODEL_UNAVAILABLE, result.stderr[-3000:]
     line = last_stderr_line(result)
     assert line.startswith(ERROR_PREFIX)
     assert f"model.name: {REPO_ID}@v9: cannot download it from the Hugging Face Hub" in line

@@ -138,6 +138,7 @@ def test_a_model_with_its_own_code_loads_only_with_trust_remote_code(
     raw["model"]["trustRemoteCode"] = True
     trusted = run_trainer(write_config(tmp_path / "trusted.yaml", raw), tmp_path / "work", "--validate")
     assert trusted.returncode == 0, trusted.stderr[-3000:]
-    # The class came from the model's own file, run as transformers runs remote code.
+    # The config class came from the model's own file, run as transformers runs remote code
+    # (--validate loads the config, not the weights).
     modules = tmp_path / "work" / "hf" / "modules" / "transformers_modules"
-    assert list(modules.rglob("modeling_tiny.py")), "the model's code was not loaded"
+    assert list(modules.rglob("configuration_tiny.py")), "the model's code was not loaded"

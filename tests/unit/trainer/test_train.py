@@ -369,7 +369,8 @@ def test_settings_this_pod_cannot_honour_fail_as_invalid_config(
     model: Path, chat_data: Path, tmp_path: Path
 ) -> None:
     qlora = trainer_config(model, chat_data, tmp_path / "out", lora={"enabled": True, "quantization": "4bit"})
-    result = run_trainer(write_config(tmp_path / "q.yaml", qlora), tmp_path / "work", "--validate")
+    # Not --validate: validation runs on a CPU-only pod by design, the training pod has the GPU.
+    result = run_trainer(write_config(tmp_path / "q.yaml", qlora), tmp_path / "work")
     assert result.returncode == exit_codes.INVALID_CONFIG
     assert "lora.quantization: 4bit needs a CUDA GPU" in last_stderr_line(result)
 

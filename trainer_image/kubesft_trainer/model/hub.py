@@ -32,6 +32,13 @@ UNUSED_FILES = (
 """Files of other runtimes (ONNX, GGUF, TensorFlow, Flax, Core ML) and raw consolidated weights:
 PyTorch training never reads them, and they can be many gigabytes."""
 PICKLED_WEIGHTS = ("pytorch_model*.bin", "*.pt", "*.pth")
+WEIGHT_FILES = ("*.safetensors", *PICKLED_WEIGHTS)
+TOKENIZER_FILES = ("*.json", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py")
+"""What the tokenizer and model config need (and tokenizer code, for trustRemoteCode): no weights."""
+
+
+def has_weights(files: list[str]) -> bool:
+    return any(fnmatch(name.rsplit("/", 1)[-1], pattern) for name in files for pattern in WEIGHT_FILES)
 
 
 def ignored_files(repo_files: list[str] | None) -> list[str]:
@@ -62,8 +69,9 @@ def _permanent(error: BaseException) -> bool:
     return isinstance(error, LocalEntryNotFoundError) and is_offline_mode()
 
 
-def download_model(repo_id: str, revision: str, token: str | None) -> Path:
-    """The local snapshot folder of ``repo_id`` at ``revision``, downloaded if it is not cached.
+def download_model(repo_id: str, revision: str, token: str | None, tokenizer_only: bool = False) -> Path:
+    """The local snapshot folder of ``repo_id`` at ``revision``, downloaded if it is not cached;
+    with ``tokenizer_only``, just the tokenizer and config of a repository that has weights.
 
     Raises ``ModelError`` (permanent) for a missing repository or revision or a gated one without
     access, and ``TrainerError`` (retryable) for network trouble.
@@ -76,10 +84,12 @@ def download_model(repo_id: str, revision: str, token: str | None) -> Path:
         listing = None
         if not is_offline_mode():
             listing = HfApi(token=token).list_repo_files(repo_id, revision=revision)
+        only = list(TOKENIZER_FILES) if tokenizer_only else None
         path = snapshot_download(
             repo_id,
             revision=revision,
             token=token,
+            allow_patterns=only,
             ignore_patterns=ignored_files(listing),
         )
     except Exception as error:  # hub errors, OSError and httpx's transport errors (not OSError)
@@ -88,5 +98,7 @@ def download_model(repo_id: str, revision: str, token: str | None) -> Path:
             hint = "" if token else " (private and gated models need model.tokenSecret)"
             raise ModelError(detail + hint) from error
         raise TrainerError(detail) from error
+    if tokenizer_only and listing is not None and not has_weights(listing):
+        raise ModelError(f"{where}: the repository has no weights (*.safetensors or *.bin)")
     log.info("model %s@%s is in %s", repo_id, revision, path)
     return Path(path)

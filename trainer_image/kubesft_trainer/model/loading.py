@@ -69,7 +69,7 @@ def locate_model(
     return ModelLocation(path=str(snapshot), field="model.name", description=name)
 
 
-def _load_error(source: ModelSource, location: ModelLocation, what: str, error: Exception) -> ModelError:
+def load_error(source: ModelSource, location: ModelLocation, what: str, error: Exception) -> ModelError:
     # The files are local by now, so what fails to load is the model itself: a retry cannot help.
     if "trust_remote_code" in str(error) and not source.trust_remote_code:
         return ModelError(
@@ -85,7 +85,7 @@ def load_tokenizer(source: ModelSource, location: ModelLocation) -> PreTrainedTo
     try:
         return AutoTokenizer.from_pretrained(location.path, trust_remote_code=source.trust_remote_code)
     except (OSError, ValueError) as error:
-        raise _load_error(source, location, "tokenizer", error) from error
+        raise load_error(source, location, "tokenizer", error) from error
 
 
 def _add_tokens(tokenizer: PreTrainedTokenizerBase, tokens: list[str], setup: TokenizerSetup) -> None:
@@ -178,7 +178,7 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(location.path, **kwargs)
     except (OSError, ValueError) as error:
-        raise _load_error(source, location, "model", error) from error
+        raise load_error(source, location, "model", error) from error
     embeddings = int(cast("torch.Tensor", model.get_input_embeddings().weight).shape[0])
     if len(tokenizer) > embeddings:
         # A multiple of 64 keeps the matrix shapes efficient on GPUs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ class ChatTemplate:
 
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
+_GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 CHATML_START = "<|im_start|>"
 CHATML_END = BUILTIN_END_OF_TURN["chatml"]
 
@@ -61,6 +63,9 @@ def check_template_fits_data(
             "set model.chatTemplate: chatml (or an inline Jinja template)"
         )
     if not assistant_only:
+        return
+    # Checked before importing TRL, which takes seconds: validation on a CPU need not pay for it.
+    if _GENERATION_MARKER.search(str(tokenizer.chat_template)):
         return
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 

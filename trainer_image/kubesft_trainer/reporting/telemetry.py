@@ -65,6 +65,7 @@ class TelemetryCallback(TrainerCallback):
         metrics.TRAIN_MAX_STEPS.set(state.max_steps)
         metrics.TRAIN_GLOBAL_STEP.set(state.global_step)
         self._tracker.start(state.global_step, state.max_steps or None)
+        self._tracker.update(stage="Training")
         self._last_tokens, self._last_time = None, self._clock()
 
     def on_step_end(
@@ -73,7 +74,21 @@ class TelemetryCallback(TrainerCallback):
         metrics.TRAIN_GLOBAL_STEP.set(state.global_step)
         if state.epoch is not None:
             metrics.TRAIN_EPOCH.set(state.epoch)
-        self._tracker.update(step=state.global_step, epoch=state.epoch)
+        # The flags the default flow set for this step: what the trainer does next.
+        stage = (
+            "SavingCheckpoint" if control.should_save else "Evaluating" if control.should_evaluate else None
+        )
+        self._tracker.update(step=state.global_step, epoch=state.epoch, stage=stage)
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._tracker.update(stage="SavingCheckpoint" if control.should_save else "Training")
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._tracker.update(stage="Training")
 
     def _throughput(self, tokens: float | None) -> float | None:
         now = self._clock()

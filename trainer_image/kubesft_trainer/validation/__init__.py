@@ -1,0 +1,1 @@
+"""``--validate``: the checks of model, data, template, loss tokens and storage before training."""
