@@ -110,6 +110,10 @@ def status_text(job: SFTJob, events: Sequence[Event], now: datetime.datetime | N
         lines.append(
             ("Phase", f"{status.phase or '-'} (attempt {status.attempt}, restarts {status.restarts})")
         )
+        if status.stage:
+            lines.append(("Stage", status.stage))
+        if status.validation is not None:
+            lines.append(("Validation", status.validation.summary()))
         lines += _extra_fields(job)
         progress = status.progress
         if progress is not None:

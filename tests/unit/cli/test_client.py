@@ -65,12 +65,14 @@ def test_create_uses_the_jobs_own_namespace(api: FakeApi) -> None:
 
 
 def test_get_gives_typed_status(api: FakeApi) -> None:
-    api.on("GET", f"{JOBS}/smol", Answer(200, running(40, 1.5, attempt=1, restarts=1, stage="training")))
+    api.on("GET", f"{JOBS}/smol", Answer(200, running(40, 1.5, attempt=1, restarts=1, stage="Training", placement="rack-7")))
     job = Client().get("smol")
     assert job.phase == "Running" and job.attempt == 1 and not job.finished
     assert job.status is not None and job.status.progress is not None
     assert (job.status.progress.step, job.status.progress.loss) == (40, 1.5)
-    assert job.extra_status() == {"stage": "training"}
+    assert job.status is not None and job.status.stage == "Training"
+    # A field of a newer operator is kept as it came.
+    assert job.extra_status() == {"placement": "rack-7"}
     assert isinstance(job.spec, SFTJobSpec)
 
 

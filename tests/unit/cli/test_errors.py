@@ -363,7 +363,7 @@ def test_a_status_from_a_newer_operator(cli: Cli, api: FakeApi) -> None:
     api.on("GET", f"{JOBS}/smol", Answer(200, sftjob(phase="Queued")))
     assert error_line(cli("status", "smol")) == (
         "kubesft: error: status of SFTJob smol is not one this client reads (status.phase: must be one of 'Pending', "
-        "'Running', 'Suspended', 'Succeeded' or 'Failed', got 'Queued'): upgrade kubesft"
+        "'Validating', 'Running', 'Suspended', 'Succeeded' or 'Failed', got 'Queued'): upgrade kubesft"
     )
 
 

@@ -44,9 +44,19 @@ RUNNING = SFTJob.from_dict(
             {"type": "Created", "status": "True", "reason": "JobCreated", "message": "created Job smol-1"},
             {"type": "Running", "status": "True", "reason": "Training", "message": "training"},
         ],
-        # Fields of a newer operator, shown as they come.
-        stage="training",
-        validation={"examples": 1000, "tokens": {"p50": 230, "p95": 610}, "truncatedFraction": 0.012},
+        stage="Training",
+        validation={
+            "trainingRows": 1000,
+            "rowFormat": "messages",
+            "examples": 1000,
+            "tokensP50": 230,
+            "tokensP95": 610,
+            "tokensMax": 900,
+            "truncatedFraction": 0.012,
+            "tokensPerEpoch": 250000,
+            "stepsPerEpoch": 125,
+            "totalSteps": 1000,
+        },
     )
 )
 EVENTS = [
@@ -62,8 +72,10 @@ def test_status_of_a_running_job() -> None:
             "Name:           smol",
             "Namespace:      team",
             "Phase:          Running (attempt 1, restarts 1)",
-            "Stage:          training",
-            "Validation:     examples 1000, tokens.p50 230, tokens.p95 610, truncatedFraction 0.012",
+            "Stage:          Training",
+            "Validation:     1000 training rows (messages); tokens per example p50 230, p95 610, max 900; "
+            "1.2% truncated at maxLength; 0 of 1000 examples without loss tokens; about 250000 tokens "
+            "and 125 steps per epoch, 1000 steps planned",
             "Progress:       420/1000 (42%), epoch 0.42",
             "Loss:           1.183 (eval 1.25)",
             "Learning rate:  4.2e-05",
