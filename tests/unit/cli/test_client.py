@@ -65,7 +65,11 @@ def test_create_uses_the_jobs_own_namespace(api: FakeApi) -> None:
 
 
 def test_get_gives_typed_status(api: FakeApi) -> None:
-    api.on("GET", f"{JOBS}/smol", Answer(200, running(40, 1.5, attempt=1, restarts=1, stage="Training", placement="rack-7")))
+    api.on(
+        "GET",
+        f"{JOBS}/smol",
+        Answer(200, running(40, 1.5, attempt=1, restarts=1, stage="Training", placement="rack-7")),
+    )
     job = Client().get("smol")
     assert job.phase == "Running" and job.attempt == 1 and not job.finished
     assert job.status is not None and job.status.progress is not None
