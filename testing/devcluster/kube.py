@@ -102,6 +102,24 @@ class Kube:
             applied.append(result.to_dict())
         return applied
 
+    def apply_crds_first(
+        self, source: str | Path | Mapping[str, Any] | Iterable[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Apply ``source`` as ``helm install`` does: its CRDs first, served (Established) before
+        the objects that use them."""
+        objects = load_manifests(source)
+        crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+        applied = self.apply(crds)
+        for crd in crds:
+            self.wait_for_condition(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                crd["metadata"]["name"],
+                None,
+                "Established",
+            )
+        return applied + self.apply([o for o in objects if o["kind"] != "CustomResourceDefinition"])
+
     def _create_or_replace(self, resource: Any, obj: dict[str, Any], namespace: str | None) -> Any:
         try:
             return self.dynamic.create(resource, body=obj, namespace=namespace)

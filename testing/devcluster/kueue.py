@@ -144,17 +144,7 @@ class Kueue:
         )
         objects = installed_objects(rendered, host_ip=self.host_ip, webhook_port=ports["webhook"])
         self.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
-        self.kube.apply(crds)
-        for crd in crds:
-            self.kube.wait_for_condition(
-                "apiextensions.k8s.io/v1",
-                "CustomResourceDefinition",
-                crd["metadata"]["name"],
-                None,
-                "Established",
-            )
-        self.kube.apply([o for o in objects if o["kind"] != "CustomResourceDefinition"])
+        self.kube.apply_crds_first(objects)
 
         kubeconfig = self.control_plane.kubeconfig_for_service_account(NAMESPACE, SERVICE_ACCOUNT)
         self.process = ManagedProcess(

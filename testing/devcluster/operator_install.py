@@ -83,17 +83,7 @@ class OperatorInstall:
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
         ]
         setup += [doc for doc in docs if doc["kind"] in SETUP_KINDS]
-        crds = [doc for doc in setup if doc["kind"] == "CustomResourceDefinition"]
-        cluster.kube.apply(crds)
-        for crd in crds:
-            cluster.kube.wait_for_condition(
-                "apiextensions.k8s.io/v1",
-                "CustomResourceDefinition",
-                crd["metadata"]["name"],
-                None,
-                "Established",
-            )
-        cluster.kube.apply([doc for doc in setup if doc["kind"] != "CustomResourceDefinition"])
+        cluster.kube.apply_crds_first(setup)
         (deployment,) = find(docs, "Deployment")
         install = cls._of_deployment(cluster, namespace, deployment)
         install.webhook_configurations = [doc for doc in docs if doc["kind"] in WEBHOOK_KINDS]

@@ -94,6 +94,9 @@ def queued(cluster: Cluster, s3: S3Server, tmp_path_factory: pytest.TempPathFact
 def _spec(run: E2E, name: str, *, steps: int, save_steps: int, priority: str = LOW) -> dict[str, Any]:
     body = run.spec(name, steps=steps, save_steps=save_steps, queueName=LOCAL_QUEUE)
     body["spec"]["resources"].update({"gpusPerNode": 1, "priorityClassName": priority})
+    # The CPU validation stage (tests/e2e/test_sftjob_lifecycle.py) runs before Kueue sees a job;
+    # off here, so that the higher-priority job arrives while the lower one still trains.
+    body["spec"]["validation"] = {"enabled": False}
     return body
 
 
@@ -119,7 +122,7 @@ def test_the_second_job_waits_for_quota_then_runs_when_the_first_finishes(queued
 
     status = wait_until(
         waiting,
-        timeout=60,
+        timeout=TRAIN_TIMEOUT,
         describe=lambda: f"second never queued:\n{yaml.safe_dump(queued.status('second'))}",
     )
     # Kueue's own words on why it waits, in the status and the Running condition kubectl shows.
