@@ -110,9 +110,10 @@ def find_image(name: str) -> LocalImage | None:
 def release_superseded() -> list[str]:
     """Remove the root-filesystem holders of images no tag names any more (an earlier build of a
     tag), so their layers can be freed. Holders of tagged images stay: pods may run on them."""
-    images = json.loads(_run(buildah("images", "--json", "--no-trunc")).stdout or "[]")
+    # buildah prints "null", not "[]", when it has none.
+    images = json.loads(_run(buildah("images", "--json", "--no-trunc")).stdout or "[]") or []
     tagged = {image["id"].removeprefix("sha256:") for image in images if image.get("names")}
-    containers = json.loads(_run(buildah("containers", "--json")).stdout or "[]")
+    containers = json.loads(_run(buildah("containers", "--json")).stdout or "[]") or []
     released = []
     for container in containers:
         name = container.get("containername", "")
