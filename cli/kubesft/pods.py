@@ -18,7 +18,9 @@ from kubesft_api.pod_contract import ANNOTATION_COMPLETION_INDEX, CONTAINER_NAME
 
 
 def selector(job: str, attempt: int | None = None) -> str:
-    return f"{LABEL_JOB}={job}" + (f",{LABEL_ATTEMPT}={attempt}" if attempt is not None else "")
+    """The trainer pods of SFTJob ``job`` (of one attempt): those with an attempt label, so not
+    its validation pod."""
+    return f"{LABEL_JOB}={job}," + (f"{LABEL_ATTEMPT}={attempt}" if attempt is not None else LABEL_ATTEMPT)
 
 
 def pod_rank(pod: Any) -> int:

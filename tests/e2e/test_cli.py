@@ -21,7 +21,7 @@ from kubernetes import client
 
 from kubesft import Client, SFTJob
 from kubesft.errors import CRDNotInstalledError, api_error
-from kubesft_api.pod_contract import CONTAINER_NAME, LABEL_JOB
+from kubesft_api.pod_contract import CONTAINER_NAME, LABEL_ATTEMPT, LABEL_JOB
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.mlflow_server import MlflowServer
 from testing.devcluster.operator_install import OperatorInstall, running_operator
@@ -124,7 +124,7 @@ def test_run_wait_then_status_and_download(setup: Setup) -> None:
         assert reason in status, status
 
     (pod,) = setup.cluster.kube.core.list_namespaced_pod(
-        setup.namespace, label_selector=f"{LABEL_JOB}=tiny"
+        setup.namespace, label_selector=f"{LABEL_JOB}=tiny,{LABEL_ATTEMPT}"
     ).items
     trainer_log = setup.cluster.node.logs(setup.namespace, pod.metadata.name, CONTAINER_NAME)
     assert trainer_log.strip(), "the trainer wrote nothing"
