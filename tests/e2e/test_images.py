@@ -148,7 +148,10 @@ def test_demo_job_succeeds_in_the_trainer_image_under_the_operator_from_its_imag
                 uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
                 operator_root.update(root=root, uid=uid)
         # The trainer pods are still there: the SFTJob (their owner) goes when the operator stops.
-        trainer_pods.extend(cluster.kube.core.list_namespaced_pod(namespace).items)
+        # Trainer pods carry an attempt label; the validation pod (also in the image) does not.
+        trainer_pods.extend(
+            cluster.kube.core.list_namespaced_pod(namespace, label_selector="kubesft.io/attempt").items
+        )
         trainer_logs.extend(cluster.node.logs(namespace, pod.metadata.name) for pod in trainer_pods)
 
     lines: list[str] = []
