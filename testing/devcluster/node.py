@@ -67,6 +67,8 @@ class ProcessNode:
         self.pods: dict[str, PodRuntime] = {}  # by uid, worker thread only
         self._pod_dirs: dict[tuple[str, str], Path] = {}
         self._bound: set[str] = set()
+        self._unwritten: set[str] = set()  # pods whose last status the API server has not taken
+        self._status_retry_at = 0.0
         self._services: dict[tuple[str, str], Any] = {}
         self._hosts_dirty = True
         self._failed = False
@@ -348,14 +350,15 @@ class ProcessNode:
 
     def _step_all(self) -> None:
         for runtime in list(self.pods.values()):
-            if runtime.cleaned and not runtime.terminating:
-                continue  # ended and not being deleted: nothing can change
+            unwritten = runtime.uid in self._unwritten and time.monotonic() >= self._status_retry_at
+            if runtime.cleaned and not runtime.terminating and not unwritten:
+                continue  # ended, reported and not being deleted: nothing can change
             try:
                 had_address = runtime.address
                 changed = runtime.step(self.api.read_object, self.claim_directory, self.network)
                 if runtime.address != had_address:
                     self._refresh_hosts()
-                if changed:
+                if changed or unwritten:
                     self._write_status(runtime)
                 if (
                     runtime.terminating
@@ -372,12 +375,19 @@ class ProcessNode:
                 self._record_error(err)
 
     def _write_status(self, runtime: PodRuntime) -> None:
+        # As the kubelet's status manager does, a status the API server did not take (it was down)
+        # is sent again on later steps until it lands; otherwise a pod that ends during an outage
+        # would stay Running for ever.
+        self._unwritten.add(runtime.uid)
+        self._status_retry_at = time.monotonic() + 1.0
         self.api.write_pod_status(runtime.namespace, runtime.name, runtime.uid, pod_status.status_of(runtime))
+        self._unwritten.discard(runtime.uid)
 
     def _forget(self, runtime: PodRuntime) -> None:
         runtime.cleanup(self.network)
         self.pods.pop(runtime.uid, None)
         self._bound.discard(runtime.uid)
+        self._unwritten.discard(runtime.uid)
         self._hosts_dirty = True
 
     def _refresh_hosts(self) -> None:

@@ -20,10 +20,16 @@ from kubesft_trainer.errors import ConfigError
 from tests.support.trainer import parsed_config
 
 
-def test_fsdp_shards_with_fsdp2_checkpointing_activations_itself_in_sharded_checkpoints(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+@pytest.fixture(autouse=True)
+def _fsdp_environment_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsdp_sft_kwargs sets ACCELERATE_USE_FSDP for the process; later tests in this process train
+    unsharded and would otherwise build an FSDP plugin. setenv before delenv records the variable's
+    absence, so teardown removes what the code under test set."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+
+
+def test_fsdp_shards_with_fsdp2_checkpointing_activations_itself_in_sharded_checkpoints() -> None:
     config = parsed_config(sharding="fsdp", gradientCheckpointing=True)
     installed = installed_sft_fields()
     kwargs = sft_kwargs(
