@@ -14,7 +14,11 @@ class RunPolicy(SpecModel):
 
     suspend: bool = Field(default=False, description="Stop the pods after a final checkpoint; false resumes.")
     backoff_limit: int = Field(
-        default=3, description="Retries after retryable failures or preemption.", ge=0, le=100
+        default=3,
+        description="Retries after retryable failures (crashes, a lost node); a preemption or eviction "
+        "is retried without counting.",
+        ge=0,
+        le=100,
     )
     active_deadline_seconds: int | None = Field(
         default=None, description="Fail the job when it has run this long.", ge=1, le=31_536_000

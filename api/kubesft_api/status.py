@@ -61,7 +61,15 @@ class SFTJobStatus(StatusModel):
     start_time: str | None = Field(default=None, description="When training first started.")
     completion_time: str | None = Field(default=None, description="When the job succeeded or failed.")
     restarts: int = Field(
-        default=0, description="Attempts started after a retryable failure or preemption.", ge=0
+        default=0,
+        description="Attempts started after a retryable failure; these count against runPolicy.backoffLimit.",
+        ge=0,
+    )
+    preemptions: int = Field(
+        default=0,
+        description="Attempts started after a preemption or eviction; these do not count against "
+        "runPolicy.backoffLimit.",
+        ge=0,
     )
     attempt: int = Field(default=0, description="Index of the current trainer Job.", ge=0)
     job_name: str | None = Field(default=None, description="Name of the current trainer Job.")

@@ -33,6 +33,9 @@ class Failure:
     message: str
     retryable: bool
     exit_code: int | None = None
+    disruption: bool = False
+    """Stopped from outside (preemption, eviction, a node going away), not by a fault of the run:
+    the next attempt does not count against ``runPolicy.backoffLimit``."""
 
 
 AttemptPhase = Literal["Missing", "Stopping", "Waiting", "Queued", "Running", "Succeeded", "Failed"]
@@ -124,7 +127,9 @@ def pod_failure(pod: Pod) -> Failure:
     )
     if status.get("reason") in _EVICTION_REASONS or disrupted:
         detail = status.get("message") or status.get("reason") or "disrupted"
-        return Failure("Preempted", f"pod {name} was preempted or evicted: {detail}", retryable=True)
+        return Failure(
+            "Preempted", f"pod {name} was preempted or evicted: {detail}", retryable=True, disruption=True
+        )
     terminated = _trainer_status(pod).get("state", {}).get("terminated")
     if not terminated:
         detail = status.get("message") or status.get("reason") or "no container status"
@@ -152,6 +157,7 @@ def pod_failure(pod: Pod) -> Failure:
             f"pod {name} was stopped and saved a checkpoint (exit {code})",
             retryable=True,
             exit_code=code,
+            disruption=True,
         )
     if code > 128:
         return Failure(

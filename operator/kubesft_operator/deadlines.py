@@ -22,6 +22,19 @@ def seconds_left(deadline: int | None, started: str | None, now: datetime) -> in
     return max(1, int(deadline - used))
 
 
+def overdue(deadline: int | None, started: str | None, now: datetime) -> bool:
+    """Whether a job started at ``started`` has run past ``deadline`` seconds."""
+    start = parse_time(started)
+    return bool(deadline and start and now >= start + timedelta(seconds=deadline))
+
+
+def deadline_message(deadline: int | None) -> str:
+    return (
+        f"the job ran longer than spec.runPolicy.activeDeadlineSeconds ({deadline}s); "
+        "its latest checkpoint is kept"
+    )
+
+
 def job_deadline_change(deadline: int | None, job: Job | None, started: str | None) -> SetJobDeadline | None:
     """The patch that keeps ``job``'s own deadline at what is left of the SFTJob's (``deadline``,
     counted from ``started``), which may have been changed since the Job was made; None if right

@@ -13,17 +13,16 @@ says whether another attempt can succeed, and every attempt resumes from the new
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Literal
 
 from kubesft_api.pod_contract import RETENTION_REGRESSED
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_api.status import ConditionType, Phase, SFTJobStatus
-from kubesft_api.times import parse_time, rfc3339
+from kubesft_api.times import rfc3339
 from kubesft_operator import names, records, spec_changes, validation_gate
-from kubesft_operator.attempts import AttemptState, observe_attempt
+from kubesft_operator.attempts import AttemptState, Failure, observe_attempt
 from kubesft_operator.conditions import drop_condition, get_condition, headline, set_condition
-from kubesft_operator.deadlines import job_deadline_change, seconds_left, ttl_left
+from kubesft_operator.deadlines import deadline_message, job_deadline_change, overdue, seconds_left, ttl_left
 from kubesft_operator.decisions import (
     Decision,
     DeleteJob,
@@ -201,20 +200,15 @@ class _Machine:
             self.new.start_time = self.new.start_time or state.started_at or self.now
 
         deadline = spec.run_policy.active_deadline_seconds
-        started = parse_time(self.new.start_time)
-        overdue = bool(deadline and started and self.world.now >= started + timedelta(seconds=deadline))
-        deadline_message = (
-            f"the job ran longer than spec.runPolicy.activeDeadlineSeconds ({deadline}s); "
-            "its latest checkpoint is kept"
-        )
+        late = overdue(deadline, self.new.start_time, self.world.now)
 
         if state.phase == "Succeeded":
             self._succeed(spec, state)
             return
         if state.phase == "Failed" and state.failure is not None:
             failure = state.failure
-            if overdue or failure.reason == "DeadlineExceeded":
-                self._fail("DeadlineExceeded", deadline_message, job)
+            if late or failure.reason == "DeadlineExceeded":
+                self._fail("DeadlineExceeded", deadline_message(deadline), job)
             elif spec.run_policy.suspend and failure.retryable:
                 # The trainer stopped because of the suspension itself: not a failure to retry.
                 if job is not None:
@@ -222,7 +216,7 @@ class _Machine:
                 self._suspended(spec, started_before)
             elif not failure.retryable:
                 self._fail(failure.reason, failure.message, job)
-            elif self.new.restarts >= spec.run_policy.backoff_limit:
+            elif not failure.disruption and self.new.restarts >= spec.run_policy.backoff_limit:
                 self._fail(
                     "BackoffLimitExceeded",
                     f"{failure.message}; no retries left after {self.new.restarts} restart(s) "
@@ -230,10 +224,10 @@ class _Machine:
                     job,
                 )
             else:
-                self._restart(spec, current, failure.reason, failure.message, job)
+                self._restart(spec, current, failure, job)
             return
-        if overdue:
-            self._fail("DeadlineExceeded", deadline_message, job)
+        if late:
+            self._fail("DeadlineExceeded", deadline_message(deadline), job)
             return
         if spec.run_policy.suspend:
             self._suspend(spec, job, state, started_before)
@@ -262,19 +256,27 @@ class _Machine:
         self.decision.events.append(Note("Normal", "JobCreated", f"created Job {name} (attempt {index})"))
         return True
 
-    def _restart(self, spec: SFTJobSpec, current: int, reason: str, message: str, job: Job | None) -> None:
-        restarts = self.new.restarts + 1
+    def _restart(self, spec: SFTJobSpec, current: int, failure: Failure, job: Job | None) -> None:
+        """The next attempt after ``failure``; a disruption is retried without using up a retry."""
+        restarts = self.new.restarts + (0 if failure.disruption else 1)
         limit = spec.run_policy.backoff_limit
         if not self._start(spec, current + 1, restarts, job):
             return
+        if failure.disruption:
+            self.new.preemptions = self.old.preemptions + 1
         if job is not None:
             self.decision.actions.append(DeleteJob(job["metadata"]["name"]))
+        counted = (
+            f"a preemption does not count against spec.runPolicy.backoffLimit: {restarts} of {limit} used"
+            if failure.disruption
+            else f"restart {restarts} of {limit}"
+        )
         self._condition(
             "Running",
             "False",
-            reason,
-            f"attempt {current}: {message}. Starting attempt {current + 1} (restart {restarts} of "
-            f"{limit}), resuming from the latest checkpoint",
+            failure.reason,
+            f"attempt {current}: {failure.message}. Starting attempt {current + 1} ({counted}), "
+            "resuming from the latest checkpoint",
         )
 
     def _suspend(self, spec: SFTJobSpec, job: Job | None, state: AttemptState, started_before: bool) -> None:

@@ -27,7 +27,10 @@ FAILED = prometheus_client.Counter(
     "kubesft_sftjobs_failed", "SFTJobs that failed, by the reason of their Failed condition.", ["reason"]
 )
 RESTARTS = prometheus_client.Counter(
-    "kubesft_sftjob_restarts", "Attempts started after a retryable failure or preemption."
+    "kubesft_sftjob_restarts", "Attempts started after a retryable failure (counted against backoffLimit)."
+)
+PREEMPTIONS = prometheus_client.Counter(
+    "kubesft_sftjob_preemptions", "Attempts started after a preemption or eviction (not counted)."
 )
 DURATION = prometheus_client.Histogram(
     "kubesft_sftjob_duration_seconds",
@@ -88,6 +91,8 @@ def record_transition(old: SFTJobStatus, new: SFTJobStatus, created_at: datetime
         CREATED.inc()
     if new.restarts > old.restarts:
         RESTARTS.inc(new.restarts - old.restarts)
+    if new.preemptions > old.preemptions:
+        PREEMPTIONS.inc(new.preemptions - old.preemptions)
     if new.phase == old.phase or new.phase not in ("Succeeded", "Failed"):
         return
     if new.phase == "Succeeded":

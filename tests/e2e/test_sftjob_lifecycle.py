@@ -326,7 +326,10 @@ HAPPY_STEPS = 150
 
 
 def _preempt_after_a_checkpoint(run: E2E) -> dict[str, Any]:
-    run.apply(run.spec(PREEMPTED, steps=LONG_RUN, save_steps=10))
+    body = run.spec(PREEMPTED, steps=LONG_RUN, save_steps=10)
+    # No retries: the job can only finish if the preemption does not count as one.
+    body["spec"]["runPolicy"] = {**body["spec"].get("runPolicy", {}), "backoffLimit": 0}
+    run.apply(body)
     store = run.checkpoints(PREEMPTED)
     checkpoint = wait_until(
         lambda: (
@@ -450,8 +453,7 @@ def test_preempted_trainer_retries_and_resumes_from_its_checkpoint(e2e: E2E) -> 
     checkpoint_step = e2e.acted(PREEMPTED)["checkpoint_step"]
     status = e2e.wait(PREEMPTED, "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", yaml.safe_dump(status)
-    assert status["restarts"] == 1
-    assert status["attempt"] == 1
+    assert (status["restarts"], status["preemptions"], status["attempt"]) == (0, 1, 1)
     # The retry starts over from Pending; the final Succeeded may come after the recorder's last look.
     assert _in_order(e2e.history.phases(PREEMPTED), ["Running", "Pending", "Running"]), e2e.history.seen[
         PREEMPTED
@@ -610,7 +612,7 @@ def test_deleting_a_job_removes_its_children_and_keeps_checkpoints_and_model(e2e
 
 def test_operator_metrics_count_the_jobs_of_the_module(e2e: E2E) -> None:
     """The counters of the module's operator: seven SFTJobs, four of them trained (one after a
-    preemption, one after a suspension, which is no restart), three failed in validation."""
+    preemption, which is no restart, one after a suspension), three failed in validation."""
     for name in (HAPPY, PREEMPTED, SUSPENDED, BAD_DATA, NO_SECRET, CUT_ANSWERS, UNWRITABLE):
         e2e.wait_finished_or_gone(name)
     samples = {
@@ -622,7 +624,8 @@ def test_operator_metrics_count_the_jobs_of_the_module(e2e: E2E) -> None:
     assert samples[("kubesft_sftjobs_succeeded_total", ())] == 4
     assert samples[("kubesft_sftjobs_failed_total", (("reason", "InvalidData"),))] == 2
     assert samples[("kubesft_sftjobs_failed_total", (("reason", "StorageUnavailable"),))] == 1
-    assert samples[("kubesft_sftjob_restarts_total", ())] == 1
+    assert samples[("kubesft_sftjob_restarts_total", ())] == 0
+    assert samples[("kubesft_sftjob_preemptions_total", ())] == 1
     assert samples[("kubesft_sftjob_duration_seconds_count", ())] == 7
     failed_now = ("kubesft_sftjobs", (("namespace", NAMESPACE), ("phase", "Failed")))
     assert samples[failed_now] == 3

@@ -826,6 +826,7 @@ def test_dashboards_cover_what_users_look_for() -> None:
         "kubesft_sftjobs_created_total",
         "kubesft_sftjobs_failed_total",
         "kubesft_sftjob_restarts_total",
+        "kubesft_sftjob_preemptions_total",
         "kubesft_reconcile_errors_total",
     ):
         assert re.search(rf"\b{name}\b", exprs), name

@@ -121,7 +121,7 @@ def test_running_pod_moves_to_running_once() -> None:
     assert again.status == decision.status
 
 
-def test_preemption_starts_the_next_attempt_and_counts_a_restart() -> None:
+def test_a_killed_trainer_starts_the_next_attempt_and_counts_a_restart() -> None:
     body = started()
     decision = run(body, [job(0)], [pod(0, "Failed", exit_code=137)])
     create, delete = decision.actions
@@ -132,6 +132,34 @@ def test_preemption_starts_the_next_attempt_and_counts_a_restart() -> None:
     running = condition(decision, "Running")
     assert running.reason == "Killed" and "restart 1 of 2" in running.message
     assert [(e.type, e.reason) for e in decision.events] == [("Warning", "Killed"), ("Normal", "JobCreated")]
+
+
+def test_a_preempted_pod_starts_the_next_attempt_without_using_up_a_retry() -> None:
+    # backoffLimit 0: a crash would fail the job, a preemption does not.
+    body = started(backoffLimit=0)
+    body["status"]["preemptions"] = 1
+    decision = run(body, [job(0)], [pod(0, "Failed", exit_code=137, pod_reason="Preempted")])
+    create, delete = decision.actions
+    assert isinstance(create, EnsureChildren) and (create.attempt.index, create.attempt.restarts) == (1, 0)
+    assert delete == DeleteJob("chat-0")
+    status = decision.status
+    assert (status.attempt, status.restarts, status.preemptions, status.phase) == (1, 0, 2, "Pending")
+    running = condition(decision, "Running")
+    assert running.reason == "Preempted"
+    assert "does not count against spec.runPolicy.backoffLimit: 0 of 0 used" in running.message
+
+
+def test_a_trainer_stopped_by_sigterm_outside_a_suspension_is_a_disruption_too() -> None:
+    stopped = pod(0, "Failed", exit_code=exit_codes.PREEMPTED)
+    decision = run(started(backoffLimit=0), [job(0)], [stopped])
+    assert (decision.status.attempt, decision.status.restarts, decision.status.preemptions) == (1, 0, 1)
+
+
+def test_a_crash_at_backoff_limit_0_fails_where_a_preemption_would_retry() -> None:
+    decision = run(started(backoffLimit=0), [job(0)], [pod(0, "Failed", exit_code=137)])
+    assert not any(isinstance(a, EnsureChildren) for a in decision.actions)
+    assert condition(decision, "Failed").reason == "BackoffLimitExceeded"
+    assert decision.status.preemptions == 0
 
 
 def test_new_attempt_is_adopted_not_duplicated_after_an_operator_restart() -> None:

@@ -19,16 +19,18 @@ def test_transitions_are_counted_once() -> None:
     before = (
         _sample("kubesft_sftjobs_created_total"),
         _sample("kubesft_sftjob_restarts_total"),
+        _sample("kubesft_sftjob_preemptions_total"),
         _sample("kubesft_sftjobs_failed_total", {"reason": "OOMKilled"}),
         _sample("kubesft_sftjob_duration_seconds_count"),
     )
     pending = SFTJobStatus(phase="Pending")
     metrics.record_transition(SFTJobStatus(), pending, created)
-    restarted = SFTJobStatus(phase="Pending", restarts=1)
+    restarted = SFTJobStatus(phase="Pending", restarts=1, preemptions=2)
     metrics.record_transition(pending, restarted, created)
     failed = SFTJobStatus(
         phase="Failed",
         restarts=1,
+        preemptions=2,
         completion_time="2030-01-01T01:00:00Z",
         conditions=[Condition(type="Failed", status="True", reason="OOMKilled")],
     )
@@ -37,10 +39,11 @@ def test_transitions_are_counted_once() -> None:
     after = (
         _sample("kubesft_sftjobs_created_total"),
         _sample("kubesft_sftjob_restarts_total"),
+        _sample("kubesft_sftjob_preemptions_total"),
         _sample("kubesft_sftjobs_failed_total", {"reason": "OOMKilled"}),
         _sample("kubesft_sftjob_duration_seconds_count"),
     )
-    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 2, 1, 1]
 
 
 def test_phase_gauge_counts_jobs_per_namespace_and_phase() -> None:
