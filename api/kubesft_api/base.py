@@ -14,6 +14,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from kubesft_api import cel
 from kubesft_api.validation import field_error
 
 HUB_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
@@ -55,6 +56,6 @@ def one_of(model: BaseModel, first: str, second: str, required: bool) -> None:
     """Raise when both aliases are set, or (if ``required``) neither."""
     a, b = getattr(model, first), getattr(model, second)
     if a is not None and b is not None:
-        raise field_error(to_camel(second), f"set either {to_camel(first)} or {to_camel(second)}, not both")
+        raise field_error(to_camel(second), cel.both_message(to_camel(first), to_camel(second)))
     if required and a is None and b is None:
-        raise field_error(to_camel(first), f"set one of {to_camel(first)} or {to_camel(second)}")
+        raise field_error(to_camel(first), cel.neither_message(to_camel(first), to_camel(second)))

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
+from kubesft_api import cel
 from kubesft_api.base import HubId, ShortName, SpecModel, one_of
 from kubesft_api.uris import StorageUri
 from kubesft_api.validation import field_error
@@ -19,6 +20,39 @@ DEFAULT_MESSAGES_FIELD = "messages"
 DEFAULT_SHAREGPT_FIELD = "conversations"
 
 _Speaker = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+def source_rules(*, unless: str | None = None) -> list[cel.Rule]:
+    """``check_source(required=True)`` as CEL; ``unless``: when the rules do not apply."""
+    skip = f"{unless} || " if unless else ""
+    conditional = [
+        cel.needs(
+            cel.present("subset"),
+            cel.present("name"),
+            "applies to hub datasets only; it needs name",
+            "subset",
+        ),
+        cel.needs(
+            cel.differs("revision", "main"),
+            cel.present("name"),
+            "applies to hub datasets only; it needs name",
+            "revision",
+        ),
+        cel.needs(
+            cel.present("roles"),
+            "!has(self.format) || self.format in ['auto', 'sharegpt']",
+            "maps ShareGPT speakers; format must be auto or sharegpt",
+            "roles",
+        ),
+        cel.needs(
+            cel.is_true("asChat"),
+            "!has(self.format) || self.format in ['auto', 'prompt-completion']",
+            "turns prompt-completion rows into chats; format must be auto or prompt-completion",
+            "asChat",
+        ),
+    ]
+    guarded = [{**r, "rule": f"{skip}{r['rule']}"} for r in conditional]
+    return [*cel.either("name", "uri", required=True, unless=unless), *guarded]
 
 
 class SourceFields(SpecModel):
@@ -115,6 +149,8 @@ class SourceFields(SpecModel):
 class MixtureSource(SourceFields):
     """One source of a dataset mixture, and how much of it to take."""
 
+    model_config = cel.validations(*source_rules(), *cel.either("weight", "maxSamples", required=False))
+
     weight: float | None = Field(
         default=None,
         description=(
@@ -147,6 +183,15 @@ HELDOUT = "heldout"
 
 class EvalSet(SourceFields):
     """A named evaluation source, evaluated beside the held-out rows to measure what training keeps."""
+
+    model_config = cel.validations(
+        *source_rules(),
+        cel.rule(
+            "self.setName != 'heldout'",
+            "heldout names the held-out training rows; pick another name",
+            "setName",
+        ),
+    )
 
     set_name: SetName = Field(
         description=(

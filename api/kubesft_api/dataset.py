@@ -7,8 +7,9 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from kubesft_api import cel
 from kubesft_api.base import Seed, ShortName, one_of
-from kubesft_api.data_source import EvalSet, MixtureSource, SourceFields
+from kubesft_api.data_source import EvalSet, MixtureSource, SourceFields, source_rules
 from kubesft_api.validation import field_error
 
 _SystemPrompt = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
@@ -16,6 +17,20 @@ _SystemPrompt = Annotated[str, StringConstraints(min_length=1, max_length=16384)
 
 class DatasetSource(SourceFields):
     """The training data, its format and how to hold out evaluation rows."""
+
+    model_config = cel.validations(
+        *source_rules(unless="has(self.mixture)"),
+        *cel.either("evalSplit", "evalFraction", required=False),
+        *(
+            cel.needs(
+                "has(self.mixture)",
+                f"!has(self.{field})",
+                "set either mixture or a single source (name or uri), not both",
+                field,
+            )
+            for field in ("name", "uri")
+        ),
+    )
 
     mixture: list[MixtureSource] | None = Field(
         default=None,

@@ -6,12 +6,11 @@ import re
 from typing import Self
 
 from pydantic import (
-    ConfigDict,
     Field,
-    JsonValue,
     model_validator,
 )
 
+from kubesft_api import cel
 from kubesft_api.base import KubeString, SpecModel
 from kubesft_api.refs import SecretKeyRef
 from kubesft_api.validation import field_error
@@ -21,7 +20,10 @@ _SECRET_NAME = r"((^|_)KEY$|(^|_)KEY_|PASS|TOKEN|SECRET|CREDENTIAL)"
 _SECRET_LIKE = re.compile(_SECRET_NAME, re.I)
 NOT_SECRET_NAMES = ("TOKENIZERS_PARALLELISM",)
 """Well-known settings whose names only look like secrets."""
-_INLINE_SECRET_RULE: dict[str, JsonValue] = {
+_ONE_SOURCE = "set exactly one of secretKeyRef, configMapKeyRef or fieldRef"
+_ONE_REF = "set exactly one of secretRef or configMapRef"
+_VALUE_OR_FROM = "set value or valueFrom, not both"
+_INLINE_SECRET_RULE: cel.Rule = {
     "rule": "!has(self.value) || self.name in "
     + "["
     + ", ".join(f"'{name}'" for name in NOT_SECRET_NAMES)
@@ -56,6 +58,10 @@ class FieldRef(SpecModel):
 class EnvVarSource(SpecModel):
     """Where an environment variable's value comes from. Exactly one is set."""
 
+    model_config = cel.validations(
+        cel.exactly_one(_ONE_SOURCE, "secretKeyRef", "configMapKeyRef", "fieldRef")
+    )
+
     secret_key_ref: SecretKeyRef | None = Field(default=None, description="A Secret key.")
     config_map_key_ref: ConfigMapKeyRef | None = Field(default=None, description="A ConfigMap key.")
     field_ref: FieldRef | None = Field(default=None, description="A pod field.")
@@ -64,14 +70,17 @@ class EnvVarSource(SpecModel):
     def _exactly_one(self) -> Self:
         chosen = [n for n in ("secret_key_ref", "config_map_key_ref", "field_ref") if getattr(self, n)]
         if len(chosen) != 1:
-            raise ValueError("set exactly one of secretKeyRef, configMapKeyRef or fieldRef")
+            raise ValueError(_ONE_SOURCE)
         return self
 
 
 class EnvVar(SpecModel):
     """An environment variable for the trainer. Secrets only by reference."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_INLINE_SECRET_RULE]})
+    model_config = cel.validations(
+        _INLINE_SECRET_RULE,
+        cel.rule(f"!({cel.present('value')} && {cel.present('valueFrom')})", _VALUE_OR_FROM, "value"),
+    )
 
     name: str = Field(description="Variable name.", min_length=1, max_length=253, pattern=_ENV_NAME)
     value: str | None = Field(
@@ -86,7 +95,7 @@ class EnvVar(SpecModel):
     @model_validator(mode="after")
     def _reference_secrets(self) -> Self:
         if self.value is not None and self.value_from is not None:
-            raise field_error("value", "set value or valueFrom, not both")
+            raise field_error("value", _VALUE_OR_FROM)
         if self.value is not None and looks_like_secret(self.name):
             raise field_error(
                 "value",
@@ -105,6 +114,8 @@ class LocalObjectRef(SpecModel):
 class EnvFromSource(SpecModel):
     """All keys of a Secret or ConfigMap as environment variables."""
 
+    model_config = cel.validations(cel.exactly_one(_ONE_REF, "secretRef", "configMapRef"))
+
     prefix: str | None = Field(default=None, description="Prefix added to every key.", max_length=253)
     secret_ref: LocalObjectRef | None = Field(default=None, description="A Secret.")
     config_map_ref: LocalObjectRef | None = Field(default=None, description="A ConfigMap.")
@@ -112,5 +123,5 @@ class EnvFromSource(SpecModel):
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if (self.secret_ref is None) == (self.config_map_ref is None):
-            raise ValueError("set exactly one of secretRef or configMapRef")
+            raise ValueError(_ONE_REF)
         return self

@@ -10,6 +10,7 @@ from pydantic import (
     model_validator,
 )
 
+from kubesft_api import cel
 from kubesft_api.base import HubId, ShortName, SpecModel, one_of
 from kubesft_api.chat_templates import (
     BUILTIN_END_OF_TURN,
@@ -26,6 +27,8 @@ BUILTIN_CHAT_TEMPLATES = tuple(BUILTIN_END_OF_TURN)
 
 class ModelSource(SpecModel):
     """The base model to fine-tune, and how to read its tokenizer and chat template."""
+
+    model_config = cel.validations(*cel.either("name", "uri", required=True))
 
     name: HubId | None = Field(
         default=None,

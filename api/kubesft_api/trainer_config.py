@@ -13,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 
+from kubesft_api import cel
 from kubesft_api.base import SpecModel
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_api.data_source import SourceFields
@@ -32,8 +33,55 @@ COMPLETION_ONLY_ON_MESSAGES = (
 )
 
 
+def _text_data(dataset: str = "self.dataset") -> str:
+    """CEL: the data (the one source, or any mixture entry) has format text."""
+    return (
+        f"(has({dataset}.format) && {dataset}.format == 'text')"
+        f" || (has({dataset}.mixture) && {dataset}.mixture.exists(m, has(m.format) && m.format == 'text'))"
+    )
+
+
+_QUANTIZED = cel.differs("lora.quantization", "none")
+CROSS_SECTION_RULES = [
+    cel.needs(
+        _QUANTIZED,
+        cel.is_true("lora.enabled"),
+        "needs lora.enabled: true (QLoRA trains adapters)",
+        "lora.quantization",
+    ),
+    cel.needs(
+        f"{cel.differs('training.sharding', 'none')} && {_QUANTIZED}",
+        "false",
+        "cannot shard a quantized base (lora.quantization): use lora.quantization: none with sharding, "
+        "or sharding: none for QLoRA",
+        "training.sharding",
+    ),
+    cel.needs(
+        cel.present("evaluation.maxRetentionLossIncrease"),
+        f"{cel.present('dataset.evalSets')} && size(self.dataset.evalSets) > 0",
+        "guards the sets of dataset.evalSets; there are none",
+        "evaluation.maxRetentionLossIncrease",
+    ),
+    cel.needs(
+        f"{cel.is_true('training.assistantOnlyLoss')} && has(self.dataset)",
+        f"!({_text_data()})",
+        "needs conversational data; the dataset's format is text",
+        "training.assistantOnlyLoss",
+    ),
+    cel.needs(
+        f"{cel.present('dataset.systemPrompt')}",
+        f"!({_text_data()})",
+        "needs conversational data; the dataset's format is text",
+        "dataset.systemPrompt",
+    ),
+]
+"""``TrainerConfig._cross_section`` as CEL, for the rules it can express."""
+
+
 class TrainerConfig(SpecModel):
     """Everything the trainer needs: the sections of an SFTJob spec it reads."""
+
+    model_config = cel.validations(*CROSS_SECTION_RULES)
 
     # Required sections default to an unset one, so their own validators name the missing field.
     model: ModelSource = Field(default_factory=ModelSource.model_construct, description="The base model.")

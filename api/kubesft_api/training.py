@@ -10,6 +10,7 @@ from pydantic import (
     model_validator,
 )
 
+from kubesft_api import cel
 from kubesft_api.base import Seed, SpecModel, StepCount
 from kubesft_api.sft_config_fields import extra_args_problems
 from kubesft_api.validation import field_error
@@ -20,6 +21,15 @@ _StepInterval = Annotated[int, Field(ge=1, le=1_000_000)]
 
 class TrainingSettings(SpecModel):
     """The SFT settings people touch most. Anything else goes through extraArgs."""
+
+    model_config = cel.validations(
+        cel.needs(
+            cel.is_true("paddingFree"),
+            cel.is_true("packing"),
+            "needs packing: true (TRL refuses padding-free without packing when maxLength is set)",
+            "paddingFree",
+        )
+    )
 
     epochs: float = Field(
         default=1.0,

@@ -7,7 +7,6 @@ CRD's OpenAPI schema, so only the webhook can refuse it (tests/support/specs.py)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,10 +14,8 @@ import yaml
 
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.operator_install import (
-    OperatorInstall,
     OperatorProcess,
     patch_sftjob_spec,
-    running_operator,
     wait_for_phase,
 )
 from testing.sftjob_manifests import sftjob_manifest
@@ -26,13 +23,6 @@ from tests.support.operator_objects import spec_dict
 from tests.support.specs import WEBHOOK_BAD_SPECS, with_changes
 
 DENIED = 'admission webhook "validate.sftjobs.kubesft.io" denied the request'
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    install = OperatorInstall.apply(cluster)
-    with running_operator(install, tmp_path_factory.mktemp("operator") / "operator.log") as running:
-        yield running
 
 
 def manifest(name: str, spec: dict[str, Any], namespace: str) -> str:
@@ -110,3 +100,15 @@ def test_started_job_refuses_spec_changes_but_takes_suspend(
     patch_sftjob_spec(cluster, namespace, "held", {"runPolicy": {"suspend": True}})
     suspended = wait_for_phase(cluster, namespace, "held", "Suspended")
     assert suspended["spec"]["training"]["maxSteps"] == 40
+
+
+def test_a_misspelt_field_is_refused_by_name_under_kubectl_strict_validation(
+    operator: OperatorProcess, cluster: Cluster, namespace: str
+) -> None:
+    """kubectl's default (--validate=strict) asks the API server for strict field validation; with
+    --validate=false the API server prunes unknown fields of a structural schema instead."""
+    spec = with_changes(training__learningRat=0.001)
+    result = cluster.kubectl("apply", "-f", "-", input=manifest("typo", spec, namespace), check=False)
+    assert result.returncode != 0, "the misspelt field was admitted"
+    assert 'unknown field "spec.training.learningRat"' in result.stderr, result.stderr
+    assert cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", "typo", namespace) is None

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kubesft_api.sftjob import InvalidSpecError, SFTJobSpec, parse_spec
-from tests.support.specs import VALID, WEBHOOK_BAD_SPECS, with_changes
+from tests.support.specs import CEL_BAD_SPECS, VALID, WEBHOOK_BAD_SPECS, with_changes
 
 EXAMPLES = sorted((pathlib.Path(__file__).parents[3] / "examples").glob("*.yaml"))
 
@@ -306,6 +306,17 @@ def test_bad_spec_is_rejected_with_field_path(case: str, spec: dict[str, Any], e
     with pytest.raises(InvalidSpecError) as info:
         parse_spec(spec)
     assert any(expected in problem for problem in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("case", "spec", "field", "message"), CEL_BAD_SPECS, ids=[c[0] for c in CEL_BAD_SPECS]
+)
+def test_what_the_crds_cel_rules_refuse_the_model_refuses_at_the_same_field(
+    case: str, spec: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(spec)
+    assert any(p.startswith(f"{field}: ") and message in p for p in info.value.problems), info.value.problems
 
 
 def test_valid_spec_parses_and_keeps_values() -> None:
