@@ -6,7 +6,9 @@ node's per-pod hosts file, the stand-in for cluster DNS of a headless Service.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,26 +19,30 @@ from kubernetes import client
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.kube import wait_until
 from testing.devcluster.s3 import S3Server
-from tests.e2e.test_sftjob_lifecycle import E2E, running_e2e
+from tests.e2e.test_sftjob_lifecycle import E2E, LONG_RUN, TRAIN_TIMEOUT, running_e2e
 
 NAMESPACE = "kubesft-e2e-multi"
 NAME = "two-nodes"
 STEPS = 20
+KILLED = "rank-1-killed"
+RESUMED = re.compile(r"resuming from (\S+) \(step (\d+)\)")
 
 
 @pytest.fixture(scope="module")
 def finished(cluster: Cluster, s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     with running_e2e(cluster, s3, tmp_path_factory.mktemp("multi-node"), NAMESPACE) as run:
-        body = run.spec(NAME, steps=STEPS, save_steps=10)
-        body["spec"]["resources"]["nodes"] = 2
-        run.apply(body)
+        for name, steps, save_steps in ((NAME, STEPS, 10), (KILLED, LONG_RUN, 10)):
+            body = run.spec(name, steps=steps, save_steps=save_steps)
+            body["spec"]["resources"]["nodes"] = 2
+            run.apply(body)
         run.wait(NAME, "Succeeded", "Failed")
         yield run
 
 
-def _by_rank(run: E2E) -> dict[str, client.V1Pod]:
+def _by_rank(run: E2E, name: str = NAME, attempt: int | None = None) -> dict[str, client.V1Pod]:
     return {
-        pod.metadata.annotations["batch.kubernetes.io/job-completion-index"]: pod for pod in run.pods(NAME)
+        pod.metadata.annotations["batch.kubernetes.io/job-completion-index"]: pod
+        for pod in run.pods(name, attempt=attempt)
     }
 
 
@@ -79,3 +85,31 @@ def test_deleting_the_job_removes_the_service(finished: E2E) -> None:
         timeout=60,
         describe=lambda: f"Service {NAME}-nodes outlived its SFTJob",
     )
+
+
+def test_killing_rank_1_starts_a_new_attempt_where_both_ranks_resume_from_one_checkpoint(
+    finished: E2E,
+) -> None:
+    run = finished
+    store = run.checkpoints(KILLED)
+    saved = wait_until(
+        lambda: next(iter(store.complete()), None) if run.status(KILLED).get("phase") == "Running" else None,
+        timeout=TRAIN_TIMEOUT,
+        describe=lambda: f"no complete checkpoint of {KILLED}:\n{yaml.safe_dump(run.status(KILLED))}",
+    )
+    rank_1 = _by_rank(run, KILLED, attempt=0)["1"]
+    # SIGKILL of every process of rank 1's pod: a crash on one node, not a preemption.
+    for pid in run.cluster.node.pod_pids(NAMESPACE, rank_1.metadata.name):
+        os.kill(pid, signal.SIGKILL)
+    status = run.wait(KILLED, "Succeeded", "Failed", timeout=2 * TRAIN_TIMEOUT)
+    assert status["phase"] == "Succeeded", yaml.safe_dump(status)
+    assert (status["attempt"], status["restarts"], status["preemptions"]) == (1, 1, 0)
+    retry = _by_rank(run, KILLED, attempt=1)
+    assert sorted(retry) == ["0", "1"]
+    resumed = {rank: RESUMED.findall(run.trainer_log(pod)) for rank, pod in retry.items()}
+    # Each node downloads the checkpoint itself; both chose the same one, at or after the one seen.
+    assert len(resumed["0"]) == 1 and resumed["0"] == resumed["1"], resumed
+    step = int(resumed["0"][0][1])
+    assert step >= saved.step > 0
+    summary = run.summary(KILLED)
+    assert (summary["resumedFromStep"], summary["globalStep"]) == (step, LONG_RUN)
