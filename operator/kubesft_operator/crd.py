@@ -15,6 +15,7 @@ import yaml
 
 from kubesft_api.sftjob import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, SFTJobSpec
 from kubesft_api.status import SFTJobStatus
+from kubesft_operator.frozen_spec import frozen_spec_rules
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRD_PATHS = (REPO_ROOT / "crds/sftjob.yaml", REPO_ROOT / "charts/kubesft/crds/sftjob.yaml")
@@ -137,6 +138,7 @@ def build_crd() -> dict[str, Any]:
                                 "status": status,
                             },
                             "required": ["spec"],
+                            "x-kubernetes-validations": frozen_spec_rules(),
                         }
                     },
                 }

@@ -19,6 +19,12 @@ MUTABLE_FIELDS: tuple[tuple[str, str], ...] = (
     ("runPolicy", "ttlSecondsAfterFinished"),
 )
 MUTABLE_FIELD_NAMES = ", ".join(f"spec.{a}.{b}" for a, b in MUTABLE_FIELDS)
+ACTIVE_PHASES = ("Pending", "Validating", "Running", "Suspended")
+"""Phases in which the spec is frozen: the job has started and has not finished."""
+KEEPS_ITS_SPEC = (
+    "the job keeps the spec it started with. "
+    f"Only {MUTABLE_FIELD_NAMES} can change now: delete and re-create the SFTJob to change the rest."
+)
 
 
 _MUTABLE_PATHS = frozenset(f"spec.{section}.{field}" for section, field in MUTABLE_FIELDS)
@@ -67,10 +73,7 @@ def with_mutable_fields(applied: dict[str, Any], current: dict[str, Any]) -> dic
 
 def refusal_message(paths: list[str], phase: str) -> str:
     shown = ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
-    return (
-        f"{shown} cannot change while the job is {phase}; the job keeps the spec it started with. "
-        f"Only {MUTABLE_FIELD_NAMES} can change now: delete and re-create the SFTJob to change the rest."
-    )
+    return f"{shown} cannot change while the job is {phase}; {KEEPS_ITS_SPEC}"
 
 
 @lru_cache(maxsize=2048)

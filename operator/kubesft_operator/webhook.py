@@ -37,7 +37,6 @@ HANDLER_ID = "validate-sftjob"
 MUTATING_HANDLER_ID = "record-sftjob-admission"
 WEBHOOK_NAME = f"validate.{PLURAL}.{GROUP}"
 MUTATING_WEBHOOK_NAME = f"record.{PLURAL}.{GROUP}"
-ACTIVE_PHASES = frozenset({"Pending", "Validating", "Running", "Suspended"})
 
 
 def admission_problems(
@@ -64,7 +63,7 @@ def admission_problems(
     else:
         if policy is not None:
             problems += policy_problems(parsed, namespace, policy)
-    if operation == "UPDATE" and old_spec is not None and old_phase in ACTIVE_PHASES:
+    if operation == "UPDATE" and old_spec is not None and old_phase in spec_changes.ACTIVE_PHASES:
         changed = spec_changes.immutable_changes(old_spec, spec or {})
         if changed:
             problems.append(spec_changes.refusal_message(changed, old_phase))

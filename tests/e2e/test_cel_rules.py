@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 
 from testing.devcluster.cluster import Cluster
-from testing.devcluster.operator_install import OperatorProcess
+from testing.devcluster.operator_install import OperatorProcess, patch_sftjob_spec, wait_for_phase
 from testing.sftjob_manifests import sftjob_manifest
-from tests.support.specs import CEL_BAD_SPECS, WEBHOOK_BAD_SPECS
+from tests.support.specs import CEL_BAD_SPECS, VALID, WEBHOOK_BAD_SPECS
 
 DENIED = 'admission webhook "validate.sftjobs.kubesft.io" denied the request'
 
@@ -56,6 +56,10 @@ def test_cel_rules_refuse_each_spec_with_the_webhook_on(
 def test_cel_rules_refuse_each_spec_with_the_webhook_gone(
     operator: OperatorProcess, cluster: Cluster, namespace: str
 ) -> None:
+    # A started job, for the transition rules: the operator moves it to Pending.
+    held_spec = {**VALID, "validation": {"enabled": False}}
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(sftjob_manifest("held", held_spec, namespace)))
+    wait_for_phase(cluster, namespace, "held", "Pending")
     operator.kill()
     operator.install.delete_webhook_configurations()
     # The webhook is gone: a spec only it refuses is now admitted.
@@ -65,3 +69,17 @@ def test_cel_rules_refuse_each_spec_with_the_webhook_gone(
     assert _refusals_missed(cluster, namespace) == []
     for case, *_ in CEL_BAD_SPECS:
         assert cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", case, namespace) is None
+
+    # The started job's spec is frozen by the CRD alone, except the fields that may change.
+    refused = patch_sftjob_spec(cluster, namespace, "held", {"training": {"maxSteps": 80}}, check=False)
+    assert refused.returncode != 0 and DENIED not in refused.stderr
+    assert "spec.training: Invalid value" in refused.stderr, refused.stderr
+    assert "cannot change while the job is Pending" in refused.stderr
+    refused = patch_sftjob_spec(cluster, namespace, "held", {"runPolicy": {"backoffLimit": 5}}, check=False)
+    assert "spec.runPolicy.backoffLimit: Invalid value" in refused.stderr, refused.stderr
+    patch_sftjob_spec(
+        cluster, namespace, "held", {"runPolicy": {"suspend": True, "activeDeadlineSeconds": 600}}
+    )
+    held = cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", "held", namespace)
+    assert held is not None and held["spec"]["training"]["maxSteps"] == VALID["training"]["maxSteps"]
+    assert held["spec"]["runPolicy"]["suspend"] is True

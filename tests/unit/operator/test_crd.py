@@ -11,6 +11,7 @@ import yaml
 
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_operator.crd import CRD_PATHS, build_crd, render_crd_yaml
+from kubesft_operator.spec_changes import MUTABLE_FIELDS
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -134,3 +135,14 @@ def test_readme_reference_is_current() -> None:
     assert check.returncode == 0, check.stderr
     text = (ROOT / "README.md").read_text()
     assert "`spec.training.assistantOnlyLoss`" in text
+
+
+def test_a_started_jobs_spec_is_frozen_by_root_transition_rules_except_the_mutable_fields() -> None:
+    root = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    frozen = {rule["fieldPath"] for rule in root["x-kubernetes-validations"]}
+    assert {".spec.model", ".spec.dataset", ".spec.training", ".spec.resources"} <= frozen
+    assert {".spec.runPolicy.backoffLimit", ".spec.runPolicy.queueName"} <= frozen
+    mutable = {f".spec.{section}.{field}" for section, field in MUTABLE_FIELDS}
+    assert not mutable & frozen and ".spec.runPolicy" not in frozen
+    for rule in root["x-kubernetes-validations"]:
+        assert "oldSelf.status.phase in ['Pending', 'Validating', 'Running', 'Suspended']" in rule["rule"]
