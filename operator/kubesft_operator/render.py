@@ -346,7 +346,11 @@ def render_validation_job(
         "backoffLimit": 0,
         "completions": 1,
         "parallelism": 1,
-        "activeDeadlineSeconds": VALIDATION_DEADLINE_SECONDS,
+        # A job allowed less than the cap in all gets no longer to validate.
+        "activeDeadlineSeconds": min(
+            VALIDATION_DEADLINE_SECONDS,
+            spec.run_policy.active_deadline_seconds or VALIDATION_DEADLINE_SECONDS,
+        ),
         "template": {
             "metadata": {
                 "labels": labels,

@@ -103,6 +103,18 @@ def test_validation_job_is_the_trainer_pod_with_validate_no_gpu_and_small_resour
     assert {"KUBESFT_CONFIG", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= env
 
 
+def test_validation_gets_at_most_an_hour_and_never_more_than_the_jobs_deadline() -> None:
+    spec = validated_spec()
+    assert (
+        render_validation_job(OWNER, parsed(spec), "0" * 16, DEFAULTS)["spec"]["activeDeadlineSeconds"]
+        == 3600
+    )
+    spec["runPolicy"]["activeDeadlineSeconds"] = 900
+    assert (
+        render_validation_job(OWNER, parsed(spec), "0" * 16, DEFAULTS)["spec"]["activeDeadlineSeconds"] == 900
+    )
+
+
 def test_running_validation_keeps_the_job_validating_and_creates_nothing() -> None:
     spec = validated_spec()
     body = validating(spec)
