@@ -62,7 +62,7 @@ class DemoResult:
     final_loss: float | None
     first_loss: float | None
     output_uri: str
-    model_uri: str
+    """Where the model went: weights, tokenizer and model card."""
     loss_curve_uri: str
     output_objects: list[str]
 
@@ -216,7 +216,6 @@ def report_result(s3: S3Server, settings: DemoSettings, job: dict[str, Any], wri
         final_loss=final_loss,
         first_loss=first_loss,
         output_uri=output_uri,
-        model_uri=output_uri,
         loss_curve_uri=f"s3://{s3.bucket}/{loss_curve_key}",
         output_objects=objects,
     )

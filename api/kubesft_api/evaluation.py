@@ -12,6 +12,9 @@ from pydantic import (
 from kubesft_api.base import SpecModel
 
 _Prompt = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+_MAX_SAMPLES = 16
+"""The most sample prompts, given or taken from the data: each is answered twice (before and after
+training) and shown as a row of the model card."""
 
 
 class EvaluationSettings(SpecModel):
@@ -24,13 +27,13 @@ class EvaluationSettings(SpecModel):
             "chat template). Empty: the first sampleCount prompts of the evaluation data, or of "
             "the training data without evaluation."
         ),
-        max_length=16,
+        max_length=_MAX_SAMPLES,
     )
     sample_count: int = Field(
         default=3,
         description="Prompts taken from the data when samplePrompts is empty; 0 turns the samples off.",
         ge=0,
-        le=16,
+        le=_MAX_SAMPLES,
     )
     sample_max_new_tokens: int = Field(
         default=64, description="Most tokens of each answer (greedy decoding).", ge=1, le=1024

@@ -8,50 +8,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from demo.flow import DemoResult, DemoSettings, run_demo
+from demo.flow import DemoResult
 from kubesft_api.uris import parse_uri
 from testing.devcluster.cluster import Cluster
-from testing.devcluster.helm import run_helm
 from testing.devcluster.s3 import S3Server
+from tests.support.demo_run import demo_settings, run_demo_then_uninstall
 
 pytestmark = pytest.mark.slow
 
-RELEASE = "demo-e2e"
-OPERATOR_NAMESPACE = "kubesft-demo-e2e"
-
 
 @pytest.fixture
-def demo_run(
-    cluster: Cluster, s3: S3Server, namespace: str, tmp_path: Path
-) -> Iterator[tuple[DemoResult, list[str]]]:
-    settings = DemoSettings(
-        release=RELEASE,
-        operator_namespace=OPERATOR_NAMESPACE,
-        namespace=namespace,
-        prefix=f"demo-e2e/{namespace}",
-        max_steps=12,
-        progress_interval_seconds=1,
-        timeout_seconds=400,
-        results_dir=tmp_path / "results",
-    )
-    lines: list[str] = []
-    try:
-        yield run_demo(cluster, s3, settings, write=lines.append), lines
-    finally:
-        run_helm(
-            "uninstall",
-            RELEASE,
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            check=False,
-        )
+def demo_run(cluster: Cluster, s3: S3Server, namespace: str, tmp_path: Path) -> tuple[DemoResult, list[str]]:
+    settings = demo_settings("demo-e2e", namespace, tmp_path / "results", max_steps=12, timeout_seconds=400)
+    return run_demo_then_uninstall(cluster, s3, settings)
 
 
 def test_demo_trains_to_succeeded_and_prints_existing_s3_paths(
@@ -71,11 +44,11 @@ def test_demo_trains_to_succeeded_and_prints_existing_s3_paths(
     assert result.first_loss is not None and result.final_loss < result.first_loss, text
     assert re.search(rf"train loss: .* -> {result.final_loss:.4f} at step 12", text), text
 
-    assert f"model:       {result.model_uri}/" in text, text
+    assert f"model:       {result.output_uri}/" in text, text
     assert f"loss curve:  {result.loss_curve_uri}" in text, text
     printed_objects = [
-        f"{result.model_uri}/model.safetensors",
-        f"{result.model_uri}/tokenizer.json",
+        f"{result.output_uri}/model.safetensors",
+        f"{result.output_uri}/tokenizer.json",
         result.loss_curve_uri,
     ]
     for uri in printed_objects:

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from demo.flow import DemoSettings, run_demo
 from testing.devcluster.cluster import Cluster
-from testing.devcluster.helm import run_helm
 from testing.devcluster.s3 import S3Server
+from tests.support.demo_run import demo_settings, run_demo_then_uninstall
 from tests.support.images import BuiltImages
 
 PROBE = """
@@ -118,16 +117,12 @@ def test_image_entrypoint_cmd_workdir_and_env_apply_without_a_command(
 def test_demo_job_succeeds_in_the_trainer_image_under_the_operator_from_its_image(
     cluster: Cluster, s3: S3Server, namespace: str, images: BuiltImages, tmp_path: Path
 ) -> None:
-    release, operator_namespace = "images-e2e", "kubesft-images-e2e"
-    settings = DemoSettings(
-        release=release,
-        operator_namespace=operator_namespace,
-        namespace=namespace,
-        prefix=f"images-e2e/{namespace}",
+    settings = demo_settings(
+        "images-e2e",
+        namespace,
+        tmp_path / "results",
         max_steps=8,
-        progress_interval_seconds=1,
         timeout_seconds=600,
-        results_dir=tmp_path / "results",
         operator_image=images.operator.name,
         trainer_image=images.trainer.name,
     )
@@ -154,19 +149,7 @@ def test_demo_job_succeeds_in_the_trainer_image_under_the_operator_from_its_imag
         )
         trainer_logs.extend(cluster.node.logs(namespace, pod.metadata.name) for pod in trainer_pods)
 
-    lines: list[str] = []
-    try:
-        result = run_demo(cluster, s3, settings, write=lines.append, keep=inspect_operator)
-    finally:
-        run_helm(
-            "uninstall",
-            release,
-            "--namespace",
-            operator_namespace,
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            check=False,
-        )
+    result, lines = run_demo_then_uninstall(cluster, s3, settings, keep=inspect_operator)
     text = "\n".join(lines)
     assert result.phase == "Succeeded", text
     assert result.final_loss is not None and result.first_loss is not None

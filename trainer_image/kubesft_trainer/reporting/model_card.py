@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 
 from kubesft_trainer.reporting.summary import TrainingSummary
+
+_SETTINGS = (
+    "epochs",
+    "maxSteps",
+    "learningRate",
+    "lrScheduler",
+    "warmupRatio",
+    "perDeviceBatchSize",
+    "gradientAccumulationSteps",
+    "maxLength",
+    "packing",
+    "assistantOnlyLoss",
+    "seed",
+)
+"""The training settings the card lists, in this order, where the spec sets them."""
 
 
 def _loss(value: float | None) -> str:
@@ -19,65 +35,98 @@ def _cell(text: str | None, stopped: bool | None = None) -> str:
     return shown + (" …" if stopped is False else "")
 
 
+def _table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """A markdown table: the header, its rule, then one line per row."""
+    return [_row(columns), "|" + "---|" * len(columns), *(_row(row) for row in rows)]
+
+
+def _row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def _section(title: str, intro: str, table: list[str]) -> list[str]:
+    return ["", f"## {title}", "", intro, "", *table]
+
+
 def _samples(summary: TrainingSummary) -> list[str]:
     if not summary.samples:
         return []
-    lines = [
-        "",
-        "## Samples",
-        "",
+    rows = [
+        (
+            _cell(sample.prompt),
+            _cell(sample.before, sample.before_stopped),
+            _cell(sample.after, sample.after_stopped),
+        )
+        for sample in summary.samples
+    ]
+    return _section(
+        "Samples",
         "Greedy answers to the same prompts before and after training; … marks an answer cut off by "
         "the token limit rather than ended by the model.",
-        "",
-        "| Prompt | Before | After |",
-        "|---|---|---|",
-    ]
-    for sample in summary.samples:
-        lines.append(
-            f"| {_cell(sample.prompt)} | {_cell(sample.before, sample.before_stopped)} "
-            f"| {_cell(sample.after, sample.after_stopped)} |"
-        )
-    return lines
+        _table(("Prompt", "Before", "After"), rows),
+    )
 
 
 def _sources(summary: TrainingSummary) -> list[str]:
     """The mixture's sources with their rows; one source is already named in the data lines."""
     if len(summary.sources) < 2:
         return []
-    lines = ["", "| source | revision | format | training rows | evaluation rows |", "|---|---|---|---|---|"]
-    for source in summary.sources:
-        lines.append(
-            f"| `{source.source}` | {source.revision or 'n/a'} | {source.format} | {source.train_rows} "
-            f"| {source.eval_rows if source.eval_rows is not None else 'n/a'} |"
+    columns = ("source", "revision", "format", "training rows", "evaluation rows")
+    rows = [
+        (
+            f"`{source.source}`",
+            source.revision or "n/a",
+            source.format,
+            source.train_rows,
+            "n/a" if source.eval_rows is None else source.eval_rows,
         )
-    return lines
+        for source in summary.sources
+    ]
+    return ["", *_table(columns, rows)]
 
 
 def _eval_sets(summary: TrainingSummary) -> list[str]:
     if not summary.eval_sets:
         return []
-    lines = [
-        "",
-        "## Evaluation sets",
-        "",
+    rows = [
+        (
+            item.set,
+            item.rows,
+            _loss(item.baseline_loss),
+            _loss(item.final_loss),
+            "n/a" if item.change is None else f"{item.change:+.4f}",
+            "regressed" if item.regressed else ("kept" if item.guards_retention else ""),
+        )
+        for item in summary.eval_sets
+    ]
+    return _section(
+        "Evaluation sets",
         "The loss of each evaluation set before the first step and at the end; a set that guards "
         "retention (evaluation.maxRetentionLossIncrease) is marked when it rose by more than allowed.",
-        "",
-        "| set | rows | before | end | change | retention |",
-        "|---|---|---|---|---|---|",
-    ]
-    for item in summary.eval_sets:
-        change = "n/a" if item.change is None else f"{item.change:+.4f}"
-        guard = "regressed" if item.regressed else ("kept" if item.guards_retention else "")
-        lines.append(
-            f"| {item.set} | {item.rows} | {_loss(item.baseline_loss)} | {_loss(item.final_loss)} | {change} | {guard} |"
+        _table(("set", "rows", "before", "end", "change", "retention"), rows),
+    )
+
+
+def _settings(summary: TrainingSummary) -> list[tuple[str, object]]:
+    training = summary.config.get("training", {})
+    rows: list[tuple[str, object]] = [(key, training[key]) for key in _SETTINGS if key in training]
+    rows.append(("precision", summary.precision))
+    if summary.weights_dtype:
+        rows.append(("weights", summary.weights_dtype))
+    rows.append(("processes", summary.world_size))
+    if summary.lora:
+        lora = summary.config.get("lora", {})
+        rows.append(
+            (
+                "LoRA",
+                f"r={lora.get('r')}, alpha={lora.get('alpha')}, dropout={lora.get('dropout')}, "
+                f"targets={', '.join(lora.get('targetModules', []))}, quantization={lora.get('quantization')}",
+            )
         )
-    return lines
+    return rows + sorted(training.get("extraArgs", {}).items())
 
 
 def render_model_card(summary: TrainingSummary) -> str:
-    training = summary.config.get("training", {})
-    lora = summary.config.get("lora", {})
     tags = ["kubesft", "sft", "trl"] + (["lora"] if summary.lora else [])
     front_matter = {
         "base_model": summary.base_model,
@@ -108,35 +157,8 @@ def render_model_card(summary: TrainingSummary) -> str:
         "",
         "## Settings",
         "",
-        "| setting | value |",
-        "|---|---|",
+        *_table(("setting", "value"), _settings(summary)),
     ]
-    for key in (
-        "epochs",
-        "maxSteps",
-        "learningRate",
-        "lrScheduler",
-        "warmupRatio",
-        "perDeviceBatchSize",
-        "gradientAccumulationSteps",
-        "maxLength",
-        "packing",
-        "assistantOnlyLoss",
-        "seed",
-    ):
-        if key in training:
-            lines.append(f"| {key} | {training[key]} |")
-    lines.append(f"| precision | {summary.precision} |")
-    if summary.weights_dtype:
-        lines.append(f"| weights | {summary.weights_dtype} |")
-    lines.append(f"| processes | {summary.world_size} |")
-    if summary.lora:
-        lines.append(
-            f"| LoRA | r={lora.get('r')}, alpha={lora.get('alpha')}, dropout={lora.get('dropout')}, "
-            f"targets={', '.join(lora.get('targetModules', []))}, quantization={lora.get('quantization')} |"
-        )
-    for key, value in sorted(training.get("extraArgs", {}).items()):
-        lines.append(f"| {key} | {value} |")
     lines += [
         "",
         "## Results",
