@@ -353,8 +353,7 @@ class PodRuntime:
     # -- stop ----------------------------------------------------------------------------------
 
     def kill(self, sig: int) -> None:
-        """Send ``sig`` to every container: SIGTERM to main processes only (as the kubelet does),
-        SIGKILL to all their processes."""
+        """``sig`` to every container: SIGTERM to main processes (as the kubelet does), SIGKILL to all."""
         for run in self.all_runs():
             run.kill(sig)
 
@@ -396,7 +395,6 @@ class PodRuntime:
             network.detach(self.interface)
         shutil.rmtree(self.dir / "volumes", ignore_errors=True)
         created = self.dir / "created-paths"
-        if created.exists():
-            for path in set(created.read_text().split()):
-                self.state.remember("paths", path)
+        for path in set(created.read_text().split()) if created.exists() else ():
+            self.state.remember("paths", path)
         self.cleaned = True
