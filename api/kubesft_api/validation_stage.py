@@ -72,6 +72,12 @@ class ValidationReport(BaseModel):
     loss_tokens_per_epoch: int = Field(default=0, description="Of them, tokens in the loss.", ge=0)
     steps_per_epoch: int = Field(default=0, description="Optimizer steps per epoch.", ge=0)
     total_steps: int = Field(default=0, description="Optimizer steps planned (maxSteps or epochs).", ge=0)
+    memory_per_gpu_gib: float | None = Field(
+        default=None,
+        description="Estimated memory of one GPU in GiB: weights, gradients, optimizer state and "
+        "activations (the parts are in the validation pod's log).",
+        ge=0,
+    )
     warnings: list[str] = Field(
         default_factory=list, description="Problems that do not stop the job.", max_length=8
     )
@@ -88,4 +94,9 @@ class ValidationReport(BaseModel):
             f"{self.truncated_fraction:.1%} truncated at maxLength; {self.empty_loss_examples} of "
             f"{self.examples} examples without loss tokens; about {self.tokens_per_epoch} tokens and "
             f"{self.steps_per_epoch} steps per epoch, {self.total_steps} steps planned"
+            + (
+                f"; about {self.memory_per_gpu_gib} GiB per GPU"
+                if self.memory_per_gpu_gib is not None
+                else ""
+            )
         )

@@ -520,6 +520,7 @@ def test_job_trains_to_success_with_progress_output_and_events(e2e: E2E) -> None
     assert figures["trainingRows"] == 64 and figures["emptyLossExamples"] == 0, figures
     assert 0 < figures["tokensP50"] <= figures["tokensP95"] <= figures["tokensMax"]
     assert figures["stepsPerEpoch"] == 16 and figures["totalSteps"] == HAPPY_STEPS, figures
+    assert figures["memoryPerGpuGib"] > 0, figures
     assert (
         conditions["Validated"]["status"] == "True"
         and "64 training rows" in conditions["Validated"]["message"]

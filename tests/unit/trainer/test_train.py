@@ -20,6 +20,7 @@ import pytest
 
 from kubesft_api import exit_codes
 from kubesft_api.trainer_config import TrainerConfig
+from kubesft_api.validation_stage import REPORT_PREFIX
 from kubesft_trainer.config.runtime_env import RuntimeEnv
 from kubesft_trainer.data.example_view import LOSS_END, LOSS_START
 from kubesft_trainer.model.templates import builtin_template
@@ -96,6 +97,11 @@ def test_validate_prints_the_first_example_with_its_loss_spans_marked(
     assert f"<|im_start|>user\n{first[1]['content']}<|im_end|>" in result.stdout
     assert "96 training rows" in result.stdout
     assert "memory estimate per GPU: " in result.stdout and "(1 GPU(s), not sharded;" in result.stdout
+    # The estimate's total is in the report the operator copies into status.validation.
+    (report_line,) = [line for line in result.stdout.splitlines() if line.startswith(REPORT_PREFIX)]
+    report = json.loads(report_line.removeprefix(REPORT_PREFIX))
+    assert report["memoryPerGpuGib"] > 0
+    assert f"about {report['memoryPerGpuGib']} GiB per GPU" in result.stdout
     assert not (tmp_path / "out").exists()
     pad_note = "the tokenizer has no pad token; padding with <|pad|> so EOS stays in the loss"
     assert f"note: {pad_note}" in result.stdout

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kubesft_api.memory_estimate import ModelShape, estimate_memory
+from kubesft_api.memory_estimate import MemoryEstimate, ModelShape, estimate_memory
 from kubesft_api.trainer_config import COMPLETION_ONLY_ON_MESSAGES, TrainerConfig
 from kubesft_api.validation_stage import ValidationReport
 from kubesft_trainer.config.runtime_env import RuntimeEnv
@@ -84,9 +84,16 @@ def _examples(
     return shown
 
 
-def _details(
-    config: TrainerConfig, env: RuntimeEnv, data: PreparedData, model_config: dict[str, Any]
-) -> list[str]:
+def _memory(config: TrainerConfig, env: RuntimeEnv, model_config: dict[str, Any]) -> MemoryEstimate | str:
+    """The per-GPU memory estimate, or why there is none."""
+    try:
+        shape = ModelShape.from_hf_config(model_config)
+    except ValueError as error:
+        return f"unavailable for this model ({error})"
+    return estimate_memory(shape, config, env.nnodes, env.nproc_per_node)
+
+
+def _details(data: PreparedData, memory: MemoryEstimate | str) -> list[str]:
     lines = [
         f"source: {s.source} ({s.format}): {s.train_rows} training rows"
         + (f", {s.eval_rows} evaluation rows" if s.eval_rows is not None else "")
@@ -94,11 +101,10 @@ def _details(
         if len(data.sources) > 1
     ]
     lines += [f"evaluation set {name}: {len(rows)} rows" for name, rows in data.eval_sets.items()]
-    try:
-        shape = ModelShape.from_hf_config(model_config)
-    except ValueError as error:
-        return [*lines, f"memory estimate: unavailable for this model ({error})"]
-    return [*lines, *estimate_memory(shape, config, env.nnodes, env.nproc_per_node).lines()]
+    if isinstance(memory, str):
+        return [*lines, f"memory estimate: {memory}"]
+    # Its warning goes with the report's warnings, printed once.
+    return [*lines, *memory.model_copy(update={"warning": None}).lines()]
 
 
 def _snippet(row: dict[str, Any]) -> str:
@@ -185,9 +191,12 @@ def validate(config: TrainerConfig, env: RuntimeEnv) -> Validated:
         end_of_turn,
         lambda index: f"training example {index} ({_snippet(data.train[index])!r})",
     )
+    memory = _memory(config, env, model_config)
+    if not isinstance(memory, str):
+        report.memory_per_gpu_gib = round(memory.total_gib, 1)
+        if memory.warning and len(report.warnings) < 8:
+            report.warnings.append(memory.warning)
     for warning in report.warnings:
         log.warning("%s", warning)
     shown = _examples(tokenizer, data, masking, examples[0][1], config.training.max_length)
-    return Validated(
-        report, location.description, setup.notes, shown, _details(config, env, data, model_config)
-    )
+    return Validated(report, location.description, setup.notes, shown, _details(data, memory))
