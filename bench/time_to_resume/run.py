@@ -31,6 +31,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -51,6 +52,7 @@ from bench.common import write_figures  # noqa: E402
 from bench.time_to_resume.moments import Moments  # noqa: E402
 from kubesft_operator import names  # noqa: E402
 from kubesft_trainer.checkpoints.manifest import MANIFEST_NAME  # noqa: E402
+from kubesft_trainer.storage.s3_store import MULTIPART_CHUNK_SIZE  # noqa: E402
 from testing.devcluster.binaries import kubernetes_version  # noqa: E402
 from testing.devcluster.cluster import Cluster, ClusterOptions  # noqa: E402
 from testing.devcluster.kube import wait_until  # noqa: E402
@@ -141,6 +143,8 @@ def read_back(s3: S3Server, name: str, step: int, rounds: int, scratch: Path) ->
     """The checkpoint resumed from, fetched again by this process, the arms rotated each round:
 
     - ``plainGet``: boto3 ``get_object`` of each object in turn, read to the end;
+    - ``rangedGet``: the same in ranged ``get_object`` calls of the store's part size, one after
+      another: what each of the store's ranged requests costs this S3 server;
     - ``storeFiles``: the trainer's own store transfers the folder (parallel ranged GETs);
     - ``store``: what the trainer's resume does, ``CheckpointStore.download``: that transfer and
       the sha256 check of every file against the manifest.
@@ -164,15 +168,23 @@ def read_back(s3: S3Server, name: str, step: int, rounds: int, scratch: Path) ->
         for key in sizes:
             s3_client.get_object(Bucket=s3.bucket, Key=prefix + key)["Body"].read()
 
+    def ranged_get() -> None:
+        for key, size in sizes.items():
+            for start in range(0, size, MULTIPART_CHUNK_SIZE):
+                last = min(size, start + MULTIPART_CHUNK_SIZE) - 1
+                part = s3_client.get_object(Bucket=s3.bucket, Key=prefix + key, Range=f"bytes={start}-{last}")
+                part["Body"].read()
+
     arms: dict[str, Callable[[], object]] = {
         "plainGet": plain_get,
+        "rangedGet": ranged_get,
         "storeFiles": lambda: store.store.download_directory(manifest.name, scratch / "files"),
         "store": lambda: store.download(manifest, scratch / "store"),
     }
     seconds: dict[str, list[float]] = {arm: [] for arm in arms}
     for number in range(rounds):
         names_now = list(arms)
-        for arm in names_now[number % 3 :] + names_now[: number % 3]:
+        for arm in names_now[number % len(arms) :] + names_now[: number % len(arms)]:
             started = time.perf_counter()
             arms[arm]()
             seconds[arm].append(time.perf_counter() - started)
@@ -208,7 +220,6 @@ def one_round(
             describe=lambda: f"no complete checkpoint of {name}: {sftjob_status(cluster, name)}",
         )
         status = sftjob_status(cluster, name)
-        step_at_kill = (status.get("progress") or {}).get("step")
         if status.get("phase") != "Running":
             raise RuntimeError(f"{name} is {status.get('phase')}, not Running, at its first checkpoint")
         pod = moments.pod_names[first]
@@ -236,7 +247,8 @@ def one_round(
     plain = statistics.median(get_seconds["plainGet"])
     return {
         "sftjob": name,
-        "stepAtKill": step_at_kill,
+        # The last step the killed attempt logged (loggingSteps is 1).
+        "stepAtKill": max((int(n) for n in re.findall(r"\bstep (\d+)/\d+ \(", first_log)), default=0),
         "resumedFromStep": step,
         "checkpointBytes": sum(sizes.values()),
         "checkpointFiles": sizes,
