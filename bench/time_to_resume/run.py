@@ -18,7 +18,8 @@ resumes and trains to the end. Printed, per round and as median and range over t
   ``trainerStart`` shows), and the first new optimizer step;
 - restore overhead: checkpoint download + restore, against plain boto3 ``get_object`` of the same
   objects from the same S3 (one after another, read to the end), timed after the job finished
-  (target ≤ 1.2×).
+  (target ≤ 1.2×); beside it the same checkpoint read back by this process in ranged GETs and by
+  the trainer's own store (``read_back.py``), which shows where the download's time goes.
 
 Figures also go to ``bench/out/time_to_resume.json``. The trainer runs from this checkout (the
 node's image mode is off). Run: ``python bench/time_to_resume/run.py [--rounds 3] [--read-rounds 3]``.
@@ -32,13 +33,11 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,9 +49,9 @@ sys.path[:0] = [str(ROOT)]
 
 from bench.common import write_figures  # noqa: E402
 from bench.time_to_resume.moments import Moments  # noqa: E402
+from bench.time_to_resume.read_back import read_back  # noqa: E402
 from kubesft_operator import names  # noqa: E402
 from kubesft_trainer.checkpoints.manifest import MANIFEST_NAME  # noqa: E402
-from kubesft_trainer.storage.s3_store import MULTIPART_CHUNK_SIZE  # noqa: E402
 from testing.devcluster.binaries import kubernetes_version  # noqa: E402
 from testing.devcluster.cluster import Cluster, ClusterOptions  # noqa: E402
 from testing.devcluster.kube import wait_until  # noqa: E402
@@ -139,59 +138,6 @@ def kill_pod_processes(cluster: Cluster, pod: str) -> float:
     return killed
 
 
-def read_back(s3: S3Server, name: str, step: int, rounds: int, scratch: Path) -> dict[str, Any]:
-    """The checkpoint resumed from, fetched again by this process, the arms rotated each round:
-
-    - ``plainGet``: boto3 ``get_object`` of each object in turn, read to the end;
-    - ``rangedGet``: the same in ranged ``get_object`` calls of the store's part size, one after
-      another: what each of the store's ranged requests costs this S3 server;
-    - ``storeFiles``: the trainer's own store transfers the folder (parallel ranged GETs);
-    - ``store``: what the trainer's resume does, ``CheckpointStore.download``: that transfer and
-      the sha256 check of every file against the manifest.
-
-    Returns the objects' sizes and each arm's seconds per round.
-    """
-    from kubesft_api.checkpoints import CheckpointSettings
-    from kubesft_trainer.checkpoints import CheckpointStore
-    from kubesft_trainer.storage.objects import open_store
-
-    uri = s3.uri(f"{PREFIX}/{name}/checkpoints")
-    os.environ.update(s3.env())
-    store = CheckpointStore(open_store(uri, CheckpointSettings(uri=uri, endpoint_url=s3.endpoint_url)))
-    (manifest,) = [manifest for manifest in store.complete() if manifest.step == step]
-    prefix = f"{PREFIX}/{name}/checkpoints/{manifest.name}/"
-    s3_client = s3.client()
-    listing = s3_client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
-    sizes = {item["Key"].removeprefix(prefix): int(item["Size"]) for item in listing.get("Contents", [])}
-
-    def plain_get() -> None:
-        for key in sizes:
-            s3_client.get_object(Bucket=s3.bucket, Key=prefix + key)["Body"].read()
-
-    def ranged_get() -> None:
-        for key, size in sizes.items():
-            for start in range(0, size, MULTIPART_CHUNK_SIZE):
-                last = min(size, start + MULTIPART_CHUNK_SIZE) - 1
-                part = s3_client.get_object(Bucket=s3.bucket, Key=prefix + key, Range=f"bytes={start}-{last}")
-                part["Body"].read()
-
-    arms: dict[str, Callable[[], object]] = {
-        "plainGet": plain_get,
-        "rangedGet": ranged_get,
-        "storeFiles": lambda: store.store.download_directory(manifest.name, scratch / "files"),
-        "store": lambda: store.download(manifest, scratch / "store"),
-    }
-    seconds: dict[str, list[float]] = {arm: [] for arm in arms}
-    for number in range(rounds):
-        names_now = list(arms)
-        for arm in names_now[number % len(arms) :] + names_now[: number % len(arms)]:
-            started = time.perf_counter()
-            arms[arm]()
-            seconds[arm].append(time.perf_counter() - started)
-            shutil.rmtree(scratch, ignore_errors=True)
-    return {"sizes": sizes, "seconds": seconds}
-
-
 def unix_time(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
@@ -236,7 +182,7 @@ def one_round(
     summary_key = f"{PREFIX}/{name}/output/training_summary.json"
     summary = json.loads(s3.client().get_object(Bucket=s3.bucket, Key=summary_key)["Body"].read())
     step = int(summary["resumedFromStep"])
-    fetched = read_back(s3, name, step, args.read_rounds, scratch)
+    fetched = read_back(s3, s3.uri(f"{PREFIX}/{name}/checkpoints"), step, args.read_rounds, scratch)
     sizes, get_seconds = fetched["sizes"], fetched["seconds"]
     phases = {phase["name"]: phase for phase in summary["startup"]}
     seconds = {key: float(phase["seconds"]) for key, phase in phases.items()}
@@ -264,6 +210,12 @@ def one_round(
         "readBackSeconds": get_seconds,
         "restoreOverGet": restore / plain,
         "downloadOverGet": seconds["checkpointDownload"] / plain,
+        # Not one measurement: the store's download with whole-object GETs, timed from here, plus
+        # the trainer's restore; what the ratio would be where a ranged GET costs its share.
+        "wholeObjectsRestoreOverGet": (
+            statistics.median(get_seconds["storeWholeObjects"]) + seconds["checkpointRestore"]
+        )
+        / plain,
         "killToFirstStepSeconds": unix_time(last["startedAt"]) + float(last["seconds"]) - killed,
     }
 
@@ -297,6 +249,7 @@ def report(row: dict[str, Any]) -> list[str]:
         f" {row['downloadOverGet']:.2f}x)",
         "  read back from here, median: "
         + ", ".join(f"{arm} {value:.2f} s ({size / MB / value:.0f} MB/s)" for arm, value in again.items()),
+        f"  storeWholeObjects + restore vs plain get_object: {row['wholeObjectsRestoreOverGet']:.2f}x",
     ]
 
 
@@ -350,6 +303,7 @@ def main() -> None:
             "modelLoadSeconds",
             "restoreOverheadSeconds",
             "restoreOverGet",
+            "wholeObjectsRestoreOverGet",
             "killToFirstStepSeconds",
         )
     }
