@@ -191,6 +191,7 @@ def one_round(
     process_started = unix_time(phases["imports"]["startedAt"])
     restore = seconds["checkpointDownload"] + seconds["checkpointRestore"]
     plain = statistics.median(get_seconds["plainGet"])
+    fresh = fresh_trainer_start(first_log)
     return {
         "sftjob": name,
         # The last step the killed attempt logged (loggingSteps is 1).
@@ -205,7 +206,10 @@ def one_round(
         "jobToProcessStartSeconds": process_started - job_created,
         "phaseSeconds": seconds,
         "modelLoadSeconds": seconds["modelFiles"] + seconds["modelLoad"],
-        "freshTrainerStartSeconds": fresh_trainer_start(first_log),
+        "freshTrainerStartSeconds": fresh,
+        # The restore phase less what the killed attempt's Trainer took to start without a
+        # checkpoint (optimizer, data loader): the loading's own share, by difference.
+        "checkpointLoadSeconds": seconds["checkpointRestore"] - fresh if fresh is not None else None,
         "restoreOverheadSeconds": restore,
         "readBackSeconds": get_seconds,
         "restoreOverGet": restore / plain,
@@ -242,7 +246,11 @@ def report(row: dict[str, Any]) -> list[str]:
         f" samples {phases['samples']:.2f} s",
         f"  checkpoint download + sha256 {phases['checkpointDownload']:.2f} s ({size / MB / phases['checkpointDownload']:.0f} MB/s),"
         f" restore {phases['checkpointRestore']:.2f} s"
-        + (f" (a fresh start's trainerStart: {fresh:.2f} s)" if fresh is not None else ""),
+        + (
+            f" (the killed attempt's trainerStart {fresh:.2f} s: loading {row['checkpointLoadSeconds']:.2f} s)"
+            if fresh is not None
+            else ""
+        ),
         f"  first new optimizer step: {phases['firstStep']:.2f} s; kill -> end of it: {row['killToFirstStepSeconds']:.1f} s",
         f"  restore overhead {row['restoreOverheadSeconds']:.2f} s vs plain get_object {plain:.2f} s"
         f" ({size / MB / plain:.0f} MB/s): {row['restoreOverGet']:.2f}x (download alone"
