@@ -78,9 +78,10 @@ def _run(args: argparse.Namespace, argv: list[str], env: RuntimeEnv) -> tuple[in
         return exit_codes.SUCCESS, None
     if env.needs_launcher:
         return launch(env, argv)
+    from kubesft_trainer.reporting.startup import process_started_at
     from kubesft_trainer.train import train
 
-    return train(config, env)
+    return train(config, env, process_started_at())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,7 +141,8 @@ def write_outputs(
 ) -> TrainingSummary | None:
     """All ranks take part in saving the model (sharded setups need them); rank 0 answers the
     sample prompts again, writes the rest and returns the summary. Every model form stops at the
-    end-of-turn token. ``tracked``: the MLflow run's id and URL, for the summary and the model card."""
+    end-of-turn token. ``tracked``: more summary fields (the MLflow run's id and URL, for the model
+    card too; the startup phases)."""
     staging = run.env.work_dir / "output"
     if run.env.is_rank_zero:
         shutil.rmtree(staging, ignore_errors=True)

@@ -54,6 +54,7 @@ from kubesft_trainer.reporting.failure_report import WARNING_PREFIX, report_fail
 from kubesft_trainer.reporting.memory import memory_estimate
 from kubesft_trainer.reporting.progress_tracker import ProgressTracker
 from kubesft_trainer.reporting.samples import SampleRun, choose_prompts
+from kubesft_trainer.reporting.startup import StartupPhaseName, StartupTimeline
 from kubesft_trainer.reporting.status_server import StatusServer
 
 if TYPE_CHECKING:
@@ -143,9 +144,10 @@ def prepare(
     callbacks: list[TrainerCallback],
     progress_bar: bool,
     stage: Callable[[Stage], None] = lambda _: None,
+    phase: Callable[[StartupPhaseName], None] = lambda _: None,
 ) -> PreparedRun:
     """Check the config, load data and model, and build the SFTTrainer; cheap checks come first.
-    ``stage`` hears what it does next, for /progress."""
+    ``stage`` hears what it does next, for /progress; ``phase`` too, for the startup timeline."""
     accelerator = Accelerator.detect()
     check_quantization(config.lora, accelerator.cuda)
     precision = resolved_precision(config.training.precision, accelerator.cuda, accelerator.capability)
@@ -174,10 +176,12 @@ def prepare(
     cache = env.work_dir / "cache"
     with _local_main_first():
         stage("DownloadingModel")
+        phase("modelFiles")
         location = locate_model(config.model, config.checkpoints, cache, env.hf_token)
         tokenizer = load_tokenizer(config.model, location)
         setup = prepare_tokenizer(tokenizer, config.model)
         stage("DownloadingData")
+        phase("data")
         data = load_data(
             config.dataset,
             config.training.assistant_only_loss,
@@ -193,6 +197,7 @@ def prepare(
     attention = attention_implementation(accelerator, config.training.packing)
     if shard:
         check_sharded_attention(config.training, attention)
+    phase("modelLoad")
     with _local_main_first():
         model = load_model(
             config.model,
@@ -207,6 +212,7 @@ def prepare(
     vocab = tokenizer.get_vocab()
     added_ids = [vocab[token] for token in setup.added_tokens]
     stage("Tokenizing")
+    phase("tokenizing")
     trainer = _sft_trainer(
         model=model,
         args=sft_config,
@@ -242,14 +248,19 @@ def _progress_bar_context(progress_bar: bool) -> AbstractContextManager[Any]:
     return cast(AbstractContextManager[Any], logging_redirect_tqdm())
 
 
-def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
-    """Train to the end (exit 0) or until SIGTERM, after saving a checkpoint (exit 75)."""
+def train(
+    config: TrainerConfig, env: RuntimeEnv, process_started: float | None = None
+) -> tuple[int, str | None]:
+    """Train to the end (exit 0) or until SIGTERM, after saving a checkpoint (exit 75).
+    ``process_started``: when the process started, for the startup timeline's first phase."""
     from kubesft_trainer.checkpoints import CheckpointManager
     from kubesft_trainer.checkpoints.warm_start import load_warm_start
     from kubesft_trainer.reporting.mlflow_run import MlflowCallback, open_mlflow_run
     from kubesft_trainer.reporting.telemetry import TelemetryCallback
 
     started_at = now_text()
+    startup = StartupTimeline(process_started)
+    startup.begin("setup")
     progress_bar = env.is_rank_zero and sys.stderr.isatty()
     tracker = ProgressTracker()
     server = StatusServer(env.metrics_port, tracker.report).start() if env.is_rank_zero else None
@@ -271,6 +282,7 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
                     gpu_memory=_gpu_memory(),
                     guarded=tuple(entry.set_name for entry in config.dataset.eval_sets),
                     retention_limit=config.evaluation.max_retention_loss_increase,
+                    startup=startup,
                 )
             )
         mlflow_run = open_mlflow_run(config, env)
@@ -284,6 +296,7 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
             callbacks,
             progress_bar,
             stage=lambda stage: tracker.update(stage=stage),
+            phase=startup.begin,
         )
         estimate = memory_estimate(run) if env.is_rank_zero else None
         if estimate is not None:
@@ -291,10 +304,14 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
                 log.info("%s", line.strip())
             if estimate.warning:
                 log.warning("%s", estimate.warning)
+        startup.begin("checkpointDownload")
         resume = manager.prepare_resume()
+        startup.begin("samples")
         samples = run.samples()
         if env.is_rank_zero:
             samples.answer(run.trainer.model, after=False)
+        if resume is None and config.checkpoints.resume_from is not None:
+            startup.begin("warmStart")
         warm = manager.prepare_warm_start() if resume is None else None
         if warm is not None:
             assert config.checkpoints.resume_from is not None
@@ -305,6 +322,7 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
             run.data.description,
             f", resuming from {resume}" if resume else "",
         )
+        startup.begin("checkpointRestore" if resume else "trainerStart")
         with _progress_bar_context(progress_bar):
             result = run.trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         if manager.preempted:
@@ -316,7 +334,10 @@ def train(config: TrainerConfig, env: RuntimeEnv) -> tuple[int, str | None]:
             )
         resumed_from_step = manager.progress_fields().get("resumed_from_step")
         tracker.update(stage="UploadingOutput")
-        tracked = mlflow_run.progress_fields() if mlflow_run is not None else {}
+        tracked = {
+            **(mlflow_run.progress_fields() if mlflow_run is not None else {}),
+            "startup": startup.phases(),
+        }
         summary = write_outputs(
             run, result, started_at, resumed_from_step, samples, warm is not None, tracked
         )

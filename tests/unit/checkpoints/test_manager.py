@@ -252,6 +252,24 @@ def test_a_killed_run_resumes_exactly_and_reports_where_it_resumed(make_job: Cal
     assert resumed.metric("kubesft_checkpoint_resumed_from_step") == newest_complete
     assert f"resuming from {job.uri}/checkpoint-{newest_complete} (step {newest_complete})" in second.log
     assert summary(job.root / "output")["resumedFromStep"] == newest_complete
+    # Where the restart's time went: each phase of its start, in the summary and in one log line.
+    phases = [phase["name"] for phase in summary(job.root / "output")["startup"]]
+    assert phases == [
+        "imports",
+        "setup",
+        "modelFiles",
+        "data",
+        "modelLoad",
+        "tokenizing",
+        "checkpointDownload",
+        "samples",
+        "checkpointRestore",
+        "firstStep",
+    ]
+    (line,) = [text for text in second.log.splitlines() if "to the end of the first step:" in text]
+    assert "checkpointDownload" in line and "checkpointRestore" in line, line
+    (fresh,) = [text for text in run_a.log.splitlines() if "to the end of the first step:" in text]
+    assert "trainerStart" in fresh and "checkpointRestore" not in fresh, fresh
     # The resumed run starts at the step after the checkpoint and redoes the steps the kill lost.
     assert min(second.logged_steps()) == newest_complete + 1
     assert summary(job.root / "output")["globalStep"] == summary(reference.root / "output")["globalStep"]

@@ -60,6 +60,12 @@ CHECKPOINT_RESUMED_FROM_STEP = Gauge(
     "kubesft_checkpoint_resumed_from_step",
     "Step of the checkpoint this run resumed from; 0 when it started from the beginning.",
 )
+STARTUP_SECONDS = Gauge(
+    "kubesft_startup_seconds",
+    "Seconds each phase of this trainer's start took, from the process start to the end of the first "
+    "optimizer step (checkpointDownload and checkpointRestore are what a resume costs).",
+    ["phase"],
+)
 
 
 @functools.cache

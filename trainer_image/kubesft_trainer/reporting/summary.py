@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 from kubesft_trainer.data.mixing import SourceRows
 from kubesft_trainer.reporting.eval_sets import EvalSetResult
 from kubesft_trainer.reporting.samples import SampleAnswer
+from kubesft_trainer.reporting.startup import StartupPhase
 
 
 class TrainingSummary(BaseModel):
@@ -51,6 +52,10 @@ class TrainingSummary(BaseModel):
     sample_seconds: float | None = Field(default=None, description="Time spent answering the sample prompts")
     mlflow_run_id: str | None = Field(default=None, description="The MLflow run the training was logged to")
     mlflow_run_url: str | None = None
+    startup: list[StartupPhase] = Field(
+        default_factory=list,
+        description="This run's start, phase by phase, to the end of its first optimizer step",
+    )
     started_at: str
     finished_at: str
     versions: dict[str, str] = Field(default_factory=dict)

@@ -14,6 +14,7 @@ from kubesft_api.data_source import HELDOUT
 from kubesft_trainer.reporting import metrics
 from kubesft_trainer.reporting.eval_sets import baselines, regressed, set_losses
 from kubesft_trainer.reporting.progress_tracker import ProgressTracker
+from kubesft_trainer.reporting.startup import StartupTimeline, describe
 
 log = logging.getLogger("kubesft_trainer.train")
 
@@ -44,8 +45,10 @@ class TelemetryCallback(TrainerCallback):
         gpu_memory: Callable[[], int] | None = None,
         guarded: tuple[str, ...] = (),
         retention_limit: float | None = None,
+        startup: StartupTimeline | None = None,
     ) -> None:
         self._tracker = tracker
+        self._startup = startup
         self._guarded, self._limit = guarded, retention_limit
         self._eval_losses: dict[str, float] = {}
         if retention_limit is not None:
@@ -67,6 +70,8 @@ class TelemetryCallback(TrainerCallback):
         self._tracker.start(state.global_step, state.max_steps or None)
         self._tracker.update(stage="Training")
         self._last_tokens, self._last_time = None, self._clock()
+        if self._startup is not None:
+            self._startup.begin("firstStep")
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -74,6 +79,9 @@ class TelemetryCallback(TrainerCallback):
         metrics.TRAIN_GLOBAL_STEP.set(state.global_step)
         if state.epoch is not None:
             metrics.TRAIN_EPOCH.set(state.epoch)
+        phases = self._startup.finish() if self._startup is not None else None
+        if phases:
+            self._write_line(describe(phases))
         # The flags the default flow set for this step: what the trainer does next.
         stage = (
             "SavingCheckpoint" if control.should_save else "Evaluating" if control.should_evaluate else None

@@ -1,0 +1,345 @@
+"""Time to resume: a running SFTJob's trainer is killed, and the next attempt resumes from its
+checkpoint on S3. How long each stage of the way back takes, on the local cluster.
+
+Each round applies an SFTJob that trains a random-init Llama (hidden 640, 6 layers, ~22M
+parameters, fp32, AdamW: a ~270 MB checkpoint) on moto's S3, waits for its first complete
+checkpoint, and SIGKILLs every process of the trainer pod (a crash; the process node runs pods as
+local processes). The operator sees the pod fail and starts the next attempt, whose trainer
+resumes and trains to the end. Printed, per round and as median and range over the rounds:
+
+- detection: the failed pod on a watch -> the next attempt's Job on a watch (target ≤ 2 s); also
+  from the kill;
+- pod start: Job created -> pod Running on a watch, and -> the trainer process started (its
+  kernel start time, which the trainer records);
+- the trainer's own phases (``training_summary.json`` ``startup``, the same timeline its log line
+  and ``kubesft_startup_seconds`` show): imports, model load, data, checkpoint download (with the
+  sha256 check), checkpoint restore (the Trainer loading the checkpoint's weights, optimizer and
+  scheduler state, beside creating its optimizer and data loader, which the killed attempt's own
+  ``trainerStart`` shows), and the first new optimizer step;
+- restore overhead: checkpoint download + restore, against plain boto3 ``get_object`` of the same
+  objects from the same S3 (one after another, read to the end), timed after the job finished
+  (target ≤ 1.2×); beside it the same checkpoint read back by this process in ranged GETs and by
+  the trainer's own store (``read_back.py``), which shows where the download's time goes.
+
+Figures also go to ``bench/out/time_to_resume.json``. The trainer runs from this checkout (the
+node's image mode is off). Run: ``python bench/time_to_resume/run.py [--rounds 3] [--read-rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT)]
+
+from bench.common import write_figures  # noqa: E402
+from bench.time_to_resume.moments import Moments  # noqa: E402
+from bench.time_to_resume.read_back import read_back  # noqa: E402
+from kubesft_operator import names  # noqa: E402
+from kubesft_trainer.checkpoints.manifest import MANIFEST_NAME  # noqa: E402
+from testing.devcluster.binaries import kubernetes_version  # noqa: E402
+from testing.devcluster.cluster import Cluster, ClusterOptions  # noqa: E402
+from testing.devcluster.kube import wait_until  # noqa: E402
+from testing.devcluster.node_options import NodeOptions  # noqa: E402
+from testing.devcluster.operator_install import OperatorInstall, running_operator  # noqa: E402
+from testing.devcluster.s3 import S3Server  # noqa: E402
+from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
+
+NAMESPACE = "resume"
+SECRET = "s3-credentials"
+PREFIX = "bench-resume"
+TIMEOUT = 900.0
+MB = 1e6
+
+
+def sftjob(s3: S3Server, name: str, steps: int, save_steps: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubesft.io/v1alpha1",
+        "kind": "SFTJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "model": {"uri": s3.uri(f"{PREFIX}/inputs/model"), "chatTemplate": "chatml"},
+            "dataset": {"uri": s3.uri(f"{PREFIX}/inputs/chat.jsonl")},
+            "training": {
+                "maxSteps": steps,
+                "perDeviceBatchSize": 4,
+                "learningRate": 1.0e-3,
+                "maxLength": 64,
+                "loggingSteps": 1,
+                "gradientCheckpointing": False,
+                "precision": "fp32",
+            },
+            # keep: every checkpoint stays, so the one resumed from is still there to read back.
+            "checkpoints": {
+                "uri": s3.uri(f"{PREFIX}/{name}/checkpoints"),
+                "credentialsSecret": {"name": SECRET},
+                "endpointUrl": s3.endpoint_url,
+                "saveSteps": save_steps,
+                "keep": 100,
+            },
+            "output": {"uri": s3.uri(f"{PREFIX}/{name}/output")},
+            "validation": {"enabled": False},  # the resume is the subject, not the check before it
+            # No sample prompts: with them each attempt answers them before training (the
+            # ``samples`` phase), which on these CPUs outweighs everything measured here.
+            "evaluation": {"sampleCount": 0},
+            "resources": {"gpusPerNode": 0, "cpu": "1", "memory": "6Gi", "sharedMemory": "64Mi"},
+            "runPolicy": {"backoffLimit": 2, "terminationGracePeriodSeconds": 30},
+        },
+    }
+
+
+def stage_inputs(s3: S3Server, scratch: Path, hidden: int, layers: int) -> int:
+    """The model and the data into S3; returns the model's parameter count."""
+    from safetensors import safe_open
+
+    model = build_tiny_model(scratch / "inputs" / "model", hidden_size=hidden, layers=layers)
+    write_jsonl(scratch / "inputs" / "chat.jsonl", chat_rows(256))
+    s3.upload_directory(scratch / "inputs", f"{PREFIX}/inputs")
+    with safe_open(str(model / "model.safetensors"), "pt") as weights:
+        return sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())  # noqa: SIM118
+
+
+def sftjob_status(cluster: Cluster, name: str) -> dict[str, Any]:
+    body = cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", name, NAMESPACE) or {}
+    return dict(body.get("status") or {})
+
+
+def complete_checkpoints(s3: S3Server, name: str) -> list[int]:
+    prefix = f"{PREFIX}/{name}/checkpoints/"
+    listing = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+    keys = [item["Key"].removeprefix(prefix) for item in listing.get("Contents", [])]
+    return sorted(int(key.split("/")[0].split("-")[1]) for key in keys if key.endswith(f"/{MANIFEST_NAME}"))
+
+
+def kill_pod_processes(cluster: Cluster, pod: str) -> float:
+    """SIGKILL every process of the pod, as a crash or a lost node would; returns when."""
+    pids = cluster.node.pod_pids(NAMESPACE, pod)
+    if not pids:
+        raise RuntimeError(f"pod {pod} has no processes to kill")
+    killed = time.time()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # ended on its own meanwhile
+            os.kill(pid, signal.SIGKILL)
+    return killed
+
+
+def unix_time(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def fresh_trainer_start(log: str) -> float | None:
+    """The killed attempt's ``trainerStart`` seconds, from its startup log line."""
+    for line in log.splitlines():
+        if "to the end of the first step:" in line:
+            for part in line.split(": ", 2)[-1].split(", "):
+                phase, _, value = part.partition(" ")
+                if phase == "trainerStart":
+                    return float(value.removesuffix(" s"))
+    return None
+
+
+def one_round(
+    cluster: Cluster, s3: S3Server, name: str, args: argparse.Namespace, scratch: Path
+) -> dict[str, Any]:
+    first, second = names.job_name(name, 0), names.job_name(name, 1)
+    with Moments(cluster.kube.api, NAMESPACE) as moments:
+        body = sftjob(s3, name, args.steps, args.save_steps)
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+        wait_until(
+            lambda: complete_checkpoints(s3, name) or None,
+            timeout=TIMEOUT,
+            describe=lambda: f"no complete checkpoint of {name}: {sftjob_status(cluster, name)}",
+        )
+        status = sftjob_status(cluster, name)
+        if status.get("phase") != "Running":
+            raise RuntimeError(f"{name} is {status.get('phase')}, not Running, at its first checkpoint")
+        pod = moments.pod_names[first]
+        killed = kill_pod_processes(cluster, pod)
+        wait_until(
+            lambda: sftjob_status(cluster, name).get("phase") in ("Succeeded", "Failed") or None,
+            timeout=TIMEOUT,
+            describe=lambda: f"{name} never finished: {sftjob_status(cluster, name)}",
+        )
+        first_log = cluster.node.logs(NAMESPACE, pod)
+    status = sftjob_status(cluster, name)
+    if status.get("phase") != "Succeeded" or status.get("restarts") != 1:
+        raise RuntimeError(f"{name} ended {status.get('phase')} after {status.get('restarts')} restarts")
+    summary_key = f"{PREFIX}/{name}/output/training_summary.json"
+    summary = json.loads(s3.client().get_object(Bucket=s3.bucket, Key=summary_key)["Body"].read())
+    step = int(summary["resumedFromStep"])
+    fetched = read_back(s3, s3.uri(f"{PREFIX}/{name}/checkpoints"), step, args.read_rounds, scratch)
+    sizes, get_seconds = fetched["sizes"], fetched["seconds"]
+    phases = {phase["name"]: phase for phase in summary["startup"]}
+    seconds = {key: float(phase["seconds"]) for key, phase in phases.items()}
+    last = summary["startup"][-1]
+    job_created = moments.job_added[second]
+    process_started = unix_time(phases["imports"]["startedAt"])
+    restore = seconds["checkpointDownload"] + seconds["checkpointRestore"]
+    plain = statistics.median(get_seconds["plainGet"])
+    fresh = fresh_trainer_start(first_log)
+    return {
+        "sftjob": name,
+        # The last step the killed attempt logged (loggingSteps is 1).
+        "stepAtKill": max((int(n) for n in re.findall(r"\bstep (\d+)/\d+ \(", first_log)), default=0),
+        "resumedFromStep": step,
+        "checkpointBytes": sum(sizes.values()),
+        "checkpointFiles": sizes,
+        "detectionSeconds": job_created - moments.pod_seen[(first, "Failed")],
+        "killToPodFailedSeconds": moments.pod_seen[(first, "Failed")] - killed,
+        "killToJobCreatedSeconds": job_created - killed,
+        "jobToPodRunningSeconds": moments.pod_seen[(second, "Running")] - job_created,
+        "jobToProcessStartSeconds": process_started - job_created,
+        "phaseSeconds": seconds,
+        "modelLoadSeconds": seconds["modelFiles"] + seconds["modelLoad"],
+        "freshTrainerStartSeconds": fresh,
+        # The restore phase less what the killed attempt's Trainer took to start without a
+        # checkpoint (optimizer, data loader): the loading's own share, by difference.
+        "checkpointLoadSeconds": seconds["checkpointRestore"] - fresh if fresh is not None else None,
+        "restoreOverheadSeconds": restore,
+        "readBackSeconds": get_seconds,
+        "restoreOverGet": restore / plain,
+        "downloadOverGet": seconds["checkpointDownload"] / plain,
+        # Not one measurement: the store's download with whole-object GETs, timed from here, plus
+        # the trainer's restore; what the ratio would be where a ranged GET costs its share.
+        "wholeObjectsRestoreOverGet": (
+            statistics.median(get_seconds["storeWholeObjects"]) + seconds["checkpointRestore"]
+        )
+        / plain,
+        "killToFirstStepSeconds": unix_time(last["startedAt"]) + float(last["seconds"]) - killed,
+    }
+
+
+def report(row: dict[str, Any]) -> list[str]:
+    phases = row["phaseSeconds"]
+    plain = statistics.median(row["readBackSeconds"]["plainGet"])
+    again = {arm: statistics.median(values) for arm, values in row["readBackSeconds"].items()}
+    size = row["checkpointBytes"]
+    files = ", ".join(
+        f"{key} {value / MB:.1f}" for key, value in row["checkpointFiles"].items() if value > MB
+    )
+    fresh = row["freshTrainerStartSeconds"]
+    return [
+        f"checkpoint-{row['resumedFromStep']} (killed at step {row['stepAtKill']}): {size / MB:.1f} MB"
+        f" ({files} MB; {len(row['checkpointFiles'])} objects)",
+        f"  detection, pod Failed seen -> Job created: {row['detectionSeconds']:.2f} s"
+        f"  (kill -> pod Failed {row['killToPodFailedSeconds']:.2f} s, kill -> Job {row['killToJobCreatedSeconds']:.2f} s)",
+        f"  pod start, Job -> pod Running: {row['jobToPodRunningSeconds']:.2f} s,"
+        f" Job -> trainer process: {row['jobToProcessStartSeconds']:.2f} s",
+        f"  trainer: imports {phases['imports']:.2f} s, setup {phases['setup']:.2f} s,"
+        f" model load {row['modelLoadSeconds']:.2f} s (files {phases['modelFiles']:.2f} + weights"
+        f" {phases['modelLoad']:.2f}), data {phases['data']:.2f} s, tokenizing {phases['tokenizing']:.2f} s,"
+        f" samples {phases['samples']:.2f} s",
+        f"  checkpoint download + sha256 {phases['checkpointDownload']:.2f} s ({size / MB / phases['checkpointDownload']:.0f} MB/s),"
+        f" restore {phases['checkpointRestore']:.2f} s"
+        + (
+            f" (the killed attempt's trainerStart {fresh:.2f} s: loading {row['checkpointLoadSeconds']:.2f} s)"
+            if fresh is not None
+            else ""
+        ),
+        f"  first new optimizer step: {phases['firstStep']:.2f} s; kill -> end of it: {row['killToFirstStepSeconds']:.1f} s",
+        f"  restore overhead {row['restoreOverheadSeconds']:.2f} s vs plain get_object {plain:.2f} s"
+        f" ({size / MB / plain:.0f} MB/s): {row['restoreOverGet']:.2f}x (download alone"
+        f" {row['downloadOverGet']:.2f}x)",
+        "  read back from here, median: "
+        + ", ".join(f"{arm} {value:.2f} s ({size / MB / value:.0f} MB/s)" for arm, value in again.items()),
+        f"  storeWholeObjects + restore vs plain get_object: {row['wholeObjectsRestoreOverGet']:.2f}x",
+    ]
+
+
+def spread(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
+    values = [float(row[key]) for row in rows]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="SFTJobs killed and resumed, one after another")
+    parser.add_argument("--read-rounds", type=int, default=3, help="rounds of reading each checkpoint back")
+    parser.add_argument(
+        "--steps", type=int, default=12, help="raise it where the first attempt ends before the kill"
+    )
+    parser.add_argument("--save-steps", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=640)
+    parser.add_argument("--layers", type=int, default=6)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    cluster = Cluster.start(ClusterOptions(node=NodeOptions(image_mode=False)))
+    rows: list[dict[str, Any]] = []
+    try:
+        s3 = cluster.start_s3()
+        with tempfile.TemporaryDirectory(prefix="kubesft-resume-") as scratch:
+            parameters = stage_inputs(s3, Path(scratch), args.hidden, args.layers)
+            print(f"model: {parameters / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers)")
+            cluster.kubectl("create", "namespace", NAMESPACE)
+            s3.credentials_secret(cluster.kube.api, NAMESPACE, SECRET)
+            install = OperatorInstall.apply(cluster)
+            with running_operator(install, Path(scratch) / "operator.log"):
+                for number in range(args.rounds):
+                    row = one_round(cluster, s3, f"resume-{number}", args, Path(scratch) / f"read-{number}")
+                    rows.append(row)
+                    print(f"round {number + 1}: " + "\n".join(report(row)), flush=True)
+                    # The next round starts with this one's objects gone from moto's memory.
+                    cluster.kubectl("-n", NAMESPACE, "delete", "sftjob", row["sftjob"], "--wait=true")
+                    _delete_prefix(s3, f"{PREFIX}/{row['sftjob']}/")
+        load = os.getloadavg()
+    finally:
+        cluster.stop()
+    summary = {
+        key: spread(rows, key)
+        for key in (
+            "detectionSeconds",
+            "killToJobCreatedSeconds",
+            "jobToPodRunningSeconds",
+            "jobToProcessStartSeconds",
+            "modelLoadSeconds",
+            "restoreOverheadSeconds",
+            "restoreOverGet",
+            "wholeObjectsRestoreOverGet",
+            "killToFirstStepSeconds",
+        )
+    }
+    for phase in ("checkpointDownload", "checkpointRestore", "firstStep"):
+        summary[phase] = spread([row["phaseSeconds"] for row in rows], phase)
+    print(f"over {len(rows)} rounds, median (min-max):")
+    for key, value in summary.items():
+        print(f"  {key:26s} {value['median']:7.2f}  ({value['min']:.2f}-{value['max']:.2f})")
+    detection, ratio = summary["detectionSeconds"]["median"], summary["restoreOverGet"]["median"]
+    print(f"detection {detection:.2f} s (target ≤ 2 s): {'met' if detection <= 2 else 'missed'}")
+    print(f"restore / plain get_object {ratio:.2f}x (target ≤ 1.2x): {'met' if ratio <= 1.2 else 'missed'}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {[round(x, 1) for x in load]};"
+        f" Kubernetes {kubernetes_version()}"
+    )
+    write_figures(
+        "time_to_resume",
+        {"rounds": rows, "summary": summary, "loadAverage": load, "kubernetes": kubernetes_version()},
+    )
+
+
+def _delete_prefix(s3: S3Server, prefix: str) -> None:
+    s3_client = s3.client()
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3_client.delete_objects(Bucket=s3.bucket, Delete={"Objects": keys})
+
+
+if __name__ == "__main__":
+    main()
