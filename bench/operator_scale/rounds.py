@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from bench.operator_scale.measure import CpuLedger, Observer, wait_for
 from bench.operator_scale.quantiles import percentile
@@ -30,6 +31,7 @@ NAMESPACE = "scale"
 CLIENT_THREADS = 16
 FLOOR = Path(__file__).with_name("floor_controller.py")
 CHILDREN = "jobs,configmaps,networkpolicies,pods"
+CREATE_ATTEMPTS = 5
 
 Done = Callable[[Observer], set[str]]
 """The SFTJobs of the round that are done, by what the observer saw."""
@@ -69,26 +71,50 @@ def sftjob(name: str) -> dict[str, Any]:
 class Applied:
     at: dict[str, float]
     """When each SFTJob's create call returned (monotonic)."""
+    called: dict[str, float]
+    """When each SFTJob's first create call was made."""
     call_seconds: list[float]
+    """How long each successful create call took: the API server and the admission webhooks."""
+    refused: list[str]
+    """Why create calls were refused and made again (e.g. an admission webhook timing out)."""
     started: float
     seconds: float
 
 
-def apply_all(api: client.ApiClient, count: int) -> Applied:
+def apply_all(api: client.ApiClient, count: int, rate: float | None = None) -> Applied:
+    """Create ``count`` SFTJobs from ``CLIENT_THREADS`` threads, at once or ``rate`` per second;
+    a create the API server refuses for the moment (5xx, 429) is made again, as a user would."""
     custom = client.CustomObjectsApi(api)
     at: dict[str, float] = {}
+    called: dict[str, float] = {}
     calls: list[float] = []
-
-    def create(name: str) -> None:
-        called = time.monotonic()
-        custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, sftjob(name))
-        at[name] = time.monotonic()
-        calls.append(at[name] - called)
-
+    refused: list[str] = []
     started = time.monotonic()
+
+    def create(index: int) -> None:
+        name = f"scale-{index:04d}"
+        if rate is not None:
+            time.sleep(max(0.0, started + index / rate - time.monotonic()))
+        called[name] = time.monotonic()
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            call = time.monotonic()
+            try:
+                custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, sftjob(name))
+            except ApiException as err:
+                if err.status == 409 and attempt > 1:
+                    break  # an earlier attempt was stored after all
+                if attempt == CREATE_ATTEMPTS or not (err.status == 429 or err.status >= 500):
+                    raise
+                refused.append(f"{err.status} {err.reason}: {str(err.body)[:300]}")
+                time.sleep(1.0)
+                continue
+            calls.append(time.monotonic() - call)
+            break
+        at[name] = time.monotonic()
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
-        list(pool.map(create, [f"scale-{i:04d}" for i in range(count)]))
-    return Applied(at, calls, started, time.monotonic() - started)
+        list(pool.map(create, range(count)))
+    return Applied(at, called, calls, refused, started, time.monotonic() - started)
 
 
 def _quantiles(values: list[float]) -> dict[str, float | None]:
@@ -102,23 +128,32 @@ def _quantiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
+@dataclass(frozen=True)
+class Load:
+    jobs: int
+    timeout: float
+    """Seconds a round may take from its first apply."""
+    rate: float | None = None
+    """SFTJobs applied per second; None: all at once."""
+
+
 def measure_round(
     cluster: Cluster,
     controller: tuple[str, int],
-    jobs: int,
+    load: Load,
     done: Done,
-    timeout: float,
     progress: Callable[[Observer], None] | None = None,
 ) -> dict[str, Any]:
-    """Apply ``jobs`` SFTJobs and wait until each has its Job, then until ``done`` counts them all;
-    the figures of the round. ``controller``: the name and pid of the operator or the floor."""
+    """Apply ``load.jobs`` SFTJobs and wait until each has its Job, then until ``done`` counts them
+    all; the figures of the round. ``controller``: the name and pid of the operator or the floor."""
     name, pid = controller
+    jobs, rate = load.jobs, load.rate
     ledger = CpuLedger({name: pid} | {p.name: p.pid for p in cluster.control_plane.processes})
     observer = Observer(cluster.kube.api, NAMESPACE)
     observer.start()
     ledger.read("start")
-    applied = apply_all(cluster.kube.api, jobs)
-    deadline = applied.started + timeout
+    applied = apply_all(cluster.kube.api, jobs, rate)
+    deadline = applied.started + load.timeout
     next_report = time.monotonic() + 30
 
     def every(count: Callable[[], int]) -> Callable[[], bool]:
@@ -138,11 +173,13 @@ def measure_round(
     time.sleep(2)  # let trailing requests (last status writes, events) reach the audit log
     ledger.read("end")
     observer.stop()
-    latencies = [
-        observer.job_seen[names.job_name(sftjob_name, 0)] - applied.at[sftjob_name]
-        for sftjob_name in applied.at
-        if names.job_name(sftjob_name, 0) in observer.job_seen
-    ]
+    jobs_seen = {
+        n: observer.job_seen[names.job_name(n, 0)]
+        for n in applied.at
+        if names.job_name(n, 0) in observer.job_seen
+    }
+    latencies = [seen - applied.at[n] for n, seen in jobs_seen.items()]
+    from_call = [seen - applied.called[n] for n, seen in jobs_seen.items()]
     every_job = max(observer.job_seen.values(), default=applied.started) - applied.started
     window = ledger.between("start", "every Job created")
     whole = ledger.between("start", "end")
@@ -150,9 +187,14 @@ def measure_round(
     return {
         "jobs": jobs,
         "applySeconds": round(applied.seconds, 2),
+        "applyRatePerSecond": rate,
+        "createCallsRefused": len(applied.refused),
+        "createRefusals": applied.refused[:5],
         # The API server's own latency for one write under this load, as this client sees it.
         "createCallSeconds": _quantiles(applied.call_seconds),
         "jobCreatedLatencySeconds": _quantiles(latencies),
+        # From the create call being made: with the call itself, admission webhooks included.
+        "jobCreatedFromCallSeconds": _quantiles(from_call),
         "everyJobCreatedSeconds": round(every_job, 2),
         "doneSeconds": round(done_at - applied.started, 1),
         "done": len(done(observer)),

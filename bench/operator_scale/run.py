@@ -48,6 +48,7 @@ from bench.operator_scale.report import print_compare, print_single  # noqa: E40
 from bench.operator_scale.rounds import (  # noqa: E402
     NAMESPACE,
     Done,
+    Load,
     audit_requests,
     clear_namespace,
     jobs_ended,
@@ -110,7 +111,8 @@ def progress(pid: int) -> Any:
 
     def report(observer: Observer) -> None:
         print(
-            f"  {time.monotonic() - began:6.0f} s: {len(observer.job_seen)} Jobs,"
+            f"  {time.monotonic() - began:6.0f} s: {len(observer.job_seen)} Jobs"
+            f" ({len(observer.job_done)} ended),"
             f" {len(observer.phase_seen)} with a status phase, {len(observer.finished)} terminal,"
             f" {list(observer.waiting_reason.values()).count('Unschedulable')} Unschedulable;"
             f" RSS {rss_mib(pid, 'VmRSS'):.0f} MiB",
@@ -121,21 +123,21 @@ def progress(pid: int) -> Any:
 
 
 def controller_round(
-    cluster: Cluster, install: OperatorInstall, name: str, pid: int, jobs: int, done: Done, timeout: float
+    cluster: Cluster, install: OperatorInstall, name: str, pid: int, load: Load, done: Done
 ) -> dict[str, Any]:
     """One round with the operator or the floor running as ``pid``; its memory and requests too."""
     before = len(cluster.audit_events(user=install.username))
     idle = rss_mib(pid, "VmRSS")
-    figures = measure_round(cluster, (name, pid), jobs, done, timeout, progress(pid))
+    figures = measure_round(cluster, (name, pid), load, done, progress(pid))
     events = cluster.audit_events(user=install.username)[before:]
     peak = rss_mib(pid)
     return figures | {
         "rssBeforeApplyMiB": round(idle, 1),
         "peakRssMiB": round(peak, 1),
         "rssAtEndMiB": round(rss_mib(pid, "VmRSS"), 1),
-        "rssGrowthPer1000JobsMiB": round((peak - idle) * 1000 / jobs, 1),
+        "rssGrowthPer1000JobsMiB": round((peak - idle) * 1000 / load.jobs, 1),
         "apiRequests": len(events),
-        "apiRequestsPerJob": round(len(events) / jobs, 1),
+        "apiRequestsPerJob": round(len(events) / load.jobs, 1),
         "apiRequestsByCall": audit_requests(events),
         "controlPlaneMemoryMiB": {
             p.name: {"peak": round(rss_mib(p.pid), 1), "atEnd": round(rss_mib(p.pid, "VmRSS"), 1)}
@@ -160,20 +162,15 @@ def reconcile_figures(operator: OperatorProcess) -> dict[str, Any]:
 
 
 def operator_round(
-    cluster: Cluster,
-    install: OperatorInstall,
-    operator: OperatorProcess,
-    jobs: int,
-    done: Done,
-    timeout: float,
+    cluster: Cluster, install: OperatorInstall, operator: OperatorProcess, load: Load, done: Done
 ) -> dict[str, Any]:
     assert operator.process is not None
-    figures = controller_round(cluster, install, "operator", operator.process.pid, jobs, done, timeout)
+    figures = controller_round(cluster, install, "operator", operator.process.pid, load, done)
     return figures | reconcile_figures(operator)
 
 
-def single(jobs: int, timeout: float, no_pods: bool, profile: Path | None) -> dict[str, Any]:
-    """One operator, ``jobs`` SFTJobs applied at once."""
+def single(load: Load, no_pods: bool, profile: Path | None) -> dict[str, Any]:
+    """One operator, ``load.jobs`` SFTJobs."""
     cluster, install = start_cluster(cordoned=no_pods)
     try:
         log = Path(tempfile.mkdtemp(prefix="kubesft-scale-")) / "operator.log"
@@ -186,13 +183,13 @@ def single(jobs: int, timeout: float, no_pods: bool, profile: Path | None) -> di
         with watching_operator(install, log, **profiling) as operator:
             assert operator.process is not None
             if no_pods:
-                figures = operator_round(cluster, install, operator, jobs, unschedulable_shown, timeout)
+                figures = operator_round(cluster, install, operator, load, unschedulable_shown)
                 # Lost: no status phase or no Job. Showing Unschedulable also waits on the Job
                 # controller creating each pod, at its own client rate limit.
                 figures["notShowingUnschedulable"] = figures["lost"]
                 figures["lost"] = figures["withoutStatusOrJob"]
             else:
-                figures = operator_round(cluster, install, operator, jobs, terminal, timeout)
+                figures = operator_round(cluster, install, operator, load, terminal)
             if profile is not None:
                 operator.process.send_signal(signal.SIGUSR1)  # memory.txt: live memory now
                 time.sleep(5)
@@ -202,7 +199,7 @@ def single(jobs: int, timeout: float, no_pods: bool, profile: Path | None) -> di
     return figures | {"noPods": no_pods, "machineCpus": os.cpu_count()}
 
 
-def compare_floor(jobs: int, rounds: int, timeout: float) -> dict[str, Any]:
+def compare_floor(load: Load, rounds: int) -> dict[str, Any]:
     """The operator and the floor in turn, ``rounds`` times each, on one control plane."""
     cluster, install = start_cluster(cordoned=False)
     logs = Path(tempfile.mkdtemp(prefix="kubesft-scale-"))
@@ -210,22 +207,23 @@ def compare_floor(jobs: int, rounds: int, timeout: float) -> dict[str, Any]:
     try:
         # Unmeasured: the control plane's first Jobs and pods are slower than any after them.
         with running_floor(install, logs / "floor-warm-up.log") as floor:
-            controller_round(cluster, install, "floor", floor.pid, WARM_UP_JOBS, jobs_ended, timeout)
+            warm_up = Load(WARM_UP_JOBS, load.timeout)
+            controller_round(cluster, install, "floor", floor.pid, warm_up, jobs_ended)
             clear_namespace(cluster)
         for number in range(1, rounds + 1):
             with watching_operator(install, logs / f"operator-{number}.log") as operator:
-                figures = operator_round(cluster, install, operator, jobs, terminal, timeout)
+                figures = operator_round(cluster, install, operator, load, terminal)
                 clear_namespace(cluster)
             results["kubesft"].append(figures)
             print(f"round {number} kubesft: {_line(figures, 'operator')}", flush=True)
             with running_floor(install, logs / f"floor-{number}.log") as floor:
-                figures = controller_round(cluster, install, "floor", floor.pid, jobs, jobs_ended, timeout)
+                figures = controller_round(cluster, install, "floor", floor.pid, load, jobs_ended)
                 clear_namespace(cluster)
             results["floor"].append(figures)
             print(f"round {number} floor:   {_line(figures, 'floor')}", flush=True)
     finally:
         cluster.stop()
-    return {"jobs": jobs, "rounds": results, "machineCpus": os.cpu_count()}
+    return {"jobs": load.jobs, "rate": load.rate, "rounds": results, "machineCpus": os.cpu_count()}
 
 
 def _line(figures: dict[str, Any], controller: str) -> str:
@@ -233,7 +231,8 @@ def _line(figures: dict[str, Any], controller: str) -> str:
     return (
         f"apply -> Job p50 {latency['p50']} s, p99 {latency['p99']} s;"
         f" CPU ms per job: {controller} {per_job[controller]}, kube-apiserver {per_job['kube-apiserver']};"
-        f" lost {len(figures['lost'])}, not exactly one Job {len(figures['notExactlyOneJob'])}"
+        f" lost {len(figures['lost'])}, not exactly one Job {len(figures['notExactlyOneJob'])},"
+        f" create calls refused {figures['createCallsRefused']}"
     )
 
 
@@ -245,18 +244,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each with --compare-floor")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds a round may take")
     parser.add_argument(
+        "--rate", type=float, help="apply this many SFTJobs per second instead of all at once"
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="run the operator under cProfile and tracemalloc and write cpu.txt and memory.txt"
         " here (slower: its figures are not the benchmark's)",
     )
     args = parser.parse_args()
+    load = Load(args.jobs, args.timeout, args.rate)
+    paced = f"_at_{args.rate:g}_per_second" if args.rate else ""
     if args.compare_floor:
-        result = compare_floor(args.jobs, args.rounds, args.timeout)
-        out = write_figures("operator_scale_compare_floor", result | print_compare(result))
+        result = compare_floor(load, args.rounds)
+        out = write_figures(f"operator_scale_compare_floor{paced}", result | print_compare(result))
     else:
-        result = single(args.jobs, args.timeout, args.no_pods, args.profile)
-        out = write_figures(f"operator_scale_{args.jobs}" + ("_no_pods" if args.no_pods else ""), result)
+        result = single(load, args.no_pods, args.profile)
+        out = write_figures(f"operator_scale_{args.jobs}{'_no_pods' if args.no_pods else ''}{paced}", result)
         print_single(result)
     print(f"written to {out}")
 
