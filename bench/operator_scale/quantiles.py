@@ -30,7 +30,7 @@ def histogram_buckets(metrics_text: str, name: str) -> list[tuple[float, float]]
 def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> tuple[float, float] | None:
     """The ``q`` quantile (0..1) of a cumulative histogram: (interpolated value, upper bound of
     its bucket). Interpolated linearly inside the bucket, as Prometheus's histogram_quantile does;
-    in the +Inf bucket both are the highest finite bound. None for an empty histogram."""
+    in the +Inf bucket: the highest finite bound, and inf. None for an empty histogram."""
     if not buckets or buckets[-1][1] == 0:
         return None
     rank = q * buckets[-1][1]
@@ -38,7 +38,7 @@ def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> tuple[float
     for bound, count in buckets:
         if count >= rank:
             if bound == float("inf"):
-                return lower_bound, lower_bound
+                return lower_bound, bound
             share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1.0
             return lower_bound + (bound - lower_bound) * share, bound
         lower_bound, lower_count = bound, count

@@ -53,7 +53,8 @@ def print_single(result: dict[str, Any]) -> None:
     p99 = result["reconcileP99Seconds"] or {}
     print(
         f"reconciles:                  {result['reconciles']}, mean {result['reconcileSecondsMean']} s,"
-        f" p99 {p99.get('interpolated')} s interpolated (bucket le {p99.get('bucketUpperBound')} s)"
+        f" p99 {p99.get('interpolated')} s interpolated (bucket le {p99.get('bucketUpperBound')} s;"
+        " inf: beyond the last bound)"
     )
     per_job = result["cpuMillisecondsPerJob"]
     print(

@@ -30,9 +30,9 @@ def test_the_quantile_is_interpolated_inside_the_bucket_it_falls_in() -> None:
     assert bucket_quantile(histogram_buckets(text, NAME), 0.5) == pytest.approx((0.1 * 50 / 90, 0.1))
 
 
-def test_a_quantile_beyond_the_last_bound_is_that_bound() -> None:
+def test_a_quantile_beyond_the_last_bound_is_that_bound_in_the_unbounded_bucket() -> None:
     text = served([0.05] * 50 + [3.0] * 50)
-    assert bucket_quantile(histogram_buckets(text, NAME), 0.99) == (1.0, 1.0)
+    assert bucket_quantile(histogram_buckets(text, NAME), 0.99) == (1.0, float("inf"))
 
 
 def test_an_empty_or_missing_histogram_has_no_quantile() -> None:
