@@ -40,7 +40,7 @@ from kubesft_operator.decisions import (
 )
 from kubesft_operator.kube import ApiError, Kube
 from kubesft_operator.lifecycle import decide
-from kubesft_operator.network_policy import NetworkPolicySettings, render_network_policy
+from kubesft_operator.network_policy import network_policy_settings, render_network_policy
 from kubesft_operator.objects import Job, Pod, SFTJob, owned_jobs, owned_pods, pod_attempt
 from kubesft_operator.progress import fetch_progress, progress_patch
 from kubesft_operator.queueing import workload_wanted
@@ -97,17 +97,7 @@ class Controller:
         self.checks = StartChecks(
             settings.policy, kube.review_access, self.signer, settings.admission_records_required
         )
-        self.network_policy = (
-            NetworkPolicySettings(
-                operator_namespace=settings.pod_namespace,
-                operator_labels=dict(settings.network_policy_operator_labels),
-                prometheus=tuple(settings.network_policy_prometheus),
-                restrict_egress=settings.network_policy_restrict_egress,
-                egress=tuple(settings.network_policy_egress),
-            )
-            if settings.network_policy_enabled
-            else None
-        )
+        self.network_policy = network_policy_settings(settings)
         self.job_suspend_supported = False
         self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._written: dict[Key, SFTJob] = {}

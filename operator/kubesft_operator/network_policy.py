@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubesft_api import pod_contract
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_operator import names
 from kubesft_operator.render import Owner, owner_reference
+
+if TYPE_CHECKING:
+    from kubesft_operator.settings import OperatorSettings
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 """Set on every namespace by Kubernetes 1.21+; selects a namespace by its name."""
@@ -33,6 +36,19 @@ class NetworkPolicySettings:
     restrict_egress: bool = False
     egress: tuple[Mapping[str, Any], ...] = ()
     """Egress rules trainer pods get when egress is restricted."""
+
+
+def network_policy_settings(settings: OperatorSettings) -> NetworkPolicySettings | None:
+    """The NetworkPolicy settings of the operator's settings; None when it makes no NetworkPolicy."""
+    if not settings.network_policy_enabled:
+        return None
+    return NetworkPolicySettings(
+        operator_namespace=settings.pod_namespace,
+        operator_labels=dict(settings.network_policy_operator_labels),
+        prometheus=tuple(settings.network_policy_prometheus),
+        restrict_egress=settings.network_policy_restrict_egress,
+        egress=tuple(settings.network_policy_egress),
+    )
 
 
 def _metrics_port() -> list[dict[str, Any]]:

@@ -140,7 +140,7 @@ class ProcessNode:
 
     def _register(self) -> None:
         self.allocatable = {**node_allocatable(), **self.options.extended_resources}
-        self.api.register()
+        self.api.register(unschedulable=self.options.cordoned)
         self._write_node_status(ready=True)
 
     def _write_node_status(
@@ -336,7 +336,7 @@ class ProcessNode:
             return
         if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
             return
-        self.api.bind(meta)
+        (self.api.mark_unschedulable if self.options.cordoned else self.api.bind)(meta)
         self._bound.add(meta["uid"])
 
     def _admit(self, pod: dict[str, Any]) -> PodRuntime:

@@ -42,7 +42,7 @@ class NodeApi:
         self.core = core
         self.node_name = node_name
 
-    def register(self) -> None:
+    def register(self, *, unschedulable: bool = False) -> None:
         node = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -50,6 +50,7 @@ class NodeApi:
                 "name": self.node_name,
                 "labels": {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux"},
             },
+            "spec": {"unschedulable": unschedulable},
         }
         self.core.create_node(node, **_RAW)
 
@@ -112,6 +113,17 @@ class NodeApi:
         }
         with _unless_gone_or_replaced():
             self.core.create_namespaced_binding(meta["namespace"], binding, **_RAW)
+
+    def mark_unschedulable(self, meta: dict[str, Any]) -> None:
+        """What kube-scheduler writes on a pod no node can take: PodScheduled False, Unschedulable."""
+        condition = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 node(s) were unschedulable.",
+            "lastTransitionTime": now_text(),
+        }
+        self.write_pod_status(meta["namespace"], meta["name"], meta["uid"], {"conditions": [condition]})
 
     def read_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A Secret, ConfigMap or PersistentVolumeClaim a pod refers to; None if it does not exist."""

@@ -40,6 +40,9 @@ class NodeOptions:
     extended_resources: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu": "2"})
     # Containers whose image is in the local image store (``make images``) run inside it.
     image_mode: bool = True
+    # Harness option: the Node is cordoned (spec.unschedulable), so no pod is bound or run; each
+    # stays Pending with the PodScheduled condition kube-scheduler gives it (a full cluster).
+    cordoned: bool = False
 
     def runtime_settings(self, host_ip: str, allocatable: dict[str, str]) -> RuntimeSettings:
         """What every pod on the node shares, once the node knows its address and size."""
