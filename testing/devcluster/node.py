@@ -97,21 +97,20 @@ class ProcessNode:
         self._register()
         self._worker.start()
         self._watches = [
-            RawWatch(
-                self.core.list_pod_for_all_namespaces,
-                lambda items: self._inbox.put(("pod-list", items)),
-                lambda kind, obj: self._inbox.put(("pod", (kind, obj))),
-                self._record_error,
-            ),
-            RawWatch(
-                self.core.list_service_for_all_namespaces,
-                lambda items: self._inbox.put(("service-list", items)),
-                lambda kind, obj: self._inbox.put(("service", (kind, obj))),
-                self._record_error,
-            ),
+            self._watch("pod", self.core.list_pod_for_all_namespaces),
+            self._watch("service", self.core.list_service_for_all_namespaces),
         ]
         for watch in self._watches:
             watch.start()
+
+    def _watch(self, kind: str, list_all: Callable[..., Any]) -> RawWatch:
+        """A watch that hands ``kind`` events (and relists, as ``<kind>-list``) to the worker."""
+        return RawWatch(
+            list_all,
+            lambda items: self._inbox.put((f"{kind}-list", items)),
+            lambda event, obj: self._inbox.put((kind, (event, obj))),
+            self._record_error,
+        )
 
     def stop(self) -> None:
         """Kill every pod process, then remove namespaces, the bridge and cgroups."""
@@ -219,8 +218,7 @@ class ProcessNode:
             raise NodeError(f"pod {namespace}/{name} never ran on node {self.name}") from None
 
     def logs(self, namespace: str, name: str, container: str | None = None, *, previous: bool = False) -> str:
-        """A container's output, like `kubectl logs` (``previous``: the run before the last restart).
-        Logs stay readable after the pod is gone."""
+        """A container's output as `kubectl logs [--previous]` gives it, also after the pod is gone."""
         try:
             return log_text(self.pod_directory(namespace, name), container, previous=previous)
         except LookupError as err:
@@ -244,8 +242,7 @@ class ProcessNode:
         )
 
     def claim_directory(self, namespace: str, claim: str) -> Path:
-        """The host directory standing in for PersistentVolumeClaim ``namespace/claim``; the
-        node bind-mounts it wherever a pod mounts the claim, so tests can fill it beforehand."""
+        """The host directory bind-mounted wherever a pod mounts PVC ``namespace/claim`` (tests fill it)."""
         path = self.directory / "claims" / namespace / claim
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o777)
@@ -360,11 +357,8 @@ class ProcessNode:
                     self._refresh_hosts()
                 if changed or unwritten:
                     self._write_status(runtime)
-                if (
-                    runtime.terminating
-                    and runtime.finished()
-                    and (runtime.pod["metadata"].get("deletionTimestamp"))
-                ):
+                deleted = runtime.pod["metadata"].get("deletionTimestamp")
+                if runtime.terminating and runtime.finished() and deleted:
                     self._write_status(runtime)
                     self.api.delete_now(runtime.namespace, runtime.name, runtime.uid)
                     self._forget(runtime)
@@ -376,8 +370,7 @@ class ProcessNode:
 
     def _write_status(self, runtime: PodRuntime) -> None:
         # As the kubelet's status manager does, a status the API server did not take (it was down)
-        # is sent again on later steps until it lands; otherwise a pod that ends during an outage
-        # would stay Running for ever.
+        # is sent again later until it lands: a pod that ends during an outage must not stay Running.
         self._unwritten.add(runtime.uid)
         self._status_retry_at = time.monotonic() + 1.0
         self.api.write_pod_status(runtime.namespace, runtime.name, runtime.uid, pod_status.status_of(runtime))
