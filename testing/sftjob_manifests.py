@@ -14,6 +14,20 @@ def sftjob_manifest(name: str, spec: dict[str, Any], namespace: str | None = Non
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": metadata, "spec": spec}
 
 
+def small_fp32_training(steps: int) -> dict[str, Any]:
+    """The training section of the end-to-end tests' short runs: small batches and sequences in
+    float32, a loss line every step, no activation checkpointing (quick on CPUs)."""
+    return {
+        "maxSteps": steps,
+        "perDeviceBatchSize": 4,
+        "learningRate": 1.0e-3,
+        "maxLength": 64,
+        "loggingSteps": 1,
+        "gradientCheckpointing": False,
+        "precision": "fp32",
+    }
+
+
 def tiny_cpu_spec(
     s3: S3Server,
     prefix: str,

@@ -58,6 +58,7 @@ from testing.devcluster.kube import wait_until  # noqa: E402
 from testing.devcluster.node_options import NodeOptions  # noqa: E402
 from testing.devcluster.operator_install import OperatorInstall, running_operator  # noqa: E402
 from testing.devcluster.s3 import S3Server  # noqa: E402
+from testing.sftjob_manifests import small_fp32_training  # noqa: E402
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl  # noqa: E402
 
 NAMESPACE = "resume"
@@ -75,15 +76,7 @@ def sftjob(s3: S3Server, name: str, steps: int, save_steps: int) -> dict[str, An
         "spec": {
             "model": {"uri": s3.uri(f"{PREFIX}/inputs/model"), "chatTemplate": "chatml"},
             "dataset": {"uri": s3.uri(f"{PREFIX}/inputs/chat.jsonl")},
-            "training": {
-                "maxSteps": steps,
-                "perDeviceBatchSize": 4,
-                "learningRate": 1.0e-3,
-                "maxLength": 64,
-                "loggingSteps": 1,
-                "gradientCheckpointing": False,
-                "precision": "fp32",
-            },
+            "training": small_fp32_training(steps),
             # keep: every checkpoint stays, so the one resumed from is still there to read back.
             "checkpoints": {
                 "uri": s3.uri(f"{PREFIX}/{name}/checkpoints"),

@@ -43,6 +43,7 @@ from testing.devcluster.operator_install import (
     wait_for_phase,
 )
 from testing.devcluster.s3 import S3Server
+from testing.sftjob_manifests import small_fp32_training
 from testing.tinymodel import build_tiny_model, chat_rows, write_jsonl
 
 PREFIX = "operator-e2e"
@@ -153,15 +154,7 @@ class E2E:
             "spec": {
                 "model": {"uri": self.s3.uri(f"{PREFIX}/inputs/model"), "chatTemplate": "chatml"},
                 "dataset": {"uri": self.s3.uri(f"{PREFIX}/inputs/{data}")},
-                "training": {
-                    "maxSteps": steps,
-                    "perDeviceBatchSize": 4,
-                    "learningRate": 1.0e-3,
-                    "maxLength": 64,
-                    "loggingSteps": 1,
-                    "gradientCheckpointing": False,
-                    "precision": "fp32",
-                },
+                "training": small_fp32_training(steps),
                 "checkpoints": {
                     "uri": self.checkpoint_uri(name),
                     "credentialsSecret": {"name": secret},
