@@ -210,7 +210,7 @@ def tenant(cluster: Cluster, namespace: str, operator: OperatorProcess) -> Tenan
 
 def _webhook_refuses(cluster: Cluster, namespace: str) -> bool:
     """Whether admission reaches the webhook now: a server-side dry run of a spec only it refuses."""
-    spec = job_spec(namespace, "probe", model__name="HuggingFaceTB/SmolLM2-135M")
+    spec = job_spec(namespace, "probe", model__chatTemplate="llama")  # not a template: the CRD admits it
     result = cluster.kubectl(
         "create", "--dry-run=server", "-f", "-", input=manifest(namespace, "probe", spec), check=False
     )
@@ -667,23 +667,19 @@ def test_an_applied_spec_edited_past_the_webhook_fails_the_job_instead_of_runnin
     with stand_in(cluster, "tampered", "silent"):
         applied = json.loads(_started(cluster, tenant, "tampered")["metadata"]["annotations"][APPLIED])
         with webhooks_bypassed(cluster, install, ns):
-            # Rewrite the record and the spec together, as one would to slip a change past immutability.
+            # Rewrite the record and the spec together, as one would to slip a change past immutability:
+            # the CRD's own transition rules refuse the spec change.
             applied["training"]["maxSteps"] = 100000
-            patch = {
-                "metadata": {"annotations": {APPLIED: json.dumps(applied, sort_keys=True)}},
-                "spec": applied,
-            }
-            cluster.kubectl(
-                "patch",
-                "sft",
-                "tampered",
-                "-n",
-                ns,
-                "--type=merge",
-                "-p",
-                json.dumps(patch),
-                kubeconfig=tenant.alice,
+            record = {"metadata": {"annotations": {APPLIED: json.dumps(applied, sort_keys=True)}}}
+            patch = ["patch", "sft", "tampered", "-n", ns, "--type=merge", "-p"]
+            refused = cluster.kubectl(
+                *patch, json.dumps({**record, "spec": applied}), kubeconfig=tenant.alice, check=False
             )
+            assert refused.returncode != 0 and "spec.training: Invalid value" in refused.stderr, (
+                refused.stderr
+            )
+            # The record alone can still be rewritten without the webhook: the operator notices.
+            cluster.kubectl(*patch, json.dumps(record), kubeconfig=tenant.alice)
             failed = failure(cluster, ns, "tampered")
     assert failed["reason"] == "SpecRecordAltered"
     assert "kubesft.io/applied-spec was changed or removed outside the operator" in failed["message"]
