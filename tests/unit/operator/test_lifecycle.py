@@ -149,6 +149,16 @@ def test_a_preempted_pod_starts_the_next_attempt_without_using_up_a_retry() -> N
     assert "does not count against spec.runPolicy.backoffLimit: 0 of 0 used" in running.message
 
 
+def test_an_evicted_pod_with_a_disruption_target_condition_is_a_preemption() -> None:
+    evicted = pod(0, "Failed", exit_code=137)
+    evicted["status"]["conditions"].append(
+        {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}
+    )
+    decision = run(started(backoffLimit=0), [job(0)], [evicted])
+    assert (decision.status.attempt, decision.status.restarts, decision.status.preemptions) == (1, 0, 1)
+    assert condition(decision, "Running").reason == "Preempted"
+
+
 def test_a_trainer_stopped_by_sigterm_outside_a_suspension_is_a_disruption_too() -> None:
     stopped = pod(0, "Failed", exit_code=exit_codes.PREEMPTED)
     decision = run(started(backoffLimit=0), [job(0)], [stopped])
