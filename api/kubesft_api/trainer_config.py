@@ -33,11 +33,12 @@ COMPLETION_ONLY_ON_MESSAGES = (
 )
 
 
-def _text_data(dataset: str = "self.dataset") -> str:
+def _text_data() -> str:
     """CEL: the data (the one source, or any mixture entry) has format text."""
+    mixture = "self.dataset.mixture"
     return (
-        f"(has({dataset}.format) && {dataset}.format == 'text')"
-        f" || (has({dataset}.mixture) && {dataset}.mixture.exists(m, has(m.format) && m.format == 'text'))"
+        f"{cel.equals('dataset.format', 'text')}"
+        f" || ({cel.present('dataset.mixture')} && {mixture}.exists(m, has(m.format) && m.format == 'text'))"
     )
 
 
