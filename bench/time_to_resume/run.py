@@ -48,14 +48,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
 
 from bench.common import write_figures  # noqa: E402
+from bench.local_cluster import bench_cluster  # noqa: E402
 from bench.time_to_resume.moments import Moments  # noqa: E402
 from bench.time_to_resume.read_back import read_back  # noqa: E402
 from kubesft_operator import names  # noqa: E402
 from kubesft_trainer.checkpoints.manifest import MANIFEST_NAME  # noqa: E402
 from testing.devcluster.binaries import kubernetes_version  # noqa: E402
-from testing.devcluster.cluster import Cluster, ClusterOptions  # noqa: E402
+from testing.devcluster.cluster import Cluster  # noqa: E402
 from testing.devcluster.kube import wait_until  # noqa: E402
-from testing.devcluster.node_options import NodeOptions  # noqa: E402
 from testing.devcluster.operator_install import OperatorInstall, running_operator  # noqa: E402
 from testing.devcluster.s3 import S3Server  # noqa: E402
 from testing.sftjob_manifests import small_fp32_training  # noqa: E402
@@ -272,11 +272,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=640)
     parser.add_argument("--layers", type=int, default=6)
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    cluster = Cluster.start(ClusterOptions(node=NodeOptions(image_mode=False)))
     rows: list[dict[str, Any]] = []
-    try:
-        s3 = cluster.start_s3()
+    with bench_cluster() as (cluster, s3):
         with tempfile.TemporaryDirectory(prefix="kubesft-resume-") as scratch:
             parameters = stage_inputs(s3, Path(scratch), args.hidden, args.layers)
             print(f"model: {parameters / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers)")
@@ -292,8 +289,6 @@ def main() -> None:
                     cluster.kubectl("-n", NAMESPACE, "delete", "sftjob", row["sftjob"], "--wait=true")
                     _delete_prefix(s3, f"{PREFIX}/{row['sftjob']}/")
         load = os.getloadavg()
-    finally:
-        cluster.stop()
     summary = {
         key: spread(rows, key)
         for key in (

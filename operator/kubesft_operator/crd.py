@@ -93,6 +93,27 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+def _keep_unknown_fields(node: Any) -> None:
+    """Mark every object of the spec with declared fields to keep the fields it does not declare.
+
+    The API server would otherwise drop a misspelt field silently when the client asks for no
+    strict validation (``kubectl --validate=false``), and the job would run with the default.
+    Kept, it reaches the webhook, or without one the operator, which refuse it by name.
+    """
+    if isinstance(node, list):
+        for item in node:
+            _keep_unknown_fields(item)
+    elif isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node:
+            node["x-kubernetes-preserve-unknown-fields"] = True
+        for key in ("properties", "items", "additionalProperties"):
+            value = node.get(key)
+            if isinstance(value, dict) and key == "properties":
+                _keep_unknown_fields(list(value.values()))
+            elif value is not None:
+                _keep_unknown_fields(value)
+
+
 def _openapi(model: type[Any], mode: str) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True, mode=mode)
     result: dict[str, Any] = _structural(schema, schema.get("$defs", {}))
@@ -103,6 +124,7 @@ def build_crd() -> dict[str, Any]:
     """The CRD as a dict, ready for YAML."""
     status = _openapi(SFTJobStatus, "serialization")
     spec = _openapi(SFTJobSpec, "validation")
+    _keep_unknown_fields(spec)
     spec["description"] = "What to fine-tune, on which data, how, and where the results go."
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

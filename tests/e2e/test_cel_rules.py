@@ -7,14 +7,16 @@ checks that the models refuse each of these specs at the same field.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import yaml
 
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.operator_install import OperatorProcess, patch_sftjob_spec, wait_for_phase
 from testing.sftjob_manifests import sftjob_manifest
-from tests.support.specs import CEL_BAD_SPECS, VALID, WEBHOOK_BAD_SPECS
+from tests.support.specs import CEL_BAD_SPECS, VALID, WEBHOOK_BAD_SPECS, with_changes
 
 DENIED = 'admission webhook "validate.sftjobs.kubesft.io" denied the request'
 
@@ -53,9 +55,31 @@ def test_cel_rules_refuse_each_spec_with_the_webhook_on(
     assert _refusals_missed(cluster, namespace) == []
 
 
+@pytest.fixture
+def unowned(cluster: Cluster, namespace: str) -> Iterator[str]:
+    """The test's namespace, whose SFTJobs lose their finalizers at the end.
+
+    The test kills the operator, so none is left to finish their deletion; without this the
+    namespace would stay Terminating and the next test's cluster-wide operator would take them.
+    """
+    yield namespace
+    for job in cluster.kube.resource("kubesft.io/v1alpha1", "SFTJob").get(namespace=namespace).items:
+        cluster.kubectl(
+            "patch",
+            "sft",
+            job.metadata.name,
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+        )
+
+
 def test_cel_rules_refuse_each_spec_with_the_webhook_gone(
-    operator: OperatorProcess, cluster: Cluster, namespace: str
+    operator: OperatorProcess, cluster: Cluster, unowned: str
 ) -> None:
+    namespace = unowned
     # A started job, for the transition rules: the operator moves it to Pending.
     held_spec = {**VALID, "validation": {"enabled": False}}
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(sftjob_manifest("held", held_spec, namespace)))
@@ -69,6 +93,12 @@ def test_cel_rules_refuse_each_spec_with_the_webhook_gone(
     assert _refusals_missed(cluster, namespace) == []
     for case, *_ in CEL_BAD_SPECS:
         assert cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", case, namespace) is None
+    # A misspelt field is kept rather than pruned, so the operator still refuses it by name
+    # (tests/unit/operator/test_lifecycle.py); the webhook would have refused it at apply.
+    typo = yaml.safe_dump(sftjob_manifest("typo", with_changes(training__learningRat=0.001), namespace))
+    cluster.kubectl("apply", "--validate=false", "-f", "-", input=typo)
+    kept = cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", "typo", namespace)
+    assert kept is not None and kept["spec"]["training"]["learningRat"] == 0.001
 
     # The started job's spec is frozen by the CRD alone, except the fields that may change.
     refused = patch_sftjob_spec(cluster, namespace, "held", {"training": {"maxSteps": 80}}, check=False)

@@ -52,7 +52,7 @@ def test_every_spec_field_is_described_and_bounded() -> None:
     def walk(node: dict, path: str, described: bool = True) -> None:
         if described and not node.get("description"):
             problems.append(f"{path}: no description")
-        if node.get("x-kubernetes-preserve-unknown-fields"):
+        if node.get("x-kubernetes-preserve-unknown-fields") and "properties" not in node:
             return  # PodSpec fragments (affinity, tolerations) and extraArgs: checked where used
         kind = node.get("type")
         if kind in ("integer", "number") and ("minimum" not in node or "maximum" not in node):
@@ -121,6 +121,31 @@ def test_crd_is_structural() -> None:
             check(node["items"], f"{path}[]")
 
     check(version["schema"]["openAPIV3Schema"], "")
+
+
+def test_spec_objects_keep_undeclared_fields_for_the_webhook_to_name() -> None:
+    """Pruned, a misspelt field sent with ``kubectl --validate=false`` would vanish silently."""
+    properties = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    pruned: list[str] = []
+
+    def walk(node: dict, path: str) -> list[str]:
+        found = []
+        if "properties" in node:
+            found.append(path)
+            if node.get("x-kubernetes-preserve-unknown-fields") is not True:
+                pruned.append(path)
+        for name, sub in node.get("properties", {}).items():
+            found += walk(sub, f"{path}.{name}")
+        if isinstance(node.get("items"), dict):
+            found += walk(node["items"], f"{path}[]")
+        return found
+
+    objects = walk(properties["spec"], "spec")
+    assert {"spec", "spec.training", "spec.lora", "spec.dataset.mixture[]"} <= set(objects)
+    assert not pruned, f"these spec objects drop unknown fields: {pruned}"
+    pruned.clear()
+    walk(properties["status"], "status")
+    assert pruned, "the status is written by the operator alone and keeps pruning"
 
 
 def test_committed_crd_yaml_parses() -> None:

@@ -90,6 +90,16 @@ def test_invalid_spec_fails_without_children() -> None:
     assert all(c.type != "Created" for c in decision.status.conditions)
 
 
+def test_a_misspelt_field_the_api_server_kept_fails_the_job_by_name() -> None:
+    # The CRD keeps undeclared spec fields, so without the webhook the operator sees the typo.
+    raw = spec_dict()
+    raw["training"]["learningRat"] = 0.001
+    decision = run(sftjob(raw))
+    assert decision.actions == []
+    failed = condition(decision, "Failed")
+    assert (failed.reason, failed.message) == ("InvalidSpec", "spec.training.learningRat: unknown field")
+
+
 def test_invalid_name_is_reported_on_metadata_name() -> None:
     decision = run(sftjob(name="Chat.Model"))
     assert decision.status.phase == "Failed"
