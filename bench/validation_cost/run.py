@@ -81,7 +81,8 @@ def one_run(
         "applyToTrainerJobSeconds": moments.job_added[trainer_job] - applied,
         "applyToSucceededSeconds": finished - applied,
     }
-    checks = [job for job in moments.job_added if job != trainer_job]
+    # The watch lists the earlier runs' Jobs too.
+    checks = [job for job in moments.job_added if job.startswith(f"{name}-") and job != trainer_job]
     if validate:
         if len(checks) != 1:
             raise RuntimeError(f"expected one validation Job of {name}, saw {checks}")
