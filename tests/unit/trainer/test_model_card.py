@@ -83,6 +83,16 @@ def test_sources_table_appears_for_a_mixture_only() -> None:
     assert header not in render_model_card(_summary(sources=sources[:1]))
 
 
+def test_a_source_name_with_a_pipe_stays_in_its_cell() -> None:
+    sources = [
+        SourceRows(source="s3://data/a|b.jsonl", format="messages", train_rows=6),
+        SourceRows(source="org/b", format="text", train_rows=4),
+    ]
+    header = "| source | revision | format | training rows | evaluation rows |"
+    rows = _table_after(render_model_card(_summary(sources=sources)), header)
+    assert rows[2] == "| `s3://data/a\\|b.jsonl` | n/a | messages | 6 | n/a |"
+
+
 def test_eval_sets_table_shows_the_change_and_marks_guarded_sets() -> None:
     card = render_model_card(
         _summary(

@@ -31,7 +31,7 @@ def _cell(text: str | None, stopped: bool | None = None) -> str:
     """Text for one markdown table cell; an answer cut off by the token limit ends in …."""
     if text is None:
         return "n/a"
-    shown = text.replace("|", "\\|").replace("\n", "<br>") or "(nothing)"
+    shown = text or "(nothing)"
     return shown + (" …" if stopped is False else "")
 
 
@@ -41,7 +41,9 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str
 
 
 def _row(cells: Sequence[object]) -> str:
-    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+    # Any cell may hold user text (a prompt, a source name), which must not break the table.
+    escaped = (str(cell).replace("|", "\\|").replace("\n", "<br>") for cell in cells)
+    return "| " + " | ".join(escaped) + " |"
 
 
 def _section(title: str, intro: str, table: list[str]) -> list[str]:
