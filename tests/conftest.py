@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from kubesft_api.sftjob import GROUP, PLURAL, VERSION
 from testing.devcluster.cluster import Cluster
 from testing.devcluster.kube import Kube
 from testing.devcluster.s3 import S3Server
@@ -59,12 +60,24 @@ def kube(cluster: Cluster) -> Kube:
 
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
-    """A fresh namespace per test, deleted afterwards (its pods are stopped by the node)."""
+    """A fresh namespace per test, deleted afterwards (its pods are stopped by the node).
+
+    Its SFTJobs go first, at once: the namespace takes a while to go, and meanwhile the next
+    module's operator, which watches every namespace, would take them up where nothing can be
+    created any more.
+    """
     name = f"t-{secrets.token_hex(4)}"
     cluster.kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     try:
         yield name
     finally:
+        try:
+            client.CustomObjectsApi(cluster.kube.api).delete_collection_namespaced_custom_object(
+                GROUP, VERSION, name, PLURAL
+            )
+        except client.ApiException as error:
+            if error.status != 404:  # 404: no SFTJob CRD in this cluster yet
+                raise
         cluster.kube.core.delete_namespace(name)
 
 

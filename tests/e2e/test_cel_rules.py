@@ -7,10 +7,8 @@ checks that the models refuse each of these specs at the same field.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import yaml
 
 from testing.devcluster.cluster import Cluster
@@ -55,31 +53,9 @@ def test_cel_rules_refuse_each_spec_with_the_webhook_on(
     assert _refusals_missed(cluster, namespace) == []
 
 
-@pytest.fixture
-def unowned(cluster: Cluster, namespace: str) -> Iterator[str]:
-    """The test's namespace, whose SFTJobs lose their finalizers at the end.
-
-    The test kills the operator, so none is left to finish their deletion; without this the
-    namespace would stay Terminating and the next test's cluster-wide operator would take them.
-    """
-    yield namespace
-    for job in cluster.kube.resource("kubesft.io/v1alpha1", "SFTJob").get(namespace=namespace).items:
-        cluster.kubectl(
-            "patch",
-            "sft",
-            job.metadata.name,
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-        )
-
-
 def test_cel_rules_refuse_each_spec_with_the_webhook_gone(
-    operator: OperatorProcess, cluster: Cluster, unowned: str
+    operator: OperatorProcess, cluster: Cluster, namespace: str
 ) -> None:
-    namespace = unowned
     # A started job, for the transition rules: the operator moves it to Pending.
     held_spec = {**VALID, "validation": {"enabled": False}}
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(sftjob_manifest("held", held_spec, namespace)))
