@@ -53,7 +53,7 @@ from kubesft_trainer.reporting.eval_sets import RETENTION_REGRESSED, retention_m
 from kubesft_trainer.reporting.failure_report import WARNING_PREFIX, report_failure
 from kubesft_trainer.reporting.memory import memory_estimate
 from kubesft_trainer.reporting.progress_tracker import ProgressTracker
-from kubesft_trainer.reporting.samples import SampleRun, choose_prompts
+from kubesft_trainer.reporting.samples import BEFORE_FILE, SampleRun, choose_prompts
 from kubesft_trainer.reporting.startup import StartupPhaseName, StartupTimeline
 from kubesft_trainer.reporting.status_server import StatusServer
 
@@ -308,8 +308,10 @@ def train(
         resume = manager.prepare_resume()
         startup.begin("samples")
         samples = run.samples()
-        if env.is_rank_zero:
-            samples.answer(run.trainer.model, after=False)
+        if env.is_rank_zero and samples.prompts:
+            if resume is None or not samples.take_before(resume):
+                samples.answer(run.trainer.model, after=False)
+            manager.carry(BEFORE_FILE, samples.before_record())
         if resume is None and config.checkpoints.resume_from is not None:
             startup.begin("warmStart")
         warm = manager.prepare_warm_start() if resume is None else None

@@ -263,6 +263,15 @@ def test_a_killed_run_resumes_exactly_and_reports_where_it_resumed(make_job: Cal
     assert "checkpointDownload" in line and "checkpointRestore" in line, line
     (fresh,) = [text for text in run_a.log.splitlines() if "to the end of the first step:" in text]
     assert "trainerStart" in fresh and "checkpointRestore" not in fresh, fresh
+    # The answers before training come with the checkpoint: the resumed attempt's model is no longer
+    # the one they describe, and answering again would only cost time.
+    assert (
+        f"took the answers before training to 3 sample prompt(s) from checkpoint-{newest_complete}"
+        in second.log
+    )
+    assert "sample prompt(s) before training" not in second.log
+    before = [(a["prompt"], a["before"]) for a in summary(reference.root / "output")["samples"]]
+    assert [(a["prompt"], a["before"]) for a in summary(job.root / "output")["samples"]] == before
     # The resumed run starts at the step after the checkpoint and redoes the steps the kill lost.
     assert min(second.logged_steps()) == newest_complete + 1
     assert summary(job.root / "output")["globalStep"] == summary(reference.root / "output")["globalStep"]

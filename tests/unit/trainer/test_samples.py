@@ -1,11 +1,15 @@
-"""Which prompts the model answers before and after training."""
+"""Which prompts the model answers before and after training, and a resumed run's answers before."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
 from datasets import Dataset
 
 from kubesft_api.evaluation import EvaluationSettings
-from kubesft_trainer.reporting.samples import choose_prompts
+from kubesft_trainer.reporting.samples import BEFORE_FILE, Prompt, SampleAnswer, SampleRun, choose_prompts
 from testing.tinymodel import chat_rows, prompt_completion_rows, text_rows
 
 
@@ -41,3 +45,55 @@ def test_sample_prompts_are_user_turns_with_a_chat_template_and_text_without() -
         [{"role": "user", "content": "Count to 3."}],
     ]
     assert [p.text for p in choose_prompts(settings, rows, None, chat=False)] == ["Say hi.", "Count to 3."]
+
+
+def _run(prompts: list[Prompt], max_new_tokens: int = 16) -> SampleRun:
+    # Taking the answers from a checkpoint needs no model, tokenizer or stop tokens.
+    return SampleRun(prompts, cast(Any, None), cast(Any, None), max_new_tokens)
+
+
+PROMPTS = [
+    Prompt(shown="Say hi.", messages=[{"role": "user", "content": "Say hi."}]),
+    Prompt(shown="x", text="x"),
+]
+
+
+def _checkpoint(tmp_path: Path, answered: SampleRun) -> Path:
+    folder = tmp_path / "checkpoint-8"
+    folder.mkdir()
+    (folder / BEFORE_FILE).write_bytes(answered.before_record())
+    return folder
+
+
+def test_a_resumed_run_takes_the_answers_before_training_from_its_checkpoint(tmp_path: Path) -> None:
+    first = _run(PROMPTS)
+    first.answers = [
+        SampleAnswer(prompt="Say hi.", before="hello", before_stopped=True),
+        SampleAnswer(prompt="x", before="y"),
+    ]
+    resumed = _run(PROMPTS)
+    assert resumed.take_before(_checkpoint(tmp_path, first))
+    assert resumed.answers == first.answers
+    assert resumed.answers is not first.answers
+
+
+def test_answers_to_other_prompts_or_another_token_limit_are_not_taken(tmp_path: Path) -> None:
+    first = _run(PROMPTS)
+    first.answers = [SampleAnswer(prompt="Say hi.", before="hello"), SampleAnswer(prompt="x", before="y")]
+    folder = _checkpoint(tmp_path, first)
+    assert not _run(PROMPTS[:1]).take_before(folder)
+    assert not _run([PROMPTS[0], Prompt(shown="x", text="z")]).take_before(folder)
+    longer = _run(PROMPTS, max_new_tokens=32)
+    assert not longer.take_before(folder) and longer.answers == []
+    assert not _run(PROMPTS).take_before(tmp_path / "checkpoint-without-the-file")
+
+
+def test_an_unreadable_record_is_answered_again_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "checkpoint-4"
+    folder.mkdir()
+    (folder / BEFORE_FILE).write_text('{"prompts": [')
+    run = _run(PROMPTS)
+    assert not run.take_before(folder) and run.answers == []
+    assert f"{BEFORE_FILE} in checkpoint-4 is unreadable" in caplog.text

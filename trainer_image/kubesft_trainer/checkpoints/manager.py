@@ -74,6 +74,7 @@ class CheckpointManager:
         self.preemption = PreemptionSignal()
         self.uploader = CheckpointUploader(store, settings.keep) if store is not None and rank == 0 else None
         self._callback: CheckpointCallback | None = None
+        self._carried: dict[str, bytes] = {}
         self._signal_installed = False
         if self.uploader is not None:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
@@ -194,6 +195,10 @@ class CheckpointManager:
         self._callback = CheckpointCallback(self.preemption, uploads)
         return [self._callback]
 
+    def carry(self, name: str, data: bytes) -> None:
+        """A file that each later checkpoint of this run holds beside the Trainer's own."""
+        self._carried[name] = data
+
     def _on_save(self, step: int, folder: Path) -> None:
         elsewhere: list[ManifestFile] = []
         if self.nnodes > 1 and self.store is not None:
@@ -208,6 +213,8 @@ class CheckpointManager:
                 return
         if self.uploader is None:
             return
+        for name, data in self._carried.items():
+            (folder / name).write_bytes(data)
         frozen = snapshot(folder, self.staging_dir / checkpoint_name(step))
         self.uploader.submit(Snapshot(step=step, directory=frozen, elsewhere=tuple(elsewhere)))
 

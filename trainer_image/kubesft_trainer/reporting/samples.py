@@ -7,11 +7,13 @@ fixed share of the run (``bench/sample_cost`` measures it). The prompts are
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
+
+BEFORE_FILE = "kubesft-samples-before.json"
+"""The answers before training, in each checkpoint: a resumed attempt takes them from there, since
+the model it resumes is no longer the one they describe."""
 
 
 class SampleAnswer(BaseModel):
@@ -157,6 +163,37 @@ class SampleRun:
                 (str(self.tokenizer.decode(new, skip_special_tokens=True)).strip(), end is not None)
             )
         return answers
+
+    def _inputs_record(self) -> dict[str, Any]:
+        return {"prompts": [asdict(prompt) for prompt in self.prompts], "maxNewTokens": self.max_new_tokens}
+
+    def before_record(self) -> bytes:
+        """The answers before training with what they answered, for ``BEFORE_FILE``."""
+        answers = [answer.model_dump(mode="json", by_alias=True) for answer in self.answers]
+        return json.dumps({**self._inputs_record(), "answers": answers}).encode()
+
+    def take_before(self, checkpoint: Path) -> bool:
+        """Take the answers before training from a checkpoint's ``BEFORE_FILE``, when it answered
+        the same prompts with the same token limit; returns whether it did."""
+        path = checkpoint / BEFORE_FILE
+        if not self.prompts or not path.is_file():
+            return False
+        try:
+            record = json.loads(path.read_text())
+            answers = [SampleAnswer.model_validate(answer) for answer in record["answers"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning(
+                "%s in %s is unreadable: the sample prompts are answered again", BEFORE_FILE, checkpoint.name
+            )
+            return False
+        same = {key: record.get(key) for key in ("prompts", "maxNewTokens")} == self._inputs_record()
+        if not same or len(answers) != len(self.prompts):
+            return False
+        self.answers = answers
+        log.info(
+            "took the answers before training to %d sample prompt(s) from %s", len(answers), checkpoint.name
+        )
+        return True
 
     def answer(self, model: Any, after: bool) -> None:
         """Answer every prompt now; the first call fills ``before``, the one ``after`` training the rest."""
