@@ -8,11 +8,11 @@ checkpoint code a GPU run uses.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
+import psutil
 import pytest
 
 from kubesft_api import exit_codes
@@ -36,18 +36,12 @@ TWO_PROCESSES = {"KUBESFT_NPROC_PER_NODE": "2"}
 SHARDED = {"sharding": "fsdp"}
 
 
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found += [int(child), *_descendants(int(child))]
-    return found
-
-
 def _kill_tree(run: TrainerRun) -> None:
     """SIGKILL to the launcher and its workers at once, as when the node or the container is lost."""
-    for pid in [*_descendants(run.process.pid), run.process.pid]:
-        os.kill(pid, signal.SIGKILL)
+    launcher = psutil.Process(run.process.pid)
+    for process in [*launcher.children(recursive=True), launcher]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # one that ended meanwhile
+            process.kill()
     run.wait()
 
 
