@@ -87,7 +87,8 @@ def print_single(result: dict[str, Any]) -> None:
 def print_compare(result: dict[str, Any]) -> dict[str, Any]:
     """Print the rounds and their medians; returns the medians."""
     kubesft, floor = result["rounds"]["kubesft"], result["rounds"]["floor"]
-    print(f"{result['jobs']} SFTJobs applied at once per round; apply -> Job created (s), CPU ms per job:")
+    pace = f"at {result['rate']:g} per second" if result.get("rate") else "at once"
+    print(f"{result['jobs']} SFTJobs applied {pace} per round; apply -> Job created (s), CPU ms per job:")
     print(
         "round  controller  p50     p99     from call: p50  p99     create call p50  every Job"
         "  controller  kube-apiserver  etcd   requests/job"
