@@ -38,18 +38,12 @@ from demo.flow import DemoSettings, sftjob_manifest, stage_inputs  # noqa: E402
 from kubesft_operator import names  # noqa: E402
 from testing.devcluster.binaries import kubernetes_version  # noqa: E402
 from testing.devcluster.cluster import Cluster  # noqa: E402
-from testing.devcluster.kube import wait_until  # noqa: E402
-from testing.devcluster.operator_install import OperatorInstall, running_operator  # noqa: E402
+from testing.devcluster.operator_install import OperatorInstall, running_operator, wait_for_phase  # noqa: E402
 from testing.devcluster.s3 import S3Server  # noqa: E402
 
 NAMESPACE = "validation-cost"
 TIMEOUT = 900.0
 ARMS = ("on", "off")
-
-
-def _status(cluster: Cluster, name: str) -> dict[str, Any]:
-    body = cluster.kube.get("kubesft.io/v1alpha1", "SFTJob", name, NAMESPACE) or {}
-    return dict(body.get("status") or {})
 
 
 def one_run(
@@ -66,13 +60,9 @@ def one_run(
     with Moments(cluster.kube.api, NAMESPACE) as moments:
         applied = time.time()
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-        wait_until(
-            lambda: _status(cluster, name).get("phase") in ("Succeeded", "Failed") or None,
-            timeout=TIMEOUT,
-            describe=lambda: f"{name} never finished: {_status(cluster, name)}",
-        )
+        done = wait_for_phase(cluster, NAMESPACE, name, "Succeeded", "Failed", timeout=TIMEOUT)
         finished = time.time()
-    status = _status(cluster, name)
+    status = done.get("status") or {}
     if status.get("phase") != "Succeeded":
         raise RuntimeError(f"{name} ended {status.get('phase')}: {status.get('conditions')}")
     row: dict[str, Any] = {
