@@ -93,25 +93,18 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def _keep_unknown_fields(node: Any) -> None:
+def _keep_unknown_fields(node: dict[str, Any]) -> None:
     """Mark every object of the spec with declared fields to keep the fields it does not declare.
 
     The API server would otherwise drop a misspelt field silently when the client asks for no
     strict validation (``kubectl --validate=false``), and the job would run with the default.
     Kept, it reaches the webhook, or without one the operator, which refuse it by name.
     """
-    if isinstance(node, list):
-        for item in node:
-            _keep_unknown_fields(item)
-    elif isinstance(node, dict):
-        if node.get("type") == "object" and "properties" in node:
-            node["x-kubernetes-preserve-unknown-fields"] = True
-        for key in ("properties", "items", "additionalProperties"):
-            value = node.get(key)
-            if isinstance(value, dict) and key == "properties":
-                _keep_unknown_fields(list(value.values()))
-            elif value is not None:
-                _keep_unknown_fields(value)
+    if node.get("type") == "object" and "properties" in node:
+        node["x-kubernetes-preserve-unknown-fields"] = True
+    for child in [*node.get("properties", {}).values(), node.get("items"), node.get("additionalProperties")]:
+        if isinstance(child, dict):
+            _keep_unknown_fields(child)
 
 
 def _openapi(model: type[Any], mode: str) -> dict[str, Any]:
