@@ -28,8 +28,7 @@ def read_back(s3: S3Server, uri: str, step: int, rounds: int, scratch: Path) -> 
     - ``store``: what the trainer's resume does, ``CheckpointStore.download``: that transfer and
       the sha256 check of every file against the manifest;
     - ``storeWholeObjects``: the same with one GET per object (no ranges): what the resume's
-      download would cost on a server whose ranged GETs cost no more than their share of a
-      whole one (moto's copy the whole object for each range).
+      download would cost without ranged GETs (moto copies the whole object for each range).
 
     Returns the objects' sizes and each arm's seconds per round.
     """

@@ -2,7 +2,7 @@
 checkpoint on S3. How long each stage of the way back takes, on the local cluster.
 
 Each round applies an SFTJob that trains a random-init Llama (hidden 640, 6 layers, ~22M
-parameters, fp32, AdamW: a ~270 MB checkpoint) on moto's S3, waits for its first complete
+parameters, fp32, AdamW: a ~270 MB checkpoint) on a local S3, waits for its first complete
 checkpoint, and SIGKILLs every process of the trainer pod (a crash; the process node runs pods as
 local processes). The operator sees the pod fail and starts the next attempt, whose trainer
 resumes and trains to the end. Printed, per round and as median and range over the rounds:
@@ -16,13 +16,20 @@ resumes and trains to the end. Printed, per round and as median and range over t
   sha256 check), checkpoint restore (the Trainer loading the checkpoint's weights, optimizer and
   scheduler state, beside creating its optimizer and data loader, which the killed attempt's own
   ``trainerStart`` shows), and the first new optimizer step;
-- restore overhead: checkpoint download + restore, against plain boto3 ``get_object`` of the same
-  objects from the same S3 (one after another, read to the end), timed after the job finished
-  (target ≤ 1.2×); beside it the same checkpoint read back by this process in ranged GETs and by
-  the trainer's own store (``read_back.py``), which shows where the download's time goes.
+- restore overhead: checkpoint download (with the sha256 check) + loading the checkpoint (the
+  restore phase less the killed attempt's ``trainerStart``), against plain boto3 ``get_object``
+  of the same objects from the same S3 (one after another, read to the end), timed after the job
+  finished (target ≤ 1.2×); also with the whole restore phase; beside it the same checkpoint read
+  back by this process in ranged GETs and by the trainer's own store (``read_back.py``), which
+  shows where the download's time goes.
+
+The S3 server is gofakes3 (``--s3 gofakes3``, the default: it serves a ranged GET at the cost of
+its bytes, as AWS S3 and MinIO do) or moto (``--s3 moto``, which copies the whole object for
+each range, so the trainer's parallel ranged download costs far more there than anywhere real).
 
 Figures also go to ``bench/out/time_to_resume.json``. The trainer runs from this checkout (the
-node's image mode is off). Run: ``python bench/time_to_resume/run.py [--rounds 3] [--read-rounds 3]``.
+node's image mode is off). Run:
+``python bench/time_to_resume/run.py [--rounds 3] [--read-rounds 3] [--s3 gofakes3|moto]``.
 """
 
 from __future__ import annotations
@@ -182,9 +189,15 @@ def one_round(
     last = summary["startup"][-1]
     job_created = moments.job_added[second]
     process_started = unix_time(phases["imports"]["startedAt"])
-    restore = seconds["checkpointDownload"] + seconds["checkpointRestore"]
     plain = statistics.median(get_seconds["plainGet"])
     fresh = fresh_trainer_start(first_log)
+    if fresh is None:
+        raise RuntimeError(f"the killed attempt of {name} logged no trainerStart")
+    # The restore phase less what the killed attempt's Trainer took to start without a
+    # checkpoint (optimizer, data loader): the loading's own share, by difference.
+    load = seconds["checkpointRestore"] - fresh
+    restore = seconds["checkpointDownload"] + load
+    whole_phase = seconds["checkpointDownload"] + seconds["checkpointRestore"]
     return {
         "sftjob": name,
         # The last step the killed attempt logged (loggingSteps is 1).
@@ -200,19 +213,15 @@ def one_round(
         "phaseSeconds": seconds,
         "modelLoadSeconds": seconds["modelFiles"] + seconds["modelLoad"],
         "freshTrainerStartSeconds": fresh,
-        # The restore phase less what the killed attempt's Trainer took to start without a
-        # checkpoint (optimizer, data loader): the loading's own share, by difference.
-        "checkpointLoadSeconds": seconds["checkpointRestore"] - fresh if fresh is not None else None,
+        "checkpointLoadSeconds": load,
         "restoreOverheadSeconds": restore,
         "readBackSeconds": get_seconds,
         "restoreOverGet": restore / plain,
         "downloadOverGet": seconds["checkpointDownload"] / plain,
+        "restorePhaseOverGet": whole_phase / plain,
         # Not one measurement: the store's download with whole-object GETs, timed from here, plus
-        # the trainer's restore; what the ratio would be where a ranged GET costs its share.
-        "wholeObjectsRestoreOverGet": (
-            statistics.median(get_seconds["storeWholeObjects"]) + seconds["checkpointRestore"]
-        )
-        / plain,
+        # the trainer's loading; what the ratio would be with one GET per object.
+        "wholeObjectsRestoreOverGet": (statistics.median(get_seconds["storeWholeObjects"]) + load) / plain,
         "killToFirstStepSeconds": unix_time(last["startedAt"]) + float(last["seconds"]) - killed,
     }
 
@@ -239,18 +248,15 @@ def report(row: dict[str, Any]) -> list[str]:
         f" samples {phases['samples']:.2f} s",
         f"  checkpoint download + sha256 {phases['checkpointDownload']:.2f} s ({size / MB / phases['checkpointDownload']:.0f} MB/s),"
         f" restore {phases['checkpointRestore']:.2f} s"
-        + (
-            f" (the killed attempt's trainerStart {fresh:.2f} s: loading {row['checkpointLoadSeconds']:.2f} s)"
-            if fresh is not None
-            else ""
-        ),
+        f" (the killed attempt's trainerStart {fresh:.2f} s: loading {row['checkpointLoadSeconds']:.2f} s)",
         f"  first new optimizer step: {phases['firstStep']:.2f} s; kill -> end of it: {row['killToFirstStepSeconds']:.1f} s",
-        f"  restore overhead {row['restoreOverheadSeconds']:.2f} s vs plain get_object {plain:.2f} s"
-        f" ({size / MB / plain:.0f} MB/s): {row['restoreOverGet']:.2f}x (download alone"
-        f" {row['downloadOverGet']:.2f}x)",
+        f"  restore overhead (download + loading) {row['restoreOverheadSeconds']:.2f} s vs plain"
+        f" get_object {plain:.2f} s ({size / MB / plain:.0f} MB/s): {row['restoreOverGet']:.2f}x"
+        f" (download alone {row['downloadOverGet']:.2f}x; with the whole restore phase"
+        f" {row['restorePhaseOverGet']:.2f}x)",
         "  read back from here, median: "
         + ", ".join(f"{arm} {value:.2f} s ({size / MB / value:.0f} MB/s)" for arm, value in again.items()),
-        f"  storeWholeObjects + restore vs plain get_object: {row['wholeObjectsRestoreOverGet']:.2f}x",
+        f"  storeWholeObjects + loading vs plain get_object: {row['wholeObjectsRestoreOverGet']:.2f}x",
     ]
 
 
@@ -271,9 +277,12 @@ def main() -> None:
     parser.add_argument("--save-steps", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=640)
     parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument(
+        "--s3", choices=("gofakes3", "moto"), default="gofakes3", help="the local S3 server (see above)"
+    )
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
-    with bench_cluster() as (cluster, s3):
+    with bench_cluster(args.s3) as (cluster, s3):
         with tempfile.TemporaryDirectory(prefix="kubesft-resume-") as scratch:
             parameters = stage_inputs(s3, Path(scratch), args.hidden, args.layers)
             print(f"model: {parameters / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers)")
@@ -285,7 +294,7 @@ def main() -> None:
                     row = one_round(cluster, s3, f"resume-{number}", args, Path(scratch) / f"read-{number}")
                     rows.append(row)
                     print(f"round {number + 1}: " + "\n".join(report(row)), flush=True)
-                    # The next round starts with this one's objects gone from moto's memory.
+                    # The next round starts with this one's objects gone from the server's memory.
                     cluster.kubectl("-n", NAMESPACE, "delete", "sftjob", row["sftjob"], "--wait=true")
                     _delete_prefix(s3, f"{PREFIX}/{row['sftjob']}/")
         load = os.getloadavg()
@@ -299,6 +308,9 @@ def main() -> None:
             "modelLoadSeconds",
             "restoreOverheadSeconds",
             "restoreOverGet",
+            "downloadOverGet",
+            "restorePhaseOverGet",
+            "checkpointLoadSeconds",
             "wholeObjectsRestoreOverGet",
             "killToFirstStepSeconds",
         )
@@ -313,11 +325,17 @@ def main() -> None:
     print(f"restore / plain get_object {ratio:.2f}x (target ≤ 1.2x): {'met' if ratio <= 1.2 else 'missed'}")
     print(
         f"machine: {os.cpu_count()} CPUs, load average {[round(x, 1) for x in load]};"
-        f" Kubernetes {kubernetes_version()}"
+        f" Kubernetes {kubernetes_version()}; S3: {args.s3}"
     )
     write_figures(
         "time_to_resume",
-        {"rounds": rows, "summary": summary, "loadAverage": load, "kubernetes": kubernetes_version()},
+        {
+            "rounds": rows,
+            "summary": summary,
+            "loadAverage": load,
+            "kubernetes": kubernetes_version(),
+            "s3": args.s3,
+        },
     )
 
 

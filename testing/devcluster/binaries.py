@@ -33,16 +33,21 @@ def etcd_version() -> str:
     return module_version(BUILD_MODULES / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3")
 
 
+def gofakes3_version() -> str:
+    return module_version(BUILD_MODULES / "s3" / "go.mod", "github.com/johannesboyne/gofakes3")
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("KUBESFT_CACHE", Path.home() / ".cache/kubesft"))
 
 
-def _cached(key: str, name: str) -> Path:
+CONTROL_PLANE_BUILD = "`bash hack/install-control-plane.sh` (or `make control-plane`)"
+
+
+def _cached(key: str, name: str, build: str = CONTROL_PLANE_BUILD) -> Path:
     path = cache_root() / key / "bin" / name
     if not (path.is_file() and os.access(path, os.X_OK)):
-        raise MissingBinaryError(
-            f"{path} is missing: run `bash hack/install-control-plane.sh` (or `make control-plane`) first"
-        )
+        raise MissingBinaryError(f"{path} is missing: run {build} first")
     return path
 
 
@@ -52,3 +57,8 @@ def kubernetes_binary(name: str) -> Path:
 
 def etcd_binary() -> Path:
     return _cached(f"etcd-{etcd_version()}", "etcd")
+
+
+def gofakes3_binary() -> Path:
+    """The S3 server the checkpoint read-back benchmarks use; built on its own, the tests need none."""
+    return _cached(f"gofakes3-{gofakes3_version()}", "gofakes3", "`bash hack/build-s3-server.sh`")

@@ -17,7 +17,7 @@ from testing.devcluster.kueue import Kueue
 from testing.devcluster.node import ProcessNode
 from testing.devcluster.node_options import NodeOptions
 from testing.devcluster.run_state import RunState
-from testing.devcluster.s3 import S3Server
+from testing.devcluster.s3 import S3Kind, S3Server
 
 # Requests of ServiceAccounts are logged with their verb and resource, so a test can check which
 # permissions a component actually used; everything else (admin, controllers) is not logged.
@@ -88,11 +88,12 @@ class Cluster:
         finally:
             _stop_all(self.state, self.control_plane, self.node)
 
-    def start_s3(self) -> S3Server:
-        """moto's S3 server on the node bridge's address (reachable from the host and pods), with
-        an empty bucket; started on first call, stopped with the cluster."""
+    def start_s3(self, kind: S3Kind = "moto") -> S3Server:
+        """An S3 server (moto's unless ``kind`` says otherwise) on the node bridge's address
+        (reachable from the host and pods), with an empty bucket; started on first call, stopped
+        with the cluster."""
         if self._s3 is None:
-            server = S3Server(self.state, self.node.host_ip)
+            server = S3Server(self.state, self.node.host_ip, kind=kind)
             try:
                 server.start()
             except BaseException:

@@ -1,8 +1,13 @@
-"""An S3 API on this machine: moto's server, reachable from the host and from pods.
+"""An S3 API on this machine: moto's server, or gofakes3's, reachable from the host and from pods.
 
 It listens on the node bridge's address, which the host owns and every pod can route to, so the
-same endpoint URL works in a test and inside an SFTJob's trainer pod. moto accepts any key pair;
-the fixed one here is handed to pods through a real Secret, exactly like AWS credentials.
+same endpoint URL works in a test and inside an SFTJob's trainer pod. Both servers accept any key
+pair; the fixed one here is handed to pods through a real Secret, exactly like AWS credentials.
+
+moto (the default) is what the tests use. It answers a ranged GET by copying the whole object, so
+where the cost of reading a checkpoint back is measured (bench/time_to_resume), gofakes3 serves
+instead: a Go server that keeps objects in memory and serves a range at the cost of its bytes,
+built once from Go modules by hack/build-s3-server.sh.
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ from __future__ import annotations
 import base64
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kubernetes import client as k8s
 
+from testing.devcluster.binaries import gofakes3_binary
 from testing.devcluster.processes import ManagedProcess, free_port, wait_for_http
 from testing.devcluster.run_state import RunState
 
@@ -21,12 +27,16 @@ ACCESS_KEY_ID = "kubesft-devcluster"
 SECRET_ACCESS_KEY = "kubesft-devcluster-secret"
 REGION = "us-east-1"
 DEFAULT_BUCKET = "kubesft"
+S3Kind = Literal["moto", "gofakes3"]
 
 
 class S3Server:
-    def __init__(self, state: RunState, host: str, bucket: str = DEFAULT_BUCKET) -> None:
+    def __init__(
+        self, state: RunState, host: str, bucket: str = DEFAULT_BUCKET, kind: S3Kind = "moto"
+    ) -> None:
         self.state = state
         self.host = host
+        self.kind = kind
         self.port = 0
         self.bucket = bucket
         self.access_key_id = ACCESS_KEY_ID
@@ -44,15 +54,24 @@ class S3Server:
 
     def start(self, timeout: float = 60.0) -> None:
         self.port = free_port(self.host)
-        moto_server = Path(sys.executable).with_name("moto_server")
-        self._process = ManagedProcess(
-            "moto_server",
-            [str(moto_server), "-H", self.host, "-p", str(self.port)],
-            self.state.directory / "s3" / "moto_server.log",
-        )
+        if self.kind == "moto":
+            command = [
+                str(Path(sys.executable).with_name("moto_server")),
+                "-H",
+                self.host,
+                "-p",
+                str(self.port),
+            ]
+            ready = "/moto-api/"
+        else:
+            # -quiet: it logs every request otherwise. The bucket listing answers 200 once it serves.
+            address = f"{self.host}:{self.port}"
+            command = [str(gofakes3_binary()), "-backend", "memory", "-host", address, "-quiet"]
+            ready = "/"
+        self._process = ManagedProcess(self.kind, command, self.state.directory / "s3" / f"{self.kind}.log")
         self._process.start()
         self.state.remember_process(self._process.pid)
-        wait_for_http(self._process, self.host, self.port, "/moto-api/", timeout)
+        wait_for_http(self._process, self.host, self.port, ready, timeout)
         self.client().create_bucket(Bucket=self.bucket)
 
     def stop(self) -> None:

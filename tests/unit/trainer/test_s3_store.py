@@ -9,7 +9,7 @@ import pytest
 
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_trainer.errors import TrainerError
-from kubesft_trainer.storage.objects import StorageError, open_store
+from kubesft_trainer.storage.objects import MissingObjectError, StorageError, open_store
 from tests.support.storage import checkpoint_like_tree
 
 if TYPE_CHECKING:
@@ -48,3 +48,25 @@ def test_unreachable_endpoint_raises_a_storage_error(tmp_path: Path) -> None:
         store.upload_file(tmp_path / "f", "k")
     with pytest.raises(StorageError, match=r"listing s3://bucket/prefix failed"):
         store.list_keys()
+
+
+def test_one_missing_object_fails_a_download_by_its_key_and_the_others_are_told_as_they_land(
+    moto_s3: MotoS3, s3_bucket: str, tmp_path: Path
+) -> None:
+    uri = f"s3://{s3_bucket}/several"
+    store = open_store(uri, moto_s3.settings(uri))
+    checkpoint_like_tree(tmp_path / "src")
+    store.upload_directory(tmp_path / "src", "")
+    landed: list[str] = []
+    store.download_files(
+        [("model.safetensors", tmp_path / "a" / "m"), ("optimizer.pt", tmp_path / "a" / "o")],
+        lambda key, local: landed.append(f"{key} {local.stat().st_size}"),
+    )
+    sizes = {path.name: path.stat().st_size for path in (tmp_path / "src").iterdir()}
+    assert sorted(landed) == [
+        f"model.safetensors {sizes['model.safetensors']}",
+        f"optimizer.pt {sizes['optimizer.pt']}",
+    ]
+    with pytest.raises(MissingObjectError, match=r"s3://.*/several/gone\.pt does not exist") as raised:
+        store.download_files([("optimizer.pt", tmp_path / "b" / "o"), ("gone.pt", tmp_path / "b" / "g")])
+    assert raised.value.key == "gone.pt"

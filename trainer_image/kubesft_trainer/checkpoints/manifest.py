@@ -133,15 +133,18 @@ def build_manifest(directory: Path, step: int, stamp: RunStamp | None = None) ->
     )
 
 
+def file_problem(directory: Path, item: ManifestFile) -> str | None:
+    """What is wrong with the local copy of one listed file: missing, wrong size or sha256."""
+    path = directory / item.path
+    if not path.is_file():
+        return f"{item.path} is missing"
+    if path.stat().st_size != item.size:
+        return f"{item.path} has {path.stat().st_size} bytes, the manifest says {item.size}"
+    if sha256_of(path) != item.sha256:
+        return f"{item.path} does not match its sha256"
+    return None
+
+
 def verify_files(directory: Path, manifest: CheckpointManifest) -> list[str]:
     """Problems of a local copy against its manifest: missing files, wrong sizes or sha256."""
-    problems = []
-    for item in manifest.files:
-        path = directory / item.path
-        if not path.is_file():
-            problems.append(f"{item.path} is missing")
-        elif path.stat().st_size != item.size:
-            problems.append(f"{item.path} has {path.stat().st_size} bytes, the manifest says {item.size}")
-        elif sha256_of(path) != item.sha256:
-            problems.append(f"{item.path} does not match its sha256")
-    return problems
+    return [problem for item in manifest.files if (problem := file_problem(directory, item)) is not None]

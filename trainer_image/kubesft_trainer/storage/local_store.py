@@ -8,7 +8,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from kubesft_trainer.storage.objects import ObjectStore, StorageError, as_folder, files_under, local_target
+from kubesft_trainer.storage.objects import (
+    Downloads,
+    Landed,
+    MissingObjectError,
+    ObjectStore,
+    Sizes,
+    as_folder,
+    files_under,
+    local_target,
+)
 
 
 class LocalStore(ObjectStore):
@@ -48,18 +57,15 @@ class LocalStore(ObjectStore):
         with self._errors("reading", key):
             source = self._path(key)
             if not source.is_file():
-                raise StorageError(f"{self.location(key)} does not exist")
+                raise MissingObjectError(self.location(key), key)
             local.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, local)
 
-    def download_directory(self, prefix: str, local_dir: Path) -> list[Path]:
-        folder = as_folder(prefix)
-        written = []
-        for key in self.list_keys(prefix):
-            target = local_target(local_dir, key[len(folder) :])
-            self.download_file(key, target)
-            written.append(target)
-        return written
+    def download_files(self, files: Downloads, landed: Landed | None = None, sizes: Sizes = None) -> None:
+        for key, local in files:
+            self.download_file(key, local)
+            if landed is not None:
+                landed(key, local)
 
     def list_keys(self, prefix: str = "") -> list[str]:
         with self._errors("listing", prefix):
@@ -77,7 +83,7 @@ class LocalStore(ObjectStore):
             try:
                 return self._path(key).read_bytes()
             except FileNotFoundError:
-                raise StorageError(f"{self.location(key)} does not exist") from None
+                raise MissingObjectError(self.location(key), key) from None
 
     def write_bytes(self, key: str, data: bytes) -> None:
         with self._errors("writing", key):

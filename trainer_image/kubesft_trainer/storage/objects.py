@@ -8,7 +8,7 @@ matches ``checkpoint-10/...``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
@@ -19,6 +19,14 @@ from kubesft_trainer.errors import TrainerError
 
 class StorageError(TrainerError):
     """Object storage could not be read or written. Retryable: storage outages pass."""
+
+
+class MissingObjectError(StorageError):
+    """A key that was asked for does not exist in the store."""
+
+    def __init__(self, location: str, key: str) -> None:
+        super().__init__(f"{location} does not exist")
+        self.key = key
 
 
 def parse_storage_uri(uri: str) -> ParsedUri:
@@ -47,6 +55,14 @@ def files_under(local_dir: Path) -> list[Path]:
     if not local_dir.is_dir():
         raise StorageError(f"{local_dir}: not a directory")
     return sorted(path for path in local_dir.rglob("*") if path.is_file())
+
+
+Downloads = Sequence[tuple[str, Path]]
+"""``(key, local file)`` pairs to download."""
+Landed = Callable[[str, Path], None]
+"""Told of each downloaded file, ``(key, local path)``, as it completes."""
+Sizes = Mapping[str, int] | None
+"""Sizes of keys, where the caller knows them."""
 
 
 class ObjectStore(ABC):
@@ -92,8 +108,18 @@ class ObjectStore(ABC):
         """Copy ``key`` to the local file ``local`` (parents are created)."""
 
     @abstractmethod
+    def download_files(self, files: Downloads, landed: Landed | None = None, sizes: Sizes = None) -> None:
+        """Copy each ``(key, local file)``. ``landed(key, local)`` is called, possibly from another
+        thread, as soon as that file is complete, while the others may still be on their way.
+        ``sizes``, where the caller knows them (a manifest), spare the store asking for them; a
+        wrong one shows as a wrong file, which the caller's check must catch."""
+
     def download_directory(self, prefix: str, local_dir: Path) -> list[Path]:
         """Copy every key under ``prefix`` into ``local_dir``, keeping relative paths; returns them."""
+        folder = as_folder(prefix)
+        files = [(key, local_target(local_dir, key[len(folder) :])) for key in self.list_keys(prefix)]
+        self.download_files(files)
+        return [local for _, local in files]
 
     @abstractmethod
     def list_keys(self, prefix: str = "") -> list[str]:

@@ -7,14 +7,26 @@ parallel multipart chunks, and the files of a folder are transferred concurrentl
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from s3transfer.subscribers import BaseSubscriber
+
 from kubesft_api.checkpoints import CheckpointSettings
-from kubesft_trainer.storage.objects import ObjectStore, StorageError, as_folder, files_under, local_target
+from kubesft_trainer.storage.objects import (
+    Downloads,
+    Landed,
+    MissingObjectError,
+    ObjectStore,
+    Sizes,
+    StorageError,
+    as_folder,
+    files_under,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
@@ -31,6 +43,26 @@ READ_TIMEOUT_SECONDS = 60.0
 MAX_ATTEMPTS = 4
 
 _MISSING = ("NoSuchKey", "404", "NotFound")
+
+
+class _Tell(BaseSubscriber):
+    """Hands one download its known size (no HEAD request then) and reports it once complete."""
+
+    def __init__(self, key: str, local: Path, landed: Landed | None, size: int | None) -> None:
+        self.key, self.local, self.landed, self.size = key, local, landed, size
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        if self.size is not None:
+            future.meta.provide_transfer_size(self.size)
+
+    def on_done(self, future: Any, **kwargs: Any) -> None:
+        if self.landed is None:
+            return
+        try:
+            future.result()
+        except Exception:
+            return  # reported where the caller awaits the result
+        self.landed(self.key, self.local)
 
 
 class S3Store(ObjectStore):
@@ -73,7 +105,7 @@ class S3Store(ObjectStore):
         if isinstance(error, ClientError):
             code = error.response.get("Error", {}).get("Code", "")
             if code in _MISSING:
-                return StorageError(f"{self.location(key)} does not exist")
+                return MissingObjectError(self.location(key), key)
             if code == "NoSuchBucket":
                 return StorageError(
                     f"{what} {self.location(key)} failed: bucket '{self.bucket}' does not exist"
@@ -86,14 +118,11 @@ class S3Store(ObjectStore):
     def _transfers(self) -> Iterator[Any]:
         from boto3.s3.transfer import create_transfer_manager
 
-        manager = create_transfer_manager(self.client, self.transfer_config)
-        try:
+        # Leaving the manager's own context on an error cancels the other transfers, so one failed
+        # file fails the whole call and nothing is left running. (Its ``shutdown(cancel=True)``
+        # fails with a TypeError in s3transfer 0.19, hiding the error that led to it.)
+        with create_transfer_manager(self.client, self.transfer_config) as manager:
             yield manager
-        except BaseException:
-            # One failed file fails the whole call: the others are cancelled, not left running.
-            manager.shutdown(cancel=True)
-            raise
-        manager.shutdown()
 
     def upload_file(self, local: Path, key: str) -> int:
         return self._upload_files([(local, key)], key)
@@ -114,20 +143,24 @@ class S3Store(ObjectStore):
             return sum(local.stat().st_size for local, _ in files)
 
     def download_file(self, key: str, local: Path) -> None:
-        self._download_files([(key, local)], key)
+        self.download_files([(key, local)])
 
-    def download_directory(self, prefix: str, local_dir: Path) -> list[Path]:
-        folder = as_folder(prefix)
-        files = [(key, local_target(local_dir, key[len(folder) :])) for key in self.list_keys(prefix)]
-        self._download_files(files, prefix)
-        return [local for _, local in files]
-
-    def _download_files(self, files: list[tuple[str, Path]], what: str) -> None:
+    def download_files(self, files: Downloads, landed: Landed | None = None, sizes: Sizes = None) -> None:
         for _, local in files:
             local.parent.mkdir(parents=True, exist_ok=True)
+        what = files[0][0] if len(files) == 1 else posixpath.commonpath([key for key, _ in files] or [""])
         with self._errors("downloading", what), self._transfers() as manager:
             futures = [
-                (key, manager.download(self.bucket, self._key(key), str(local))) for key, local in files
+                (
+                    key,
+                    manager.download(
+                        self.bucket,
+                        self._key(key),
+                        str(local),
+                        subscribers=[_Tell(key, local, landed, (sizes or {}).get(key))],
+                    ),
+                )
+                for key, local in files
             ]
             for key, future in futures:
                 with self._errors("downloading", key):
