@@ -11,6 +11,7 @@ LocalSubjectAccessReviews, which the API server answers with the cluster's real 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,53 @@ class Permission:
 
 Review = Callable[[str, Creator, Permission], Awaitable[bool]]
 """Asks the API server whether the user may: (namespace, user, permission) -> allowed."""
+
+
+ALLOWED_TTL_SECONDS = 10.0
+"""How long a "yes" is taken as still true. The API server's own webhook authorizer keeps one for
+5 minutes by default; 10 s spares the round trip when one user creates many SFTJobs (the webhook
+and the operator ask the same questions a moment apart), and a revoked permission stops new starts
+within 10 s. A "no" is never kept: once granted, the next try passes."""
+_MAX_KEPT = 4096
+
+
+class RecentAnswers:
+    """A ``Review`` that remembers recent "yes" answers, and asks only once for a question
+    already on its way."""
+
+    def __init__(
+        self,
+        review: Review,
+        allowed_ttl: float = ALLOWED_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._review, self._ttl, self._clock = review, allowed_ttl, clock
+        self._allowed_until: dict[tuple[str, Creator, Permission], float] = {}
+        self._asking: dict[tuple[str, Creator, Permission], asyncio.Task[bool]] = {}
+
+    async def __call__(self, namespace: str, creator: Creator, permission: Permission) -> bool:
+        key = (namespace, creator, permission)
+        if self._allowed_until.get(key, -1.0) > self._clock():
+            return True
+        asking = self._asking.get(key)
+        if asking is None:
+            asking = asyncio.create_task(self._ask(key))
+            self._asking[key] = asking
+        # Shielded: one caller giving up must not cancel the answer others wait for.
+        return await asyncio.shield(asking)
+
+    async def _ask(self, key: tuple[str, Creator, Permission]) -> bool:
+        try:
+            allowed = await self._review(*key)
+        finally:
+            del self._asking[key]
+        if allowed:
+            now = self._clock()
+            if len(self._allowed_until) >= _MAX_KEPT:
+                kept = {k: t for k, t in self._allowed_until.items() if t > now}
+                self._allowed_until = kept if len(kept) < _MAX_KEPT else {}
+            self._allowed_until[key] = now + self._ttl
+        return allowed
 
 
 def required_permissions(spec: SFTJobSpec) -> list[Permission]:

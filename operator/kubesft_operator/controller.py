@@ -25,7 +25,7 @@ from kubesft_api.pod_contract import TRAINER_METRICS_PORT
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_api.status import SFTJobStatus
 from kubesft_api.times import now_utc, parse_time
-from kubesft_operator import metrics, watched
+from kubesft_operator import authorization, metrics, watched
 from kubesft_operator.attempts import rank0_ip
 from kubesft_operator.decisions import (
     Decision,
@@ -88,14 +88,20 @@ class Controller:
     version, never that one copy is newer than another.
     """
 
-    def __init__(self, settings: OperatorSettings, kube: Kube, watches: Watches) -> None:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: Kube,
+        watches: Watches,
+        review: authorization.Review | None = None,
+    ) -> None:
         self.settings = settings
         self.kube = kube
         self.watches = watches
         self.defaults = TrainerDefaults(settings.trainer_image, tuple(settings.trainer_image_pull_secrets))
         self.signer = settings.signer
         self.checks = StartChecks(
-            settings.policy, kube.review_access, self.signer, settings.admission_records_required
+            settings.policy, review or kube.review_access, self.signer, settings.admission_records_required
         )
         self.network_policy = network_policy_settings(settings)
         self.job_suspend_supported = False
@@ -280,22 +286,27 @@ class Controller:
         children = self._pod_inputs(owner, action.spec)
         if needs_service(action.spec):
             children.append(render_service(owner))
-        for child in children:
-            await self.kube.create_or_adopt(child)
+        await self._create_all(children)
         await self._create_job(key, owner, render_job(owner, action.spec, action.attempt, self.defaults))
 
     async def _run_validation(self, key: Key, owner: Owner, action: RunValidation) -> None:
-        for child in self._pod_inputs(owner, action.spec):
-            await self.kube.create_or_adopt(child)
+        await self._create_all(self._pod_inputs(owner, action.spec))
         await self._create_job(
             key, owner, render_validation_job(owner, action.spec, action.digest, self.defaults)
         )
+
+    async def _create_all(self, children: list[dict[str, Any]]) -> None:
+        """Every object the Job's pods need, at once: none depends on another, all on none of
+        them, and the Job comes only after all exist."""
+        async with asyncio.TaskGroup() as group:
+            for child in children:
+                group.create_task(self.kube.create_or_adopt(child))
 
     def _pod_inputs(self, owner: Owner, spec: SFTJobSpec) -> list[dict[str, Any]]:
         """The NetworkPolicy (if enabled) and the ConfigMap every pod of the job needs."""
         children = [render_configmap(owner, spec)]
         if self.network_policy is not None:
-            # First, so that the pods are covered from the moment they exist.
+            # Created before the Job, so that the pods are covered from the moment they exist.
             children.insert(0, render_network_policy(owner, spec, self.network_policy))
         return children
 

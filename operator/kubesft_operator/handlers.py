@@ -23,6 +23,7 @@ import kopf
 from kubesft_api.sftjob import GROUP, KIND, PLURAL, VERSION
 from kubesft_operator import metrics, names, watched
 from kubesft_operator.admission import Admission, record_admission, validate_sftjob
+from kubesft_operator.authorization import RecentAnswers
 from kubesft_operator.controller import Controller
 from kubesft_operator.kube import Kube, find_connection
 from kubesft_operator.objects import Job, Pod, SFTJob
@@ -131,13 +132,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     kube = Kube(lambda: find_connection(settings))
     await kube.start()
     settings.admission.server = admission_server(config, kube)
-    memo.admission = Admission(config.policy, kube.review_access, config.signer)
+    # One memory of answers for the webhook and the controller: both ask about the same creator.
+    review = RecentAnswers(kube.review_access)
+    memo.admission = Admission(config.policy, review, config.signer)
     if config.signer is None:
         logger.warning(
             "KUBESFT_SIGNING_KEY is not set: SFTJobs carry no signed admission or applied-spec "
             "record, so the operator cannot re-check creators or detect an edited record"
         )
-    controller = Controller(config, kube, _watches(kwargs))
+    controller = Controller(config, kube, _watches(kwargs), review)
     await controller.start()
     memo.controller = controller
     metrics.serve(config.metrics_port, config.listen_address)

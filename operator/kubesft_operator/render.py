@@ -76,7 +76,8 @@ def _metadata(owner: Owner, name: str, labels: dict[str, str] | None = None) -> 
 def trainer_config_yaml(spec: SFTJobSpec) -> str:
     """The trainer's config file: the trainer sections of the spec, camelCase, as YAML."""
     data = spec.trainer_config().model_dump(mode="json", by_alias=True, exclude_none=True)
-    return yaml.safe_dump(data, sort_keys=True)
+    # libyaml's emitter (PyYAML's wheels carry it): the same text as safe_dump, about 4x faster.
+    return yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=True)
 
 
 def render_configmap(owner: Owner, spec: SFTJobSpec) -> dict[str, Any]:

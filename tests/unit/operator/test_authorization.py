@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from kubesft_api.sftjob import parse_spec
-from kubesft_operator.authorization import Permission, denied, required_permissions
+from kubesft_operator.authorization import Permission, RecentAnswers, denied, required_permissions
 from kubesft_operator.records import Creator
 from tests.support.operator_objects import spec_dict
 
@@ -75,3 +75,74 @@ def test_a_creator_allowed_everything_has_no_problems() -> None:
         return True
 
     assert asyncio.run(denied(review, "team-a", ALICE, parse_spec(spec_dict()))) == []
+
+
+class _Asked:
+    """A review that counts its questions and answers what ``allowed`` says at the time."""
+
+    def __init__(self, allowed: bool) -> None:
+        self.allowed = allowed
+        self.questions = 0
+
+    async def __call__(self, namespace: str, creator: Creator, permission: Permission) -> bool:
+        self.questions += 1
+        await asyncio.sleep(0)
+        return self.allowed
+
+
+PODS = Permission("create", "pods", None, ("pods",))
+ALICE = Creator("alice", groups=("team-a",))
+
+
+def test_a_yes_is_kept_for_its_ttl_and_asked_again_after_it() -> None:
+    now = [100.0]
+    asked = _Asked(True)
+    answers = RecentAnswers(asked, allowed_ttl=10.0, clock=lambda: now[0])
+
+    async def ask() -> bool:
+        return await answers("ns", ALICE, PODS)
+
+    assert asyncio.run(ask()) and asyncio.run(ask())
+    assert asked.questions == 1
+    asked.allowed = False  # revoked
+    now[0] += 10.5
+    assert not asyncio.run(ask())
+    assert asked.questions == 2
+
+
+def test_a_no_is_never_kept_so_a_grant_counts_at_once() -> None:
+    asked = _Asked(False)
+    answers = RecentAnswers(asked, clock=lambda: 0.0)
+    assert not asyncio.run(answers("ns", ALICE, PODS))
+    asked.allowed = True
+    assert asyncio.run(answers("ns", ALICE, PODS))
+    assert asked.questions == 2
+
+
+def test_another_user_namespace_or_permission_is_another_question() -> None:
+    asked = _Asked(True)
+    answers = RecentAnswers(asked, clock=lambda: 0.0)
+    secret = Permission("get", "secrets", "s3", ("spec.checkpoints.credentialsSecret",))
+
+    async def ask_all() -> None:
+        for namespace, creator, permission in [
+            ("ns", ALICE, PODS),
+            ("other", ALICE, PODS),
+            ("ns", Creator("alice", groups=("team-b",)), PODS),
+            ("ns", ALICE, secret),
+        ]:
+            assert await answers(namespace, creator, permission)
+
+    asyncio.run(ask_all())
+    assert asked.questions == 4
+
+
+def test_questions_asked_at_once_share_one_review() -> None:
+    asked = _Asked(True)
+    answers = RecentAnswers(asked, clock=lambda: 0.0)
+
+    async def at_once() -> list[bool]:
+        return list(await asyncio.gather(*(answers("ns", ALICE, PODS) for _ in range(20))))
+
+    assert asyncio.run(at_once()) == [True] * 20
+    assert asked.questions == 1
