@@ -39,7 +39,7 @@ from kubesft_operator.decisions import (
     World,
 )
 from kubesft_operator.kube import ApiError, Kube
-from kubesft_operator.lifecycle import decide
+from kubesft_operator.lifecycle import TERMINAL, decide
 from kubesft_operator.network_policy import network_policy_settings, render_network_policy
 from kubesft_operator.objects import Job, Pod, SFTJob, owned_jobs, owned_pods, pod_attempt
 from kubesft_operator.progress import fetch_progress, progress_patch
@@ -335,12 +335,24 @@ class Controller:
                 del self._due[key]
             if now >= next_sweep:
                 next_sweep = max(next_sweep + interval, now)
-                await self._each(self.watches.keys(), self._resync)
+                await self._each(self._unfinished(), self._resync)
             await self._each(due, self.reconcile)
             wake_at = min([next_sweep, *self._due.values()])
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - time.monotonic()))
+
+    def _unfinished(self) -> list[Key]:
+        """The SFTJobs the sweep covers: not Succeeded or Failed. Nothing changes a finished job
+        but an event (an edit, a deletion), and its one timed step, the TTL, is a requeue; swept,
+        thousands of finished jobs would hold up the reconciles that start new ones."""
+        keys = self.watches.keys()
+        return [
+            key
+            for key in keys
+            if (current := self._current(key, self.watches.observed(key).sftjob)) is not None
+            and current["status"].get("phase") not in TERMINAL
+        ]
 
     async def _resync(self, key: Key) -> None:
         await self.poll_progress(key)

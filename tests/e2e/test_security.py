@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubesft_operator.authorization import ALLOWED_TTL_SECONDS
 from kubesft_operator.records import ANNOTATION_ADMITTED_BY
 from testing.devcluster.chart import find, render
 from testing.devcluster.cluster import Cluster
@@ -364,6 +365,8 @@ def test_the_operator_checks_the_recorded_creator_again_before_a_start(
     role = _role(ns, "sftjob-author", pods=True)
     role["rules"] = [r for r in role["rules"] if r["resources"] != ["secrets"]]
     cluster.kubectl("replace", "-f", "-", input=yaml.safe_dump(role))
+    # The webhook's "yes" at the create is kept this long, by design; after it, the question is asked again.
+    time.sleep(ALLOWED_TTL_SECONDS + 1)
     patch_sftjob_spec(cluster, ns, "revoked", {"runPolicy": {"suspend": False}})
     failed = failure(cluster, ns, "revoked")
     assert failed["reason"] == "Unauthorized"

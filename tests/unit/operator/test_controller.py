@@ -269,6 +269,27 @@ def test_the_loop_reads_progress_and_reconciles_every_sftjob_each_interval(
     asyncio.run(scenario())
 
 
+def test_the_sweep_leaves_finished_sftjobs_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    reconciled: list[str] = []
+    done = _with_version(sftjob(name="done", status={"phase": "Succeeded"}), "first")
+    failed = _with_version(sftjob(name="failed", status={"phase": "Failed"}), "first")
+    cluster = Cluster(_with_version(sftjob(name="chat"), "first"), done, failed)
+    controller = cluster.controller(interval=0.05)
+
+    async def counted(key: Key) -> None:
+        reconciled.append(key[1])
+
+    monkeypatch.setattr(controller, "reconcile", counted)
+
+    async def scenario() -> None:
+        await controller.start()
+        await _wait_for(lambda: reconciled.count("chat") >= 3)
+        await controller.stop()
+
+    asyncio.run(scenario())
+    assert set(reconciled) == {"chat"}
+
+
 def test_a_failing_reconcile_is_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     cluster = Cluster(_with_version(sftjob(), "first"))
     cluster.kube.failures = 2
