@@ -106,5 +106,25 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def exit_now(code: int) -> None:
+    """Exit with ``code`` once the logs are flushed, without the interpreter's teardown.
+
+    The launcher ran torch's elastic agent in this process, and its C++ threads can still be
+    joinable when static destructors run: then the process aborts (SIGABRT, -6) and the pod's
+    exit code, which the operator reads (75 for a preemption), is lost.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    try:
+        launched = RuntimeEnv.from_environ().needs_launcher
+    except TrainerError:
+        launched = False
+    if launched:
+        exit_now(exit_code)
+    sys.exit(exit_code)
