@@ -296,11 +296,11 @@ class Controller:
         )
 
     async def _create_all(self, children: list[dict[str, Any]]) -> None:
-        """Every object the Job's pods need, at once: none depends on another, all on none of
-        them, and the Job comes only after all exist."""
-        async with asyncio.TaskGroup() as group:
-            for child in children:
-                group.create_task(self.kube.create_or_adopt(child))
+        """The objects the Job's pods need, at once; a failure is raised as itself, naming its object."""
+        results = await asyncio.gather(*map(self.kube.create_or_adopt, children), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def _pod_inputs(self, owner: Owner, spec: SFTJobSpec) -> list[dict[str, Any]]:
         """The NetworkPolicy (if enabled) and the ConfigMap every pod of the job needs."""
@@ -347,11 +347,11 @@ class Controller:
         but an event (an edit, a deletion), and its one timed step, the TTL, is a requeue; swept,
         thousands of finished jobs would hold up the reconciles that start new ones."""
         keys = self.watches.keys()
+        bodies = {key: self._current(key, self.watches.observed(key).sftjob) for key in keys}
         return [
             key
-            for key in keys
-            if (current := self._current(key, self.watches.observed(key).sftjob)) is not None
-            and current["status"].get("phase") not in TERMINAL
+            for key, body in bodies.items()
+            if body is not None and body["status"].get("phase") not in TERMINAL
         ]
 
     async def _resync(self, key: Key) -> None:

@@ -17,7 +17,7 @@ from kubesft_api.times import now_utc, rfc3339
 from kubesft_operator import controller as controller_module
 from kubesft_operator import watched
 from kubesft_operator.controller import Controller, status_patch
-from kubesft_operator.kube import ApiError, Kube
+from kubesft_operator.kube import ApiError, Kube, OwnershipConflictError
 from kubesft_operator.objects import Job, Pod, SFTJob
 from kubesft_operator.settings import OperatorSettings
 from kubesft_operator.watched import Key, Watches
@@ -383,6 +383,25 @@ def test_a_start_the_checks_refuse_fails_the_job_and_creates_nothing() -> None:
     assert status["phase"] == "Failed"
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "PolicyViolation" and "policy.allowedImages" in failed["message"]
+
+
+def test_a_child_owned_by_someone_else_fails_the_start_by_name_and_no_job_is_created(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster = Cluster(sftjob())
+    created = cluster.kube.create_or_adopt
+
+    async def conflict(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        if obj["kind"] == "ConfigMap":
+            raise OwnershipConflictError(
+                f"ConfigMap {obj['metadata']['name']} exists and is not owned by this SFTJob"
+            )
+        return await created(obj)
+
+    monkeypatch.setattr(cluster.kube, "create_or_adopt", conflict)
+    with pytest.raises(OwnershipConflictError, match=r"ConfigMap .* is not owned by this SFTJob"):
+        asyncio.run(cluster.controller().reconcile(KEY))
+    assert not any(child.startswith("Job/") for child in cluster.kube.children)
 
 
 def test_each_start_creates_the_network_policy_before_the_pods() -> None:
