@@ -98,17 +98,21 @@ def admission_server(config: OperatorSettings, kube: Kube) -> kopf.WebhookServer
         return NamespacedWebhookServer(server)
 
     async def publish(client_config: kopf.WebhookClientConfig) -> None:
+        # The operator's own writes (its signed records) pass the webhooks unchanged: skip them.
+        own = await kube.own_username()
         for render in (mutating_configuration, validating_configuration):
             body = render(
                 config.webhook_configuration,
                 client_config,
                 config.webhook_failure_policy,
                 config.watch_namespaces,
+                own,
             )
             await kube.patch_webhook_configuration(body)
         logger.info(
-            "published ValidatingWebhookConfiguration and MutatingWebhookConfiguration %s",
+            "published ValidatingWebhookConfiguration and MutatingWebhookConfiguration %s%s",
             config.webhook_configuration,
+            f" (not called for {own}'s own requests)" if own else "",
         )
 
     return NamespacedWebhookServer(PublishingWebhookServer(server, publish))

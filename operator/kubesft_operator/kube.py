@@ -22,12 +22,13 @@ from kubesft_api.sftjob import GROUP, KIND, PLURAL, VERSION
 from kubesft_api.times import now_utc, rfc3339
 from kubesft_operator.authorization import Permission
 from kubesft_operator.records import Creator
+from kubesft_operator.slots import Slots
 
 logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
 API_CONCURRENCY = 24
-"""API calls in flight at once (pooled connections)."""
+"""API calls in flight at once (pooled connections); those that lead to a Job go first."""
 REQUEST_TIMEOUT_SECONDS = 60
 SFTJOBS = f"/apis/{GROUP}/{VERSION}"
 WORKLOADS = "/apis/kueue.x-k8s.io/v1beta2"
@@ -101,6 +102,7 @@ class Kube:
         self._connect = connect
         self._session: aiohttp.ClientSession | None = None
         self._server = ""
+        self._slots = Slots(API_CONCURRENCY)
 
     async def start(self) -> None:
         info = self._connect()
@@ -125,6 +127,16 @@ class Kube:
         path: str,
         body: dict[str, Any] | None = None,
         content_type: str = "application/json",
+        *,
+        urgent: bool = False,
+    ) -> dict[str, Any]:
+        """One API call; ``urgent`` for those on an SFTJob's way to its Job (reviews, lookups,
+        creates, Job changes), which go ahead of waiting reports (status, Events, records)."""
+        async with self._slots.hold(urgent=urgent):
+            return await self._call(method, path, body, content_type)
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, content_type: str
     ) -> dict[str, Any]:
         for attempt in (1, 2):
             if self._session is None:
@@ -154,7 +166,7 @@ class Kube:
         path = (
             f"{WORKLOADS}/namespaces/{namespace}/workloads?labelSelector={WORKLOAD_JOB_UID_LABEL}%3D{job_uid}"
         )
-        items = (await self._request("GET", path)).get("items") or []
+        items = (await self._request("GET", path, urgent=True)).get("items") or []
         return dict(items[0]) if items else None
 
     async def post_event(self, sftjob: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -200,12 +212,12 @@ class Kube:
         """
         meta, kind = obj["metadata"], obj["kind"]
         try:
-            return await self._request("POST", _child_path(kind, meta["namespace"]), obj), True
+            return await self._request("POST", _child_path(kind, meta["namespace"]), obj, urgent=True), True
         except ApiError as exc:
             if exc.status != 409:
                 raise
         path = _child_path(kind, meta["namespace"], meta["name"])
-        existing = await self._request("GET", path)
+        existing = await self._request("GET", path, urgent=True)
         owner = meta["ownerReferences"][0]["uid"]
         if _controller_uid(existing) != owner:
             raise OwnershipConflictError(
@@ -213,7 +225,7 @@ class Kube:
                 "SFTJob (an earlier SFTJob of the same name may still be being deleted)"
             )
         if kind == "ConfigMap" and existing.get("data") != obj.get("data"):
-            existing = await self._request("PATCH", path, {"data": obj["data"]}, MERGE_PATCH)
+            existing = await self._request("PATCH", path, {"data": obj["data"]}, MERGE_PATCH, urgent=True)
         return existing, False
 
     async def patch_webhook_configuration(self, body: dict[str, Any]) -> None:
@@ -225,6 +237,19 @@ class Kube:
         path = f"{WEBHOOK_CONFIGURATIONS[body['kind']]}/{body['metadata']['name']}"
         patch = {"metadata": {"labels": body["metadata"]["labels"]}, "webhooks": body["webhooks"]}
         await self._request("PATCH", path, patch, MERGE_PATCH)
+
+    async def own_username(self) -> str | None:
+        """The username the API server knows this client by, from a SelfSubjectReview; None on
+        servers before Kubernetes 1.28, which have no such review (nor webhook match conditions)."""
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        try:
+            answer = await self._request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", review)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+        username = ((answer.get("status") or {}).get("userInfo") or {}).get("username")
+        return str(username) if username else None
 
     async def review_access(self, namespace: str, user: Creator, permission: Permission) -> bool:
         """Whether ``user`` may do ``permission`` in ``namespace``, by a LocalSubjectAccessReview."""
@@ -249,14 +274,14 @@ class Kube:
             },
         }
         path = f"/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews"
-        answer = await self._request("POST", path, review)
+        answer = await self._request("POST", path, review, urgent=True)
         return bool((answer.get("status") or {}).get("allowed"))
 
     async def _delete(self, path: str, propagation: str = "Background") -> None:
         """Delete; each dependent pod gets its grace period."""
         options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
         try:
-            await self._request("DELETE", path, options)
+            await self._request("DELETE", path, options, urgent=True)
         except ApiError as exc:
             if exc.status != 404:
                 raise
@@ -267,7 +292,7 @@ class Kube:
         await self._delete(_child_path("Job", namespace, name), "Foreground")
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        await self._request("PATCH", _child_path("Job", namespace, name), patch, MERGE_PATCH)
+        await self._request("PATCH", _child_path("Job", namespace, name), patch, MERGE_PATCH, urgent=True)
 
     async def patch_sftjob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return await self._request("PATCH", _sftjob_path(namespace, name), patch, MERGE_PATCH)

@@ -40,9 +40,13 @@ def render(
     values_files: tuple[pathlib.Path, ...] = (),
     release: str = "kubesft",
     namespace: str = "kubesft-system",
+    kube_version: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``helm template`` the chart and return its objects (CRDs included)."""
+    """``helm template`` the chart and return its objects (CRDs included), for the Kubernetes
+    version ``kube_version`` when given (helm's own default otherwise)."""
     args = ["template", release, str(CHART_DIR), "--namespace", namespace, "--include-crds"]
+    if kube_version:
+        args += ["--kube-version", kube_version]
     for path in values_files:
         args += ["--values", str(path)]
     if values:

@@ -663,6 +663,57 @@ def test_an_edited_applied_spec_is_put_back_by_the_webhook(cluster: Cluster, ten
     assert after["status"]["phase"] == "Running"
 
 
+def _reader_role(namespace: str, account: str, account_namespace: str) -> list[dict[str, Any]]:
+    """A Role and RoleBinding that let ServiceAccount ``account`` get SFTJobs in ``namespace``."""
+    name = f"{account}-reads-sftjobs"
+    rule = {"apiGroups": ["kubesft.io"], "resources": ["sftjobs"], "verbs": ["get"]}
+    subject = {"kind": "ServiceAccount", "name": account, "namespace": account_namespace}
+    meta = {"name": name, "namespace": namespace}
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [rule]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [subject],
+        },
+    ]
+
+
+def test_only_the_operators_own_writes_skip_the_webhooks(
+    cluster: Cluster, tenant: Tenant, install: OperatorInstall, operator: OperatorProcess
+) -> None:
+    """The operator's signed records need no webhook: a matchCondition skips both for its
+    requests alone. Shown with server-side dry runs of the same unsigned record: the tenant's is
+    put back by the mutating webhook, the operator's service account's is not looked at."""
+    ns = tenant.namespace
+    for kind in WEBHOOK_KINDS:
+        (hook,) = (cluster.kube.get(ADMISSION, kind, install.webhook_configuration) or {})["webhooks"]
+        assert [c["name"] for c in hook.get("matchConditions", [])] == ["not-the-operator"]
+    with stand_in(cluster, "records", "silent"):
+        before = _started(cluster, tenant, "records")["metadata"]["annotations"][APPLIED]
+        unsigned = json.dumps({"metadata": {"annotations": {APPLIED: '{"unsigned": true}'}}})
+        dry_run = [
+            "patch",
+            "sft",
+            "records",
+            "-n",
+            ns,
+            "--type=merge",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-p",
+        ]
+        by_tenant = json.loads(cluster.kubectl(*dry_run, unsigned, kubeconfig=tenant.alice).stdout)
+        # kubectl reads the object before it patches; the operator itself only watches SFTJobs.
+        cluster.kube.apply(_reader_role(ns, install.service_account, install.namespace))
+        by_operator = json.loads(cluster.kubectl(*dry_run, unsigned, kubeconfig=install.kubeconfig).stdout)
+    assert by_tenant["metadata"]["annotations"][APPLIED] == before
+    assert by_operator["metadata"]["annotations"][APPLIED] == '{"unsigned": true}'
+
+
 def test_an_applied_spec_edited_past_the_webhook_fails_the_job_instead_of_running_it(
     cluster: Cluster, tenant: Tenant, install: OperatorInstall
 ) -> None:

@@ -17,7 +17,7 @@ import yaml
 
 from kubesft_api.sftjob import SFTJobSpec
 from kubesft_operator import names
-from kubesft_operator.webhook import HANDLER_ID, MUTATING_HANDLER_ID
+from kubesft_operator.webhook import HANDLER_ID, MUTATING_HANDLER_ID, exempt_condition
 from testing.devcluster.chart import (
     CHART_DIR,
     REPO_ROOT,
@@ -258,6 +258,20 @@ def test_the_chart_creates_both_webhook_configurations_and_the_operator_may_only
                 {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}
             ]
         }
+
+
+def test_the_webhooks_skip_the_operators_own_requests_where_the_server_can() -> None:
+    """From Kubernetes 1.28 a matchCondition spares the operator's signed records both webhooks;
+    the condition is the one the operator publishes itself once it knows its username."""
+    operator = "system:serviceaccount:ml-platform:kubesft"
+    for version, expected in (("1.30.0", [exempt_condition(operator)]), ("1.27.9", None)):
+        docs = render(namespace="ml-platform", kube_version=version)
+        configurations = find(docs, "MutatingWebhookConfiguration") + find(
+            docs, "ValidatingWebhookConfiguration"
+        )
+        assert len(configurations) == 2
+        for configuration in configurations:
+            assert configuration["webhooks"][0].get("matchConditions") == expected, version
 
 
 def test_the_signing_key_is_a_kept_secret_only_the_operator_pod_reads() -> None:

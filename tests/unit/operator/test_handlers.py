@@ -18,7 +18,12 @@ from kubesft_operator.kube import Kube
 from kubesft_operator.objects import SFTJob
 from kubesft_operator.settings import OperatorSettings
 from kubesft_operator.watched import Key, Watches
-from kubesft_operator.webhook import NamespacedWebhookServer, NoWebhookServer, PublishingWebhookServer
+from kubesft_operator.webhook import (
+    NamespacedWebhookServer,
+    NoWebhookServer,
+    PublishingWebhookServer,
+    exempt_condition,
+)
 from tests.support.operator_objects import OWNER, sftjob
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,6 +77,9 @@ def test_publishing_patches_both_configurations_by_name() -> None:
         async def patch_webhook_configuration(self, body: dict[str, Any]) -> None:
             patched.append(body)
 
+        async def own_username(self) -> str | None:
+            return "system:serviceaccount:kubesft-system:kubesft"
+
     settings = OperatorSettings(
         webhook_enabled=True, webhook_configuration="kubesft.io", watch_namespaces="team-a"
     )
@@ -91,6 +99,12 @@ def test_publishing_patches_both_configurations_by_name() -> None:
     ]
     assert all(
         b["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["team-a"] for b in patched
+    )
+    # Its own requests skip both: the username it learnt is the one exempted.
+    assert all(
+        b["webhooks"][0]["matchConditions"]
+        == [exempt_condition("system:serviceaccount:kubesft-system:kubesft")]
+        for b in patched
     )
 
 

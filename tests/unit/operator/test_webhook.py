@@ -18,6 +18,7 @@ from kubesft_operator.webhook import (
     NamespacedWebhookServer,
     PublishingWebhookServer,
     admission_problems,
+    exempt_condition,
     mutating_configuration,
     self_signed_certificate,
     validating_configuration,
@@ -153,6 +154,22 @@ def test_a_namespaced_operators_webhooks_see_only_its_namespaces() -> None:
         }
         (everywhere,) = render("kubesft", {"url": "https://x"}, "Fail")["webhooks"]
         assert "namespaceSelector" not in everywhere
+
+
+def test_the_operators_own_requests_can_skip_both_webhooks() -> None:
+    operator = "system:serviceaccount:kubesft-system:kubesft"
+    for render in (validating_configuration, mutating_configuration):
+        (hook,) = render("kubesft", {"url": "https://x"}, "Fail", (), operator)["webhooks"]
+        assert hook["matchConditions"] == [
+            {"name": "not-the-operator", "expression": f'request.userInfo.username != "{operator}"'}
+        ]
+        (unknown,) = render("kubesft", {"url": "https://x"}, "Fail")["webhooks"]
+        assert "matchConditions" not in unknown
+
+
+def test_an_exempt_username_is_quoted_as_a_cel_string() -> None:
+    condition = exempt_condition('odd"user\\name')
+    assert condition["expression"] == 'request.userInfo.username != "odd\\"user\\\\name"'
 
 
 def test_admission_requests_name_their_namespace_before_kopf_sees_them() -> None:
