@@ -14,7 +14,7 @@ from boto3.s3.transfer import TransferConfig
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_trainer.checkpoints import CheckpointStore
 from kubesft_trainer.storage.objects import open_store
-from kubesft_trainer.storage.s3_store import MAX_CONCURRENCY, MULTIPART_CHUNK_SIZE, S3Store
+from kubesft_trainer.storage.s3_store import IO_CHUNK_SIZE, MAX_CONCURRENCY, MULTIPART_CHUNK_SIZE, S3Store
 from testing.devcluster.s3 import S3Server
 
 
@@ -37,7 +37,9 @@ def read_back(s3: S3Server, uri: str, step: int, rounds: int, scratch: Path) -> 
     (manifest,) = [manifest for manifest in store.complete() if manifest.step == step]
     whole = CheckpointStore(open_store(uri, CheckpointSettings(uri=uri, endpoint_url=s3.endpoint_url)))
     assert isinstance(whole.store, S3Store)
-    whole.store.transfer_config = TransferConfig(multipart_threshold=1 << 40, max_concurrency=MAX_CONCURRENCY)
+    whole.store.transfer_config = TransferConfig(
+        multipart_threshold=1 << 40, max_concurrency=MAX_CONCURRENCY, io_chunksize=IO_CHUNK_SIZE
+    )
     prefix = f"{uri.removeprefix(f's3://{s3.bucket}/')}/{manifest.name}/"
     s3_client = s3.client()
     listing = s3_client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
