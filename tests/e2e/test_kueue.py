@@ -111,7 +111,8 @@ def _running_condition(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_second_job_waits_for_quota_then_runs_when_the_first_finishes(queued: E2E) -> None:
-    queued.apply(_spec(queued, "first", steps=12, save_steps=50))
+    # Long enough that a progress poll sees it training, however fast the machine trains.
+    queued.apply(_spec(queued, "first", steps=40, save_steps=50))
     queued.wait_until_training("first")
     queued.apply(_spec(queued, "second", steps=6, save_steps=50))
 

@@ -70,5 +70,10 @@ API server's audit log of a real run: each verb here was used, and nothing used 
   resources: ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"]
   resourceNames: [{{ include "kubesft.webhookConfigName" . | quote }}]
   verbs: ["patch"]
+{{- /* Its own username, so that both webhooks skip its own requests (Kubernetes 1.28+; every
+       user may ask this, the rule says that the operator does). */}}
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["selfsubjectreviews"]
+  verbs: ["create"]
 {{- end }}
 {{- end }}

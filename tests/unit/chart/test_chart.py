@@ -202,13 +202,15 @@ def test_namespaced_install_uses_roles_per_namespace() -> None:
     assert ("kubesft.io", "sftjobs", "patch") in namespaced
     assert ("kopf.dev", "kopfpeerings", "patch") in namespaced
     assert ("authorization.k8s.io", "localsubjectaccessreviews", "create") in namespaced
-    # Cluster-wide, only what has no namespace: the CRD scan and the webhook configurations.
+    # Cluster-wide, only what has no namespace: the CRD scan, the webhook configurations and the
+    # operator's question of who it is.
     (cluster_role,) = find(docs, "ClusterRole")
     cluster_resources = {resource for _, resource, _ in _rules_by_verb(cluster_role["rules"])}
     assert cluster_resources == {
         "customresourcedefinitions",
         "mutatingwebhookconfigurations",
         "validatingwebhookconfigurations",
+        "selfsubjectreviews",
     }
     # No more than the cluster-wide install grants, which the audit-log test in
     # tests/e2e/test_chart_install.py proves is all used (or says why not), with namespaced peering objects
