@@ -39,7 +39,8 @@ class Slots:
             self._release()
 
     async def _acquire(self, urgent: bool) -> None:
-        if self._free > 0 and not self.waiting:
+        # A freed slot goes straight to a live waiter, so free slots mean nobody waits.
+        if self._free > 0:
             self._free -= 1
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()

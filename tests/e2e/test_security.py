@@ -663,22 +663,14 @@ def test_an_edited_applied_spec_is_put_back_by_the_webhook(cluster: Cluster, ten
     assert after["status"]["phase"] == "Running"
 
 
-def _reader_role(namespace: str, account: str, account_namespace: str) -> list[dict[str, Any]]:
-    """A Role and RoleBinding that let ServiceAccount ``account`` get SFTJobs in ``namespace``."""
-    name = f"{account}-reads-sftjobs"
-    rule = {"apiGroups": ["kubesft.io"], "resources": ["sftjobs"], "verbs": ["get"]}
-    subject = {"kind": "ServiceAccount", "name": account, "namespace": account_namespace}
-    meta = {"name": name, "namespace": namespace}
-    return [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [rule]},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [subject],
-        },
-    ]
+def _sftjob_reader(namespace: str) -> dict[str, Any]:
+    """A Role that may only get SFTJobs in ``namespace``."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "sftjob-reader", "namespace": namespace},
+        "rules": [{"apiGroups": ["kubesft.io"], "resources": ["sftjobs"], "verbs": ["get"]}],
+    }
 
 
 def test_only_the_operators_own_writes_skip_the_webhooks(
@@ -708,7 +700,7 @@ def test_only_the_operators_own_writes_skip_the_webhooks(
         ]
         by_tenant = json.loads(cluster.kubectl(*dry_run, unsigned, kubeconfig=tenant.alice).stdout)
         # kubectl reads the object before it patches; the operator itself only watches SFTJobs.
-        cluster.kube.apply(_reader_role(ns, install.service_account, install.namespace))
+        cluster.kube.apply([_sftjob_reader(ns), _binding(ns, "sftjob-reader", install.username)])
         by_operator = json.loads(cluster.kubectl(*dry_run, unsigned, kubeconfig=install.kubeconfig).stdout)
     assert by_tenant["metadata"]["annotations"][APPLIED] == before
     assert by_operator["metadata"]["annotations"][APPLIED] == '{"unsigned": true}'
