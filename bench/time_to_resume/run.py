@@ -12,16 +12,20 @@ resumes and trains to the end. Printed, per round and as median and range over t
 - pod start: Job created -> pod Running on a watch, and -> the trainer process started (its
   kernel start time, which the trainer records);
 - the trainer's own phases (``training_summary.json`` ``startup``, the same timeline its log line
-  and ``kubesft_startup_seconds`` show): imports, model load, data, checkpoint download (with the
-  sha256 check), checkpoint restore (the Trainer loading the checkpoint's weights, optimizer and
-  scheduler state, beside creating its optimizer and data loader, which the killed attempt's own
-  ``trainerStart`` shows), and the first new optimizer step;
-- restore overhead: checkpoint download (with the sha256 check) + loading the checkpoint (the
-  restore phase less the killed attempt's ``trainerStart``), against plain boto3 ``get_object``
-  of the same objects from the same S3 (one after another, read to the end), timed after the job
-  finished (target ≤ 1.2×); also with the whole restore phase; beside it the same checkpoint read
-  back by this process in ranged GETs and by the trainer's own store (``read_back.py``), which
-  shows where the download's time goes.
+  and ``kubesft_startup_seconds`` show): imports, model load, data, the checkpoint download (with
+  the sha256 check: ``checkpointDownloadSeconds``; it runs beside setup, the model and the data, so
+  the ``checkpointDownload`` phase is only the wait for what is left of it), checkpoint restore
+  (the Trainer loading the checkpoint's weights, optimizer and scheduler state, beside creating
+  its optimizer and data loader, which the killed attempt's own ``trainerStart`` shows), and the
+  first new optimizer step;
+- restore overhead: what the checkpoint adds to the way back. That is how much longer the phases
+  beside the download took than in the killed attempt (read from its metrics before the kill),
+  plus the wait for the download, plus loading the checkpoint (the restore phase less the killed
+  attempt's ``trainerStart``). It is set against plain boto3 ``get_object`` of the same objects
+  from the same S3 (one after another, read to the end), timed after the job finished (target
+  ≤ 1.2×). Beside it: the download on its own and the download and loading one after the other,
+  each against the same GETs, and the same checkpoint read back by this process in ranged GETs
+  and by the trainer's own store (``read_back.py``), which shows where the download's time goes.
 
 The S3 server is gofakes3 (``--s3 gofakes3``, the default: it serves a ranged GET at the cost of
 its bytes, as AWS S3 and MinIO do) or moto (``--s3 moto``, which copies the whole object for
@@ -45,11 +49,13 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT)]
@@ -58,6 +64,7 @@ from bench.common import write_figures  # noqa: E402
 from bench.local_cluster import bench_cluster  # noqa: E402
 from bench.time_to_resume.moments import Moments  # noqa: E402
 from bench.time_to_resume.read_back import read_back  # noqa: E402
+from kubesft_api import pod_contract  # noqa: E402
 from kubesft_operator import names  # noqa: E402
 from kubesft_trainer.checkpoints.manifest import MANIFEST_NAME  # noqa: E402
 from testing.devcluster.binaries import kubernetes_version  # noqa: E402
@@ -73,6 +80,8 @@ SECRET = "s3-credentials"
 PREFIX = "bench-resume"
 TIMEOUT = 900.0
 MB = 1e6
+# The startup phases from setup to the SFTTrainer built, which the checkpoint download runs beside.
+BESIDE_THE_DOWNLOAD = ("setup", "modelFiles", "data", "modelLoad", "tokenizing")
 
 
 def sftjob(s3: S3Server, name: str, steps: int, save_steps: int) -> dict[str, Any]:
@@ -142,15 +151,19 @@ def unix_time(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
-def fresh_trainer_start(log: str) -> float | None:
-    """The killed attempt's ``trainerStart`` seconds, from its startup log line."""
-    for line in log.splitlines():
-        if "to the end of the first step:" in line:
-            for part in line.split(": ", 2)[-1].split(", "):
-                phase, _, value = part.partition(" ")
-                if phase == "trainerStart":
-                    return float(value.removesuffix(" s"))
-    return None
+def startup_phases(cluster: Cluster, pod: str) -> dict[str, float]:
+    """A running trainer's ``kubesft_startup_seconds{phase}``, from its metrics endpoint."""
+    body = cluster.kube.get("v1", "Pod", pod, NAMESPACE) or {}
+    address = (body.get("status") or {}).get("podIP")
+    url = f"http://{address}:{pod_contract.TRAINER_METRICS_PORT}{pod_contract.METRICS_PATH}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        sample.labels["phase"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "kubesft_startup_seconds"
+        for sample in family.samples
+    }
 
 
 def one_round(
@@ -169,6 +182,9 @@ def one_round(
         if status.get("phase") != "Running":
             raise RuntimeError(f"{name} is {status.get('phase')}, not Running, at its first checkpoint")
         pod = moments.pod_names[first]
+        fresh = startup_phases(cluster, pod)
+        if "trainerStart" not in fresh:
+            raise RuntimeError(f"the first attempt of {name} reports no trainerStart: {fresh}")
         killed = kill_pod_processes(cluster, pod)
         wait_until(
             lambda: sftjob_status(cluster, name).get("phase") in ("Succeeded", "Failed") or None,
@@ -190,14 +206,16 @@ def one_round(
     job_created = moments.job_added[second]
     process_started = unix_time(phases["imports"]["startedAt"])
     plain = statistics.median(get_seconds["plainGet"])
-    fresh = fresh_trainer_start(first_log)
-    if fresh is None:
-        raise RuntimeError(f"the killed attempt of {name} logged no trainerStart")
     # The restore phase less what the killed attempt's Trainer took to start without a
     # checkpoint (optimizer, data loader): the loading's own share, by difference.
-    load = seconds["checkpointRestore"] - fresh
-    restore = seconds["checkpointDownload"] + load
-    whole_phase = seconds["checkpointDownload"] + seconds["checkpointRestore"]
+    load = seconds["checkpointRestore"] - fresh["trainerStart"]
+    # The download runs beside setup, the model and the data; what it cost them is how much
+    # longer they took than in the killed attempt, which had no checkpoint to fetch.
+    beside = sum(seconds[phase] - fresh[phase] for phase in BESIDE_THE_DOWNLOAD)
+    download = float(summary["checkpointDownloadSeconds"])
+    wait = seconds["checkpointDownload"]
+    restore = beside + wait + load
+    whole_phase = beside + wait + seconds["checkpointRestore"]
     return {
         "sftjob": name,
         # The last step the killed attempt logged (loggingSteps is 1).
@@ -212,12 +230,16 @@ def one_round(
         "jobToProcessStartSeconds": process_started - job_created,
         "phaseSeconds": seconds,
         "modelLoadSeconds": seconds["modelFiles"] + seconds["modelLoad"],
-        "freshTrainerStartSeconds": fresh,
+        "freshPhaseSeconds": fresh,
         "checkpointLoadSeconds": load,
+        "downloadSeconds": download,
+        "downloadWaitSeconds": wait,
+        "besideSlowdownSeconds": beside,
         "restoreOverheadSeconds": restore,
         "readBackSeconds": get_seconds,
         "restoreOverGet": restore / plain,
-        "downloadOverGet": seconds["checkpointDownload"] / plain,
+        "downloadOverGet": download / plain,
+        "serialRestoreOverGet": (download + load) / plain,
         "restorePhaseOverGet": whole_phase / plain,
         # Not one measurement: the store's download with whole-object GETs, timed from here, plus
         # the trainer's loading; what the ratio would be with one GET per object.
@@ -234,7 +256,7 @@ def report(row: dict[str, Any]) -> list[str]:
     files = ", ".join(
         f"{key} {value / MB:.1f}" for key, value in row["checkpointFiles"].items() if value > MB
     )
-    fresh = row["freshTrainerStartSeconds"]
+    fresh = row["freshPhaseSeconds"]["trainerStart"]
     return [
         f"checkpoint-{row['resumedFromStep']} (killed at step {row['stepAtKill']}): {size / MB:.1f} MB"
         f" ({files} MB; {len(row['checkpointFiles'])} objects)",
@@ -246,14 +268,16 @@ def report(row: dict[str, Any]) -> list[str]:
         f" model load {row['modelLoadSeconds']:.2f} s (files {phases['modelFiles']:.2f} + weights"
         f" {phases['modelLoad']:.2f}), data {phases['data']:.2f} s, tokenizing {phases['tokenizing']:.2f} s,"
         f" samples {phases['samples']:.2f} s",
-        f"  checkpoint download + sha256 {phases['checkpointDownload']:.2f} s ({size / MB / phases['checkpointDownload']:.0f} MB/s),"
-        f" restore {phases['checkpointRestore']:.2f} s"
+        f"  checkpoint download + sha256 {row['downloadSeconds']:.2f} s ({size / MB / row['downloadSeconds']:.0f} MB/s)"
+        f" beside setup, model and data, which took {row['besideSlowdownSeconds']:+.2f} s more than in the"
+        f" killed attempt; left to wait for: {row['downloadWaitSeconds']:.2f} s",
+        f"  restore {phases['checkpointRestore']:.2f} s"
         f" (the killed attempt's trainerStart {fresh:.2f} s: loading {row['checkpointLoadSeconds']:.2f} s)",
         f"  first new optimizer step: {phases['firstStep']:.2f} s; kill -> end of it: {row['killToFirstStepSeconds']:.1f} s",
-        f"  restore overhead (download + loading) {row['restoreOverheadSeconds']:.2f} s vs plain"
-        f" get_object {plain:.2f} s ({size / MB / plain:.0f} MB/s): {row['restoreOverGet']:.2f}x"
-        f" (download alone {row['downloadOverGet']:.2f}x; with the whole restore phase"
-        f" {row['restorePhaseOverGet']:.2f}x)",
+        f"  restore overhead (slowdown beside the download + wait + loading) {row['restoreOverheadSeconds']:.2f} s"
+        f" vs plain get_object {plain:.2f} s ({size / MB / plain:.0f} MB/s): {row['restoreOverGet']:.2f}x"
+        f" (the download on its own {row['downloadOverGet']:.2f}x; download + loading one after the other"
+        f" {row['serialRestoreOverGet']:.2f}x; with the whole restore phase {row['restorePhaseOverGet']:.2f}x)",
         "  read back from here, median: "
         + ", ".join(f"{arm} {value:.2f} s ({size / MB / value:.0f} MB/s)" for arm, value in again.items()),
         f"  storeWholeObjects + loading vs plain get_object: {row['wholeObjectsRestoreOverGet']:.2f}x",
@@ -308,14 +332,18 @@ def main() -> None:
             "modelLoadSeconds",
             "restoreOverheadSeconds",
             "restoreOverGet",
+            "downloadSeconds",
+            "downloadWaitSeconds",
+            "besideSlowdownSeconds",
             "downloadOverGet",
+            "serialRestoreOverGet",
             "restorePhaseOverGet",
             "checkpointLoadSeconds",
             "wholeObjectsRestoreOverGet",
             "killToFirstStepSeconds",
         )
     }
-    for phase in ("checkpointDownload", "checkpointRestore", "firstStep"):
+    for phase in ("checkpointRestore", "firstStep"):
         summary[phase] = spread([row["phaseSeconds"] for row in rows], phase)
     print(f"over {len(rows)} rounds, median (min-max):")
     for key, value in summary.items():

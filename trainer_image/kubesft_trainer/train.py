@@ -273,6 +273,8 @@ def train(
             }
         )
         manager = CheckpointManager.from_config(config, env)
+        # Beside the model and data loading, so a resume waits only for what is left of it.
+        manager.start_resume()
         tracker.add_source(manager.progress_fields)
         callbacks = list(manager.callbacks())
         if env.is_rank_zero:
@@ -339,6 +341,7 @@ def train(
         tracked = {
             **(mlflow_run.progress_fields() if mlflow_run is not None else {}),
             "startup": startup.phases(),
+            "checkpoint_download_seconds": manager.download_seconds,
         }
         summary = write_outputs(
             run, result, started_at, resumed_from_step, samples, warm is not None, tracked

@@ -5,44 +5,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kubesft_api.trainer_config import TrainerConfig
 from kubesft_trainer.checkpoints import CheckpointManager, CheckpointStore
 from kubesft_trainer.checkpoints.fingerprint import run_stamp
-from kubesft_trainer.config.runtime_env import RuntimeEnv
 from kubesft_trainer.errors import ConfigError
 from kubesft_trainer.storage.objects import open_store
-from tests.support.checkpoints import fake_checkpoint
-from tests.support.trainer import trainer_config
-
-
-def _config(uri: Path, resume: str = "auto", **training: Any) -> TrainerConfig:
-    raw = trainer_config(Path("/m"), Path("/d.jsonl"), Path("/out"), training=training)
-    raw["checkpoints"].update(uri=str(uri), resume=resume)
-    return TrainerConfig.model_validate(raw)
-
-
-def _env(work: Path, name: str = "chat", uid: str = "uid-1") -> RuntimeEnv:
-    return RuntimeEnv.from_environ(
-        {
-            "KUBESFT_WORK_DIR": str(work),
-            "KUBESFT_NAMESPACE": "team-a",
-            "KUBESFT_JOB_NAME": name,
-            "KUBESFT_JOB_UID": uid,
-        }
-    )
-
-
-def _saved(config: TrainerConfig, env: RuntimeEnv, tmp_path: Path, *steps: int) -> CheckpointStore:
-    """Checkpoints under ``checkpoints.uri`` as the run of ``config`` uploads them."""
-    assert config.checkpoints.uri is not None
-    store = CheckpointStore(open_store(config.checkpoints.uri, config.checkpoints), run_stamp(config, env))
-    for step in steps:
-        store.upload(fake_checkpoint(tmp_path / f"local-{step}", step), step)
-    return store
+from tests.support.checkpoints import checkpoint_config, fake_checkpoint, runtime_env, saved_checkpoints
 
 
 def _objects(root: Path) -> dict[str, bytes]:
@@ -50,8 +21,8 @@ def _objects(root: Path) -> dict[str, bytes]:
 
 
 def test_each_manifest_records_the_job_and_the_settings_a_resume_must_not_change(tmp_path: Path) -> None:
-    config = _config(tmp_path / "ckpt")
-    store = _saved(config, _env(tmp_path / "w"), tmp_path, 4)
+    config = checkpoint_config(tmp_path / "ckpt")
+    store = saved_checkpoints(config, runtime_env(tmp_path / "w"), tmp_path, 4)
     (manifest,) = store.complete()
     assert str(manifest.job) == "team-a/chat (uid uid-1)"
     assert manifest.settings is not None and manifest.schedule is not None
@@ -59,11 +30,11 @@ def test_each_manifest_records_the_job_and_the_settings_a_resume_must_not_change
     assert manifest.settings["training.maxLength"] == 128 and manifest.settings["dataset.revision"] == "main"
     assert "lora.r" not in manifest.settings, "the LoRA shape counts only with LoRA on"
     assert manifest.schedule["training.learningRate"] == 1e-3
-    assert manifest.fingerprint == run_stamp(config, _env(tmp_path / "other", uid="uid-2")).fingerprint
+    assert manifest.fingerprint == run_stamp(config, runtime_env(tmp_path / "other", uid="uid-2")).fingerprint
     lora = TrainerConfig.model_validate(
         {**config.model_dump(by_alias=True), "lora": {"enabled": True, "r": 8}}
     )
-    lora_settings = run_stamp(lora, _env(tmp_path / "w")).settings
+    lora_settings = run_stamp(lora, runtime_env(tmp_path / "w")).settings
     assert lora_settings is not None and lora_settings["lora.r"] == 8
 
 
@@ -72,10 +43,10 @@ def test_checkpoints_of_other_settings_fail_the_job_and_nothing_under_the_prefix
     tmp_path: Path, resume: str
 ) -> None:
     root = tmp_path / "ckpt"
-    _saved(_config(root), _env(tmp_path / "a"), tmp_path, 4, 8)
+    saved_checkpoints(checkpoint_config(root), runtime_env(tmp_path / "a"), tmp_path, 4, 8)
     before = _objects(root)
-    other = _config(root, resume, maxLength=256)
-    env = _env(tmp_path / "b", name="other-chat", uid="uid-9")
+    other = checkpoint_config(root, resume, maxLength=256)
+    env = runtime_env(tmp_path / "b", name="other-chat", uid="uid-9")
     manager = CheckpointManager.from_config(other, env)
     with pytest.raises(ConfigError) as caught:
         manager.prepare_resume()
@@ -93,10 +64,10 @@ def test_the_same_settings_resume_with_another_schedule_and_warn(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = tmp_path / "ckpt"
-    _saved(_config(root), _env(tmp_path / "a"), tmp_path, 4)
+    saved_checkpoints(checkpoint_config(root), runtime_env(tmp_path / "a"), tmp_path, 4)
     # The job deleted and created again: a new uid, a new learning rate and batch size.
-    again = _config(root, learningRate=5e-4, perDeviceBatchSize=4)
-    manager = CheckpointManager.from_config(again, _env(tmp_path / "b", uid="uid-2"))
+    again = checkpoint_config(root, learningRate=5e-4, perDeviceBatchSize=4)
+    manager = CheckpointManager.from_config(again, runtime_env(tmp_path / "b", uid="uid-2"))
     with caplog.at_level(logging.WARNING):
         path = manager.prepare_resume()
     assert path is not None and path.name == "checkpoint-4" and manager.resumed_from_step == 4
@@ -106,10 +77,12 @@ def test_the_same_settings_resume_with_another_schedule_and_warn(
 
 def test_checkpoints_of_an_earlier_version_without_a_stamp_still_resume(tmp_path: Path) -> None:
     root = tmp_path / "ckpt"
-    config = _config(root)
+    config = checkpoint_config(root)
     assert config.checkpoints.uri is not None
     unstamped = CheckpointStore(open_store(config.checkpoints.uri, config.checkpoints))
     unstamped.upload(fake_checkpoint(tmp_path / "local", 6), 6)
     assert unstamped.complete()[0].settings is None
-    manager = CheckpointManager.from_config(_config(root, maxLength=512), _env(tmp_path / "b"))
+    manager = CheckpointManager.from_config(
+        checkpoint_config(root, maxLength=512), runtime_env(tmp_path / "b")
+    )
     assert manager.prepare_resume() is not None and manager.resumed_from_step == 6

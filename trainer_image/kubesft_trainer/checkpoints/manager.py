@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_api.trainer_config import TrainerConfig
+from kubesft_trainer.checkpoints.background import Background
 from kubesft_trainer.checkpoints.fingerprint import refusal, run_stamp, schedule_changes
 from kubesft_trainer.checkpoints.manifest import ManifestFile, RunStamp, checkpoint_name
 from kubesft_trainer.checkpoints.node_files import NodeUploadFailed, share_node_files
@@ -76,6 +77,10 @@ class CheckpointManager:
         self._callback: CheckpointCallback | None = None
         self._carried: dict[str, bytes] = {}
         self._signal_installed = False
+        self._selection: Background[dict[str, Any] | None] | None = None
+        self.download_seconds: float | None = None
+        """On the node's first process, when resuming: how long finding and downloading the
+        checkpoint took, beside the model and data loading."""
         if self.uploader is not None:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
 
@@ -103,11 +108,20 @@ class CheckpointManager:
         """Training stopped early because of SIGTERM (here or on another rank)."""
         return self._callback is not None and self._callback.stopped_for_preemption
 
+    def start_resume(self) -> None:
+        """Start choosing and downloading the checkpoint to resume from on a thread of its own, so
+        that it runs beside the model and data loading; ``prepare_resume`` takes its result."""
+        if self.store is None or self.local_rank != 0 or self._selection is not None:
+            return
+        local_root = self.work_dir / RESUME_DIR
+        self._selection = Background(lambda: self._select(local_root), name="kubesft-resume")
+
     def prepare_resume(self) -> Path | None:
         """With ``resume: auto``, the local copy of the newest complete, intact checkpoint, else None.
 
         Raises ``ConfigError`` when the checkpoints under the URI were made with settings a resume
-        must not change; then nothing under it is downloaded or deleted.
+        must not change; then nothing under it is downloaded or deleted. Storage errors of a
+        download that ``start_resume`` began are raised here.
         """
         if self.store is None:
             log.info("checkpoints.uri is not set: checkpoints stay in the pod and a restart starts over")
@@ -115,7 +129,10 @@ class CheckpointManager:
         local_root = self.work_dir / RESUME_DIR
         selection = local_root / _SELECTION_FILE
         if self.local_rank == 0:
-            chosen = self._select(local_root)
+            if self._selection is None:
+                self.start_resume()
+            assert self._selection is not None
+            chosen = self._selection.result()
             local_root.mkdir(parents=True, exist_ok=True)
             selection.write_text(json.dumps(chosen))
         _barrier()
@@ -130,6 +147,7 @@ class CheckpointManager:
             return None
         step, path = int(chosen["step"]), Path(chosen["path"])
         self.resumed_from_step = step
+        self.download_seconds = self._selection.seconds if self._selection is not None else None
         metrics.CHECKPOINT_RESUMED_FROM_STEP.set(step)
         if self.uploader is not None:
             self.uploader.set_latest(step, self.store.location(step))

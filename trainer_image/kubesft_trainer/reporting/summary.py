@@ -56,6 +56,11 @@ class TrainingSummary(BaseModel):
         default_factory=list,
         description="This run's start, phase by phase, to the end of its first optimizer step",
     )
+    checkpoint_download_seconds: float | None = Field(
+        default=None,
+        description="Finding and downloading the checkpoint to resume from (sha256 checked), which runs "
+        "beside the model and data loading; the startup phase checkpointDownload is what was left of it",
+    )
     started_at: str
     finished_at: str
     versions: dict[str, str] = Field(default_factory=dict)
