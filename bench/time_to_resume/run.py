@@ -13,7 +13,7 @@ resumes and trains to the end. Printed, per round and as median and range over t
   kernel start time, which the trainer records);
 - the trainer's own phases (``training_summary.json`` ``startup``, the same timeline its log line
   and ``kubesft_startup_seconds`` show): imports, model load, data, the checkpoint download (with
-  the sha256 check: ``checkpointDownloadSeconds``; it runs beside setup, the model and the data, so
+  the sha256 check: ``checkpointDownloadSeconds``; it runs beside the imports, the model and the data, so
   the ``checkpointDownload`` phase is only the wait for what is left of it), checkpoint restore
   (the Trainer loading the checkpoint's weights, optimizer and scheduler state, beside creating
   its optimizer and data loader, which the killed attempt's own ``trainerStart`` shows), and the
@@ -80,8 +80,8 @@ SECRET = "s3-credentials"
 PREFIX = "bench-resume"
 TIMEOUT = 900.0
 MB = 1e6
-# The startup phases from setup to the SFTTrainer built, which the checkpoint download runs beside.
-BESIDE_THE_DOWNLOAD = ("setup", "modelFiles", "data", "modelLoad", "tokenizing")
+# The startup phases from the imports to the SFTTrainer built, which the checkpoint download runs beside.
+BESIDE_THE_DOWNLOAD = ("imports", "setup", "modelFiles", "data", "modelLoad", "tokenizing")
 
 
 def sftjob(s3: S3Server, name: str, steps: int, save_steps: int) -> dict[str, Any]:
@@ -209,9 +209,10 @@ def one_round(
     # The restore phase less what the killed attempt's Trainer took to start without a
     # checkpoint (optimizer, data loader): the loading's own share, by difference.
     load = seconds["checkpointRestore"] - fresh["trainerStart"]
-    # The download runs beside setup, the model and the data; what it cost them is how much
+    # The download runs beside the imports, the model and the data; what it cost them is how much
     # longer they took than in the killed attempt, which had no checkpoint to fetch.
-    beside = sum(seconds[phase] - fresh[phase] for phase in BESIDE_THE_DOWNLOAD)
+    slower = {phase: seconds[phase] - fresh[phase] for phase in BESIDE_THE_DOWNLOAD}
+    beside = sum(slower.values())
     download = float(summary["checkpointDownloadSeconds"])
     wait = seconds["checkpointDownload"]
     restore = beside + wait + load
@@ -235,6 +236,8 @@ def one_round(
         "downloadSeconds": download,
         "downloadWaitSeconds": wait,
         "besideSlowdownSeconds": beside,
+        # Apart, since the imports alone vary by a second or more from one start to the next.
+        "importsSlowdownSeconds": slower["imports"],
         "restoreOverheadSeconds": restore,
         "readBackSeconds": get_seconds,
         "restoreOverGet": restore / plain,
@@ -269,8 +272,9 @@ def report(row: dict[str, Any]) -> list[str]:
         f" {phases['modelLoad']:.2f}), data {phases['data']:.2f} s, tokenizing {phases['tokenizing']:.2f} s,"
         f" samples {phases['samples']:.2f} s",
         f"  checkpoint download + sha256 {row['downloadSeconds']:.2f} s ({size / MB / row['downloadSeconds']:.0f} MB/s)"
-        f" beside setup, model and data, which took {row['besideSlowdownSeconds']:+.2f} s more than in the"
-        f" killed attempt; left to wait for: {row['downloadWaitSeconds']:.2f} s",
+        f" beside the imports, model and data, which took {row['besideSlowdownSeconds']:+.2f} s more than in the"
+        f" killed attempt (the imports {row['importsSlowdownSeconds']:+.2f} s); left to wait for:"
+        f" {row['downloadWaitSeconds']:.2f} s",
         f"  restore {phases['checkpointRestore']:.2f} s"
         f" (the killed attempt's trainerStart {fresh:.2f} s: loading {row['checkpointLoadSeconds']:.2f} s)",
         f"  first new optimizer step: {phases['firstStep']:.2f} s; kill -> end of it: {row['killToFirstStepSeconds']:.1f} s",
@@ -335,6 +339,7 @@ def main() -> None:
             "downloadSeconds",
             "downloadWaitSeconds",
             "besideSlowdownSeconds",
+            "importsSlowdownSeconds",
             "downloadOverGet",
             "serialRestoreOverGet",
             "restorePhaseOverGet",

@@ -78,10 +78,16 @@ def _run(args: argparse.Namespace, argv: list[str], env: RuntimeEnv) -> tuple[in
         return exit_codes.SUCCESS, None
     if env.needs_launcher:
         return launch(env, argv)
+    from kubesft_trainer.checkpoints.manager import CheckpointManager
     from kubesft_trainer.reporting.startup import process_started_at
+
+    # Importing torch and transformers keeps one CPU busy for seconds and needs no checkpoint:
+    # the one to resume from downloads meanwhile.
+    manager = CheckpointManager.from_config(config, env)
+    manager.start_resume()
     from kubesft_trainer.train import train
 
-    return train(config, env, process_started_at())
+    return train(config, env, process_started_at(), manager)
 
 
 def main(argv: list[str] | None = None) -> int:

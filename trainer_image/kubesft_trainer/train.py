@@ -17,6 +17,7 @@ from kubesft_api import exit_codes
 from kubesft_api.progress import Stage
 from kubesft_api.times import now_text
 from kubesft_api.trainer_config import COMPLETION_ONLY_ON_MESSAGES, TrainerConfig
+from kubesft_trainer.checkpoints import CheckpointManager
 from kubesft_trainer.config.precision import (
     Precision,
     precision_warning,
@@ -249,11 +250,14 @@ def _progress_bar_context(progress_bar: bool) -> AbstractContextManager[Any]:
 
 
 def train(
-    config: TrainerConfig, env: RuntimeEnv, process_started: float | None = None
+    config: TrainerConfig,
+    env: RuntimeEnv,
+    process_started: float | None = None,
+    manager: CheckpointManager | None = None,
 ) -> tuple[int, str | None]:
     """Train to the end (exit 0) or until SIGTERM, after saving a checkpoint (exit 75).
-    ``process_started``: when the process started, for the startup timeline's first phase."""
-    from kubesft_trainer.checkpoints import CheckpointManager
+    ``process_started``: when the process started, for the startup timeline's first phase.
+    ``manager``: the run's checkpoints, made earlier to start the resume's download sooner."""
     from kubesft_trainer.checkpoints.warm_start import load_warm_start
     from kubesft_trainer.reporting.mlflow_run import MlflowCallback, open_mlflow_run
     from kubesft_trainer.reporting.telemetry import TelemetryCallback
@@ -272,8 +276,9 @@ def train(
                 "dataset": ", ".join(source.label for source in config.dataset.sources),
             }
         )
-        manager = CheckpointManager.from_config(config, env)
-        # Beside the model and data loading, so a resume waits only for what is left of it.
+        if manager is None:
+            manager = CheckpointManager.from_config(config, env)
+        # Beside the imports, the model and the data, so a resume waits only for what is left of it.
         manager.start_resume()
         tracker.add_source(manager.progress_fields)
         callbacks = list(manager.callbacks())

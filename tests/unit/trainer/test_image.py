@@ -21,9 +21,16 @@ def test_trainer_imports_without_the_operator_libraries() -> None:
 
 
 def test_config_and_cli_entry_import_without_the_training_stack() -> None:
-    # The operator shares the contract package; the CLI must reach config errors before loading torch.
+    # The operator shares the contract package; the CLI must reach config errors before loading torch,
+    # and the resume's checkpoint downloads while torch imports.
     result = import_without(
-        ["kubesft_api.sftjob", "kubesft_trainer.config.file", "kubesft_trainer.__main__"], TRAINING_LIBRARIES
+        [
+            "kubesft_api.sftjob",
+            "kubesft_trainer.config.file",
+            "kubesft_trainer.__main__",
+            "kubesft_trainer.checkpoints.manager",
+        ],
+        TRAINING_LIBRARIES,
     )
     assert result.returncode == 0, result.stderr
 

@@ -1,7 +1,8 @@
 """One call run on a thread of its own, whose result (or error) is taken later, where it is needed.
 
-The resume's checkpoint is found and downloaded this way while the model and the data load: the
-way back from a preemption then waits only for what is left of the download, not all of it.
+The resume's checkpoint is found and downloaded this way while torch imports and the model and
+the data load: the way back from a preemption then waits only for what is left of the download,
+not all of it.
 """
 
 from __future__ import annotations

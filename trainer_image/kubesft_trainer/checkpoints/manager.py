@@ -80,7 +80,7 @@ class CheckpointManager:
         self._selection: Background[dict[str, Any] | None] | None = None
         self.download_seconds: float | None = None
         """On the node's first process, when resuming: how long finding and downloading the
-        checkpoint took, beside the model and data loading."""
+        checkpoint took, beside the imports and the model and data loading."""
         if self.uploader is not None:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
 
@@ -110,7 +110,8 @@ class CheckpointManager:
 
     def start_resume(self) -> None:
         """Start choosing and downloading the checkpoint to resume from on a thread of its own, so
-        that it runs beside the model and data loading; ``prepare_resume`` takes its result."""
+        that it runs beside the imports and the model and data loading; ``prepare_resume`` takes
+        its result."""
         if self.store is None or self.local_rank != 0 or self._selection is not None:
             return
         local_root = self.work_dir / RESUME_DIR

@@ -59,7 +59,8 @@ class TrainingSummary(BaseModel):
     checkpoint_download_seconds: float | None = Field(
         default=None,
         description="Finding and downloading the checkpoint to resume from (sha256 checked), which runs "
-        "beside the model and data loading; the startup phase checkpointDownload is what was left of it",
+        "beside the imports and the model and data loading; the startup phase checkpointDownload is what "
+        "was left of it",
     )
     started_at: str
     finished_at: str
