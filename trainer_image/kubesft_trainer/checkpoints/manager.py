@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_api.trainer_config import TrainerConfig
-from kubesft_trainer.checkpoints.background import Background
-from kubesft_trainer.checkpoints.fingerprint import refusal, run_stamp, schedule_changes
+from kubesft_trainer.checkpoints.fingerprint import run_stamp
 from kubesft_trainer.checkpoints.manifest import ManifestFile, RunStamp, checkpoint_name
 from kubesft_trainer.checkpoints.node_files import NodeUploadFailed, share_node_files
 from kubesft_trainer.checkpoints.preemption import PreemptionSignal
-from kubesft_trainer.checkpoints.resume import download_newest_intact
+from kubesft_trainer.checkpoints.prefetch import ResumePrefetch
+from kubesft_trainer.checkpoints.resume import ResumeChoice
 from kubesft_trainer.checkpoints.snapshot import snapshot
 from kubesft_trainer.checkpoints.store import CheckpointStore
 from kubesft_trainer.checkpoints.uploader import CheckpointUploader, Snapshot
@@ -77,7 +77,7 @@ class CheckpointManager:
         self._callback: CheckpointCallback | None = None
         self._carried: dict[str, bytes] = {}
         self._signal_installed = False
-        self._selection: Background[dict[str, Any] | None] | None = None
+        self._selection: ResumePrefetch | None = None
         self.download_seconds: float | None = None
         """On the node's first process, when resuming: how long finding and downloading the
         checkpoint took, beside the imports and the model and data loading."""
@@ -109,13 +109,13 @@ class CheckpointManager:
         return self._callback is not None and self._callback.stopped_for_preemption
 
     def start_resume(self) -> None:
-        """Start choosing and downloading the checkpoint to resume from on a thread of its own, so
-        that it runs beside the imports and the model and data loading; ``prepare_resume`` takes
+        """Start choosing and downloading the checkpoint to resume from in a process of its own,
+        so that it runs beside the imports and the model and data loading; ``prepare_resume`` takes
         its result."""
         if self.store is None or self.local_rank != 0 or self._selection is not None:
             return
-        local_root = self.work_dir / RESUME_DIR
-        self._selection = Background(lambda: self._select(local_root), name="kubesft-resume")
+        choice = ResumeChoice(self.settings, self.stamp, self.rank, self.work_dir / RESUME_DIR)
+        self._selection = ResumePrefetch(choice)
 
     def prepare_resume(self) -> Path | None:
         """With ``resume: auto``, the local copy of the newest complete, intact checkpoint, else None.
@@ -155,32 +155,6 @@ class CheckpointManager:
         log.info("resuming from %s (step %d)", self.store.location(step), step)
         return path
 
-    def _select(self, local_root: Path) -> dict[str, Any] | None:
-        """What this node resumes from: ``{step, path}``, None, or ``{refused}`` with the reason."""
-        assert self.store is not None
-        complete = self.store.complete()
-        if self.stamp is not None:
-            problem = refusal(self.stamp, complete, self.store.uri)
-            if problem is not None:
-                return {"refused": problem}
-        if self.settings.resume == "never":
-            if self.rank == 0:
-                self._start_over()
-            return None
-        found = download_newest_intact(self.store, local_root, forget_corrupt=self.rank == 0)
-        if found is None:
-            return None
-        if self.stamp is not None and self.rank == 0:
-            changed = schedule_changes(self.stamp, found[0])
-            if changed:
-                log.warning(
-                    "resuming %s with other settings than it was saved with (%s); the optimizer and "
-                    "learning-rate schedule continue from their saved state",
-                    found[0].name,
-                    "; ".join(changed),
-                )
-        return {"step": found[0].step, "path": str(found[1])}
-
     def prepare_warm_start(self) -> Path | None:
         """The local copy of ``checkpoints.resumeFrom`` to take the weights from, or None."""
         uri = self.settings.resume_from
@@ -192,16 +166,6 @@ class CheckpointManager:
         _barrier()
         log.info("warm start from %s: its weights, with a fresh optimizer and schedule", uri)
         return target
-
-    def _start_over(self) -> None:
-        assert self.store is not None
-        deleted = self.store.delete_all()
-        if deleted:
-            log.warning(
-                "checkpoints.resume is never: deleted %d checkpoints an earlier run left under %s",
-                len(deleted),
-                self.store.uri,
-            )
 
     def callbacks(self) -> list[TrainerCallback]:
         """The Trainer callbacks; also installs the SIGTERM handler (call from the main thread)."""

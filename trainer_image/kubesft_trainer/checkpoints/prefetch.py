@@ -1,0 +1,106 @@
+"""The resume's checkpoint, chosen and downloaded in a process of its own while the trainer starts.
+
+A process, not a thread: the download's threads would take the interpreter lock from the imports
+and the model loading beside them hundreds of times a second, which on a measured two-CPU node
+made the imports slower by more than the download took. The process's log records are handed
+back with its result and logged here, in order, with this process's format.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from kubesft_trainer.checkpoints.resume import ResumeChoice, choose
+from kubesft_trainer.errors import ConfigError, TrainerError
+from kubesft_trainer.storage.objects import StorageError
+
+Chosen = dict[str, Any] | None
+
+
+class _Keep(logging.Handler):
+    """Keeps each record, its message formatted, to hand to the parent."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg, record.args, record.exc_info = record.getMessage(), None, None
+        self.records.append(record)
+
+
+def portable_error(error: BaseException) -> BaseException:
+    """The error as it can cross to the parent: itself where it pickles back, else the nearest
+    trainer error with its message (a storage error stays retryable)."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # any error that cannot be rebuilt on the other side
+        for kind in (StorageError, ConfigError, TrainerError):
+            if isinstance(error, kind):
+                return kind(str(error))
+        return TrainerError(f"{type(error).__name__}: {error}")
+    return error
+
+
+def _child(choice: ResumeChoice, send: Connection) -> None:
+    kept = _Keep()
+    root = logging.getLogger()
+    root.addHandler(kept)
+    root.setLevel(logging.INFO)
+    started = time.monotonic()
+    try:
+        outcome: tuple[str, object] = ("ok", choose(choice))
+    except BaseException as error:  # handed to the parent, which raises it
+        outcome = ("error", portable_error(error))
+    send.send((*outcome, time.monotonic() - started, kept.records))
+    send.close()
+
+
+class ResumePrefetch:
+    """``choose(choice)`` starts at once in a spawned process; ``result()`` waits for its answer,
+    logs its records, and returns the choice or raises its error.
+
+    The process is a daemon: a trainer that fails before it needs the checkpoint ends it on exit.
+    """
+
+    def __init__(self, choice: ResumeChoice) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._answer, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_child, args=(choice, send), name="kubesft-resume", daemon=True
+        )
+        self._process.start()
+        send.close()
+        self.seconds: float | None = None
+        """How long the choosing and downloading took, once answered."""
+        self._outcome: tuple[str, Any] | None = None
+
+    def result(self) -> Chosen:
+        if self._outcome is None:
+            self._outcome = self._receive()
+        status, value = self._outcome
+        if status == "error":
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def _receive(self) -> tuple[str, Any]:
+        try:
+            status, value, seconds, records = self._answer.recv()
+        except EOFError:
+            self._process.join()
+            raise TrainerError(
+                f"the process that downloads the checkpoint to resume from ended with exit code "
+                f"{self._process.exitcode} before it answered"
+            ) from None
+        self._process.join()
+        self.seconds = float(seconds)
+        for record in records:
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(record.levelno):
+                logger.handle(record)
+        return status, value
