@@ -8,6 +8,21 @@ from typing import Any
 MB = 1e6
 
 
+def apart_line(row: dict[str, Any]) -> list[str]:
+    """The imports' share measured apart, where the run measured it."""
+    if "importsApart" not in row:
+        return []
+    return [
+        f"  measured apart, {len(row['importsApart']['importsAlone'])} pairs: the imports"
+        f" {statistics.median(row['importsApart']['importsAlone']):.2f} s alone,"
+        f" {statistics.median(row['importsApart']['importsBesideDownload']):.2f} s beside the download"
+        f" ({statistics.median(row['importsApart']['downloadBesideImports']):.2f} s),"
+        f" slower by {row['importsSlowdownApartSeconds']:+.2f} s (median of the pairs);"
+        f" restore overhead with that share {row['restoreOverheadApartSeconds']:.2f} s:"
+        f" {row['restoreApartOverGet']:.2f}x",
+    ]
+
+
 def report(row: dict[str, Any]) -> list[str]:
     phases = row["phaseSeconds"]
     plain = statistics.median(row["readBackSeconds"]["plainGet"])
@@ -39,16 +54,10 @@ def report(row: dict[str, Any]) -> list[str]:
         f" vs plain get_object {plain:.2f} s ({size / MB / plain:.0f} MB/s): {row['restoreOverGet']:.2f}x"
         f" (the download on its own {row['downloadOverGet']:.2f}x; download + loading one after the other"
         f" {row['serialRestoreOverGet']:.2f}x; with the whole restore phase {row['restorePhaseOverGet']:.2f}x)",
-        f"  measured apart, {len(row['importsApart']['importsAlone'])} pairs: the imports"
-        f" {statistics.median(row['importsApart']['importsAlone']):.2f} s alone,"
-        f" {statistics.median(row['importsApart']['importsBesideDownload']):.2f} s beside the download"
-        f" ({statistics.median(row['importsApart']['downloadBesideImports']):.2f} s),"
-        f" slower by {row['importsSlowdownApartSeconds']:+.2f} s (median of the pairs);"
-        f" restore overhead with that share {row['restoreOverheadApartSeconds']:.2f} s:"
-        f" {row['restoreApartOverGet']:.2f}x",
         "  read back from here, median: "
         + ", ".join(f"{arm} {value:.2f} s ({size / MB / value:.0f} MB/s)" for arm, value in again.items()),
         f"  storeWholeObjects + loading vs plain get_object: {row['wholeObjectsRestoreOverGet']:.2f}x",
+        *apart_line(row),
     ]
 
 

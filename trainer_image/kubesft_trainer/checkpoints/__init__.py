@@ -1,8 +1,9 @@
 """Checkpoints in object storage: atomic saves, asynchronous upload, retention and exact resume.
 
 ``CheckpointStore`` knows which checkpoints under a URI are complete (a valid manifest, written
-last); ``CheckpointManager`` is what the train loop uses: ``prepare_resume()``, ``callbacks()``,
-``preempted``, ``finish()`` and ``progress_fields()``.
+last); ``CheckpointManager`` is what the train loop uses: ``start_resume()`` (as early as the
+process can), ``prepare_resume()``, ``callbacks()``, ``preempted``, ``finish()`` and
+``progress_fields()``.
 """
 
 from __future__ import annotations
