@@ -18,18 +18,20 @@ resumes and trains to the end. Printed, per round and as median and range over t
   (the Trainer loading the checkpoint's weights, optimizer and scheduler state, beside creating
   its optimizer and data loader, which the killed attempt's own ``trainerStart`` shows), and the
   first new optimizer step;
-- restore overhead: what the checkpoint adds to the way back. That is how much longer the phases
-  beside the download took than in the killed attempt (read from its metrics before the kill),
-  plus the wait for the download, plus loading the checkpoint (the restore phase less the killed
-  attempt's ``trainerStart``). It is set against plain boto3 ``get_object`` of the same objects
-  from the same S3 (one after another, read to the end), timed after the job finished (target
-  ≤ 1.2×). Beside it: the download on its own and the download and loading one after the other,
-  each against the same GETs, and the same checkpoint read back by this process in ranged GETs
-  and by the trainer's own store (``read_back.py``), which shows where the download's time goes;
-- the imports' share measured apart (``beside_imports.py``): the two attempts' imports differ by
-  more than the download takes, so each round also times the trainer's imports in a fresh
-  interpreter alone and beside the store downloading the same checkpoint, in alternating pairs,
-  and prints the restore overhead with that share in place of the attempts' difference.
+- restore overhead: what the checkpoint adds to the way back, set against plain boto3
+  ``get_object`` of the same objects from the same S3 (one after another, read to the end), timed
+  after the job finished (target ≤ 1.2×). It is how much the download slowed the imports beside
+  it, plus the wait for what was left of the download, plus loading the checkpoint (the restore
+  phase less the killed attempt's ``trainerStart``) (``restoreApartOverGet``). The imports' share
+  is measured apart (``beside_imports.py``): each round times the trainer's imports in a fresh
+  interpreter alone and beside the trainer's prefetch of the same checkpoint, in alternating
+  pairs, since the two attempts' imports differ by more than the download takes, and a resumed
+  attempt's imports were slower than the killed attempt's even without a prefetch. The phases
+  after the imports count by the attempts' difference. Beside it: the same with the imports'
+  difference between the attempts (``restoreOverGet``), the download on its own, the download and
+  loading one after the other (``serialRestoreOverGet``, the target's figure for a trainer without
+  a prefetch), and the same checkpoint read back by this process in ranged GETs and by the
+  trainer's own store (``read_back.py``), which shows where the download's time goes.
 
 The S3 server is gofakes3 (``--s3 gofakes3``, the default: it serves a ranged GET at the cost of
 its bytes, as AWS S3 and MinIO do) or moto (``--s3 moto``, which copies the whole object for
@@ -341,15 +343,15 @@ def main() -> None:
     print(f"over {len(rows)} rounds, median (min-max):")
     for key, value in summary.items():
         print(f"  {key:26s} {value['median']:7.2f}  ({value['min']:.2f}-{value['max']:.2f})")
-    detection, ratio = summary["detectionSeconds"]["median"], summary["restoreOverGet"]["median"]
+    detection = summary["detectionSeconds"]["median"]
     print(f"detection {detection:.2f} s (target ≤ 2 s): {'met' if detection <= 2 else 'missed'}")
-    print(f"restore / plain get_object {ratio:.2f}x (target ≤ 1.2x): {'met' if ratio <= 1.2 else 'missed'}")
-    if "restoreApartOverGet" in summary:
-        apart = summary["restoreApartOverGet"]["median"]
-        print(
-            f"the same with the imports' share measured apart {apart:.2f}x (target ≤ 1.2x):"
-            f" {'met' if apart <= 1.2 else 'missed'}"
-        )
+    # The target's figure: with a prefetch, its cost to the imports measured apart plus the wait
+    # and the loading; without one (--import-pairs 0, an older trainer), download then loading.
+    key = "restoreApartOverGet" if "restoreApartOverGet" in summary else "serialRestoreOverGet"
+    ratio = summary[key]["median"]
+    print(
+        f"restore / plain get_object ({key}) {ratio:.2f}x (target ≤ 1.2x): {'met' if ratio <= 1.2 else 'missed'}"
+    )
     print(
         f"machine: {os.cpu_count()} CPUs, load average {[round(x, 1) for x in load]};"
         f" Kubernetes {kubernetes_version()}; S3: {args.s3}"
