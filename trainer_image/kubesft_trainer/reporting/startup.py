@@ -40,11 +40,11 @@ StartupPhaseName = Literal[
 to training setup. ``setup``: checkpoint storage, MLflow and training arguments. ``modelFiles``:
 finding or downloading the model and loading its tokenizer. ``data``: loading and checking the
 dataset. ``modelLoad``: the weights into memory. ``tokenizing``: building the SFTTrainer, which
-tokenizes the data. ``checkpointDownload``: waiting for the newest complete checkpoint to be found and,
-to resume, downloaded with every file's sha256 checked; that starts before the imports and runs
-beside the phases up to here, so this phase is what is left of it. ``samples``: answering the sample prompts
-before training. ``warmStart``: downloading the weights of checkpoints.resumeFrom.
-``checkpointRestore`` (resuming) or ``trainerStart``: from starting the Trainer to its first
+tokenizes the data. ``checkpointDownload``: waiting for the newest complete checkpoint to be
+found and, to resume, downloaded with every file's sha256 checked; that starts before the imports
+and runs beside the phases up to here, so this phase is what is left of it. ``samples``:
+answering the sample prompts before training. ``warmStart``: downloading the weights of
+checkpoints.resumeFrom. ``checkpointRestore`` (resuming) or ``trainerStart``: from starting the Trainer to its first
 step: the optimizer and data loader and, to resume, loading the checkpoint's weights, optimizer and
 scheduler state. ``firstStep``: the first optimizer step of this run, with the data loader's
 fast-forward to the resumed position."""
