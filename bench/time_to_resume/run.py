@@ -205,9 +205,9 @@ def one_round(
     summary_key = f"{PREFIX}/{name}/output/training_summary.json"
     summary = json.loads(s3.client().get_object(Bucket=s3.bucket, Key=summary_key)["Body"].read())
     step = int(summary["resumedFromStep"])
-    fetched = read_back(s3, s3.uri(f"{PREFIX}/{name}/checkpoints"), step, args.read_rounds, scratch)
-    sizes, get_seconds = fetched["sizes"], fetched["seconds"]
     uri = s3.uri(f"{PREFIX}/{name}/checkpoints")
+    fetched = read_back(s3, uri, step, args.read_rounds, scratch)
+    sizes, get_seconds = fetched["sizes"], fetched["seconds"]
     apart = beside_imports(s3, uri, args.import_pairs, scratch) if args.import_pairs else None
     phases = {phase["name"]: phase for phase in summary["startup"]}
     seconds = {key: float(phase["seconds"]) for key, phase in phases.items()}
@@ -226,11 +226,11 @@ def one_round(
     download = float(summary.get("checkpointDownloadSeconds") or seconds["checkpointDownload"])
     wait = seconds["checkpointDownload"]
     restore = beside + wait + load
-    # The same with the imports' share measured apart, in alternating runs with and without the
-    # download, instead of as the difference of two attempts' imports.
     whole_phase = beside + wait + seconds["checkpointRestore"]
     measured_apart = {}
     if apart is not None:
+        # The same with the imports' share measured apart, in alternating runs with and without
+        # the download, instead of as the difference of two attempts' imports.
         controlled = beside - slower["imports"] + apart["slowdown"] + wait + load
         measured_apart = {
             "importsApart": apart,

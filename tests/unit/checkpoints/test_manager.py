@@ -260,7 +260,7 @@ def test_a_killed_run_resumes_exactly_and_reports_where_it_resumed(make_job: Cal
     assert phases == [
         name for name in get_args(StartupPhaseName) if name not in ("warmStart", "trainerStart")
     ]
-    # The download's own time: it ran beside the model and data loading, so the phase may be less.
+    # The download's own time: it ran beside the imports and the loading, so the phase may be less.
     assert summary(job.root / "output")["checkpointDownloadSeconds"] > 0
     assert summary(reference.root / "output")["checkpointDownloadSeconds"] is None
     (line,) = [text for text in second.log.splitlines() if "to the end of the first step:" in text]

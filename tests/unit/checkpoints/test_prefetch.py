@@ -3,7 +3,6 @@ the model and data loading; the train loop takes the result, the error or the lo
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from kubesft_trainer.checkpoints import CheckpointManager
 from kubesft_trainer.checkpoints.prefetch import ResumePrefetch, portable_error
 from kubesft_trainer.checkpoints.resume import ResumeChoice
 from kubesft_trainer.storage.objects import MissingObjectError, StorageError
+from testing.devcluster.kube import wait_until
 from testing.devcluster.processes import free_port
 from tests.support.checkpoints import checkpoint_config, runtime_env, saved_checkpoints
 
@@ -25,10 +25,11 @@ def test_the_checkpoint_is_downloaded_before_the_resume_asks_for_it(tmp_path: Pa
     landed = tmp_path / "b" / "resume" / "checkpoint-8"
     manager.start_resume()
     # The train loop imports and loads the model meanwhile; here it only waits for the files.
-    for _ in range(600):
-        if all((landed / name).is_file() for name in ("trainer_state.json", "optimizer.pt")):
-            break
-        time.sleep(0.05)
+    wait_until(
+        lambda: all((landed / name).is_file() for name in ("trainer_state.json", "optimizer.pt")) or None,
+        timeout=30,
+        describe=lambda: f"nothing downloaded under {landed} before prepare_resume",
+    )
     expected = (tmp_path / "local-8" / "optimizer.pt").read_bytes()
     assert (landed / "optimizer.pt").read_bytes() == expected, "downloaded before prepare_resume"
 
