@@ -3,13 +3,15 @@ the model and data loading; the train loop takes the result, the error or the lo
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_trainer.checkpoints import CheckpointManager
-from kubesft_trainer.checkpoints.prefetch import ResumePrefetch, portable_error
+from kubesft_trainer.checkpoints.prefetch import NICENESS, ResumePrefetch, portable_error
 from kubesft_trainer.checkpoints.resume import ResumeChoice
 from kubesft_trainer.storage.objects import MissingObjectError, StorageError
 from testing.devcluster.kube import wait_until
@@ -53,6 +55,42 @@ def test_a_store_that_cannot_be_reached_fails_where_the_resume_is_prepared(tmp_p
         prefetch.result()
     assert prefetch.seconds is not None
     assert not (tmp_path / "resume").exists(), "nothing downloaded"
+
+
+def _prefetch_niceness() -> int | None:
+    """The nice value of this process's spawned child, once it has one."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                not entry.name.isdigit()
+                or int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != os.getpid()
+            ):
+                continue
+            if b"spawn_main" in (entry / "cmdline").read_bytes():
+                return os.getpriority(os.PRIO_PROCESS, int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a process that ended while it was read
+    return None
+
+
+def test_the_download_runs_at_the_lowest_cpu_priority_beside_the_imports(tmp_path: Path) -> None:
+    # A store that takes the connection and never answers keeps the download running while its
+    # priority is read; closing it ends the download with a storage error.
+    own = os.nice(0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        settings = CheckpointSettings(uri="s3://bucket/ckpt", endpoint_url=endpoint)
+        prefetch = ResumePrefetch(ResumeChoice(settings, None, 0, tmp_path / "resume"))
+        wait_until(
+            lambda: _prefetch_niceness() == NICENESS or None,
+            timeout=30,
+            describe=lambda: f"the prefetch process runs at nice {_prefetch_niceness()}, not {NICENESS}",
+        )
+    assert os.nice(0) == own, "this process keeps its priority"
+    with pytest.raises(StorageError):
+        prefetch.result()
 
 
 def test_an_error_that_cannot_cross_processes_keeps_its_kind_and_message() -> None:
