@@ -64,3 +64,12 @@ def report(row: dict[str, Any]) -> list[str]:
 def spread(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
     values = [float(row[key]) for row in rows]
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def verdict(figure: dict[str, float], target: float = 1.2) -> str:
+    """The restore overhead's verdict over the rounds' ``spread``. A round below zero means the
+    attempts' phase differences, which the figure adds, varied by more than the checkpoint costs:
+    the figure is noise there, and no verdict holds."""
+    if figure["min"] < 0:
+        return "not judged (a round below 0)"
+    return "met" if figure["median"] <= target else "missed"
