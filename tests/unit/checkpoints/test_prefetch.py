@@ -3,10 +3,12 @@ the model and data loading; the train loop takes the result, the error or the lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
 
+import psutil
 import pytest
 
 from kubesft_api.checkpoints import CheckpointSettings
@@ -59,17 +61,10 @@ def test_a_store_that_cannot_be_reached_fails_where_the_resume_is_prepared(tmp_p
 
 def _prefetch_niceness() -> int | None:
     """The nice value of this process's spawned child, once it has one."""
-    for entry in Path("/proc").iterdir():
-        try:
-            if (
-                not entry.name.isdigit()
-                or int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != os.getpid()
-            ):
-                continue
-            if b"spawn_main" in (entry / "cmdline").read_bytes():
-                return os.getpriority(os.PRIO_PROCESS, int(entry.name))
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a process that ended while it was read
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):  # one that ended meanwhile
+            if any("spawn_main" in part for part in child.cmdline()):
+                return int(child.nice())
     return None
 
 
