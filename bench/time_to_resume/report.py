@@ -66,10 +66,14 @@ def spread(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def verdict(figure: dict[str, float], target: float = 1.2) -> str:
+RESTORE_TARGET = 1.2
+"""The restore overhead's target: at most this many times the plain GETs of the same bytes."""
+
+
+def verdict(figure: dict[str, float]) -> str:
     """The restore overhead's verdict over the rounds' ``spread``. A round below zero means the
     attempts' phase differences, which the figure adds, varied by more than the checkpoint costs:
     the figure is noise there, and no verdict holds."""
     if figure["min"] < 0:
         return "not judged (a round below 0)"
-    return "met" if figure["median"] <= target else "missed"
+    return "met" if figure["median"] <= RESTORE_TARGET else "missed"
