@@ -44,8 +44,8 @@ def report(row: dict[str, Any]) -> list[str]:
         f" {phases['modelLoad']:.2f}), data {phases['data']:.2f} s, tokenizing {phases['tokenizing']:.2f} s,"
         f" samples {phases['samples']:.2f} s",
         f"  checkpoint download + sha256 {row['downloadSeconds']:.2f} s ({size / MB / row['downloadSeconds']:.0f} MB/s)"
-        f" beside the imports, model and data, which took {row['besideSlowdownSeconds']:+.2f} s more than in the"
-        f" killed attempt (the imports {row['importsSlowdownSeconds']:+.2f} s); left to wait for:"
+        f" beside {', '.join(row['phasesBesideTheDownload'])}, which took {row['besideSlowdownSeconds']:+.2f} s"
+        f" more than in the killed attempt (the imports {row['importsSlowdownSeconds']:+.2f} s); left to wait for:"
         f" {row['downloadWaitSeconds']:.2f} s",
         f"  restore {phases['checkpointRestore']:.2f} s"
         f" (the killed attempt's trainerStart {fresh:.2f} s: loading {row['checkpointLoadSeconds']:.2f} s)",

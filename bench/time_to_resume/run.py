@@ -27,7 +27,8 @@ resumes and trains to the end. Printed, per round and as median and range over t
   interpreter alone and beside the trainer's prefetch of the same checkpoint, in alternating
   pairs, since the two attempts' imports differ by more than the download takes, and a resumed
   attempt's imports were slower than the killed attempt's even without a prefetch. The phases
-  after the imports count by the attempts' difference. Beside it: the same with the imports'
+  after the imports that began before the download was done (``checkpointDownloadFinishedAt``)
+  count by the attempts' difference; those after it ran without it and count nothing. Beside it: the same with the imports'
   difference between the attempts (``restoreOverGet``), the download on its own, the download and
   loading one after the other (``serialRestoreOverGet``, the target's figure for a trainer without
   a prefetch), and the same checkpoint read back by this process in ranged GETs and by the
@@ -173,6 +174,15 @@ def startup_phases(cluster: Cluster, pod: str) -> dict[str, float]:
     }
 
 
+def beside_the_download(summary: dict[str, Any], phases: dict[str, dict[str, Any]]) -> list[str]:
+    """The phases up to the SFTTrainer built that began before the checkpoint was downloaded (all
+    of them for a trainer that does not record when: one without a prefetch)."""
+    done = summary.get("checkpointDownloadFinishedAt")
+    if done is None:
+        return list(BESIDE_THE_DOWNLOAD)
+    return [phase for phase in BESIDE_THE_DOWNLOAD if unix_time(phases[phase]["startedAt"]) < unix_time(done)]
+
+
 def one_round(
     cluster: Cluster, s3: S3Server, name: str, args: argparse.Namespace, scratch: Path
 ) -> dict[str, Any]:
@@ -219,8 +229,9 @@ def one_round(
     # checkpoint (optimizer, data loader): the loading's own share, by difference.
     load = seconds["checkpointRestore"] - fresh["trainerStart"]
     # The download runs beside the imports, the model and the data; what it cost them is how much
-    # longer they took than in the killed attempt, which had no checkpoint to fetch.
-    slower = {phase: seconds[phase] - fresh[phase] for phase in BESIDE_THE_DOWNLOAD}
+    # longer they took than in the killed attempt, which had no checkpoint to fetch. Only the
+    # phases that began before it was done count: the rest differ by the attempts alone.
+    slower = {phase: seconds[phase] - fresh[phase] for phase in beside_the_download(summary, phases)}
     beside = sum(slower.values())
     # A trainer that downloads before it goes on (no prefetch) has the whole download in the phase.
     download = float(summary.get("checkpointDownloadSeconds") or seconds["checkpointDownload"])
@@ -258,6 +269,7 @@ def one_round(
         "downloadSeconds": download,
         "downloadWaitSeconds": wait,
         "besideSlowdownSeconds": beside,
+        "phasesBesideTheDownload": list(slower),
         # Apart, since the imports alone vary by a second or more from one start to the next.
         "importsSlowdownSeconds": slower["imports"],
         "restoreOverheadSeconds": restore,

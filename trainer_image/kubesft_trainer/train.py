@@ -55,7 +55,7 @@ from kubesft_trainer.reporting.failure_report import WARNING_PREFIX, report_fail
 from kubesft_trainer.reporting.memory import memory_estimate
 from kubesft_trainer.reporting.progress_tracker import ProgressTracker
 from kubesft_trainer.reporting.samples import BEFORE_FILE, SampleRun, choose_prompts
-from kubesft_trainer.reporting.startup import StartupPhaseName, StartupTimeline
+from kubesft_trainer.reporting.startup import StartupPhaseName, StartupTimeline, rfc3339_millis
 from kubesft_trainer.reporting.status_server import StatusServer
 
 if TYPE_CHECKING:
@@ -343,10 +343,12 @@ def train(
             )
         resumed_from_step = manager.progress_fields().get("resumed_from_step")
         tracker.update(stage="UploadingOutput")
+        downloaded = manager.download_finished_at
         tracked = {
             **(mlflow_run.progress_fields() if mlflow_run is not None else {}),
             "startup": startup.phases(),
             "checkpoint_download_seconds": manager.download_seconds,
+            "checkpoint_download_finished_at": rfc3339_millis(downloaded) if downloaded is not None else None,
         }
         summary = write_outputs(
             run, result, started_at, resumed_from_step, samples, warm is not None, tracked

@@ -22,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubesft_api import exit_codes
+from kubesft_api.times import parse_time
 from kubesft_trainer.checkpoints import CheckpointStore
 from kubesft_trainer.checkpoints.manifest import step_of
 from kubesft_trainer.reporting.startup import StartupPhaseName
@@ -216,6 +217,12 @@ def make_job(
     return make
 
 
+def _unix(rfc3339: str) -> float:
+    moment = parse_time(rfc3339)
+    assert moment is not None
+    return moment.timestamp()
+
+
 def _weights(output: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
@@ -263,6 +270,13 @@ def test_a_killed_run_resumes_exactly_and_reports_where_it_resumed(make_job: Cal
     # The download's own time: it ran beside the imports and the loading, so the phase may be less.
     assert summary(job.root / "output")["checkpointDownloadSeconds"] > 0
     assert summary(reference.root / "output")["checkpointDownloadSeconds"] is None
+    # Done after the process started and by the end of the wait for it, on the phases' clock.
+    startup = {phase["name"]: phase for phase in summary(job.root / "output")["startup"]}
+    done = _unix(summary(job.root / "output")["checkpointDownloadFinishedAt"])
+    wait = startup["checkpointDownload"]
+    # The phases round to the millisecond.
+    assert _unix(startup["imports"]["startedAt"]) < done <= _unix(wait["startedAt"]) + wait["seconds"] + 0.002
+    assert summary(reference.root / "output")["checkpointDownloadFinishedAt"] is None
     (line,) = [text for text in second.log.splitlines() if "to the end of the first step:" in text]
     assert "checkpointDownload" in line and "checkpointRestore" in line, line
     (fresh,) = [text for text in run_a.log.splitlines() if "to the end of the first step:" in text]

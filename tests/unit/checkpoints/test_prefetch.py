@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from pathlib import Path
 
 import psutil
@@ -27,6 +28,7 @@ def test_the_checkpoint_is_downloaded_before_the_resume_asks_for_it(tmp_path: Pa
     saved_checkpoints(config, runtime_env(tmp_path / "a"), tmp_path, 4, 8)
     manager = CheckpointManager.from_config(config, runtime_env(tmp_path / "b", uid="uid-2"))
     landed = tmp_path / "b" / "resume" / "checkpoint-8"
+    started = time.time()
     manager.start_resume()
     # The train loop imports and loads the model meanwhile; here it only waits for the files.
     wait_until(
@@ -38,8 +40,12 @@ def test_the_checkpoint_is_downloaded_before_the_resume_asks_for_it(tmp_path: Pa
     assert (landed / "optimizer.pt").read_bytes() == expected, "downloaded before prepare_resume"
 
     assert manager.prepare_resume() == landed
+    answered = time.time()
     assert manager.resumed_from_step == 8
     assert manager.download_seconds is not None and manager.download_seconds > 0
+    # When it was done, on the wall clock the startup phases use: after the start it took.
+    assert manager.download_finished_at is not None
+    assert started + manager.download_seconds <= manager.download_finished_at <= answered
 
 
 def test_without_a_checkpoint_nothing_is_downloaded_and_no_download_time_is_reported(tmp_path: Path) -> None:
@@ -47,6 +53,7 @@ def test_without_a_checkpoint_nothing_is_downloaded_and_no_download_time_is_repo
     manager.start_resume()
     assert manager.prepare_resume() is None
     assert manager.resumed_from_step is None and manager.download_seconds is None
+    assert manager.download_finished_at is None
 
 
 def test_a_store_that_cannot_be_reached_fails_where_the_resume_is_prepared(tmp_path: Path) -> None:

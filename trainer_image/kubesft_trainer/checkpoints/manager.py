@@ -81,6 +81,8 @@ class CheckpointManager:
         self.download_seconds: float | None = None
         """On the node's first process, when resuming: how long finding and downloading the
         checkpoint took, beside the imports and the model and data loading."""
+        self.download_finished_at: float | None = None
+        """With ``download_seconds``: when that was done (Unix time)."""
         if self.uploader is not None:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
 
@@ -148,7 +150,9 @@ class CheckpointManager:
             return None
         step, path = int(chosen["step"]), Path(chosen["path"])
         self.resumed_from_step = step
-        self.download_seconds = self._selection.seconds if self._selection is not None else None
+        if self._selection is not None:
+            self.download_seconds = self._selection.seconds
+            self.download_finished_at = self._selection.finished_at
         metrics.CHECKPOINT_RESUMED_FROM_STEP.set(step)
         if self.uploader is not None:
             self.uploader.set_latest(step, self.store.location(step))

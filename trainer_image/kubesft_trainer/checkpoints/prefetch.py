@@ -67,7 +67,7 @@ def _child(choice: ResumeChoice, send: Connection) -> None:
         outcome: tuple[str, object] = ("ok", choose(choice))
     except BaseException as error:  # handed to the parent, which raises it
         outcome = ("error", portable_error(error))
-    send.send((*outcome, time.monotonic() - started, kept.records))
+    send.send((*outcome, time.monotonic() - started, time.time(), kept.records))
     send.close()
 
 
@@ -88,6 +88,8 @@ class ResumePrefetch:
         send.close()
         self.seconds: float | None = None
         """How long the choosing and downloading took, once answered."""
+        self.finished_at: float | None = None
+        """When they were done (Unix time), once answered: the startup phases begun before it ran beside them."""
         self._outcome: tuple[str, Any] | None = None
 
     def result(self) -> Chosen:
@@ -100,7 +102,7 @@ class ResumePrefetch:
 
     def _receive(self) -> tuple[str, Any]:
         try:
-            status, value, seconds, records = self._answer.recv()
+            status, value, seconds, finished_at, records = self._answer.recv()
         except EOFError:
             self._process.join()
             raise TrainerError(
@@ -108,7 +110,7 @@ class ResumePrefetch:
                 f"{self._process.exitcode} before it answered"
             ) from None
         self._process.join()
-        self.seconds = float(seconds)
+        self.seconds, self.finished_at = float(seconds), float(finished_at)
         for record in records:
             logger = logging.getLogger(record.name)
             if logger.isEnabledFor(record.levelno):

@@ -62,6 +62,11 @@ class TrainingSummary(BaseModel):
         "beside the imports and the model and data loading; the startup phase checkpointDownload is what "
         "was left of it",
     )
+    checkpoint_download_finished_at: str | None = Field(
+        default=None,
+        description="When that download was done (RFC 3339, to the millisecond): the startup phases that "
+        "began before it ran beside it",
+    )
     started_at: str
     finished_at: str
     versions: dict[str, str] = Field(default_factory=dict)
