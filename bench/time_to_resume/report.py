@@ -18,7 +18,9 @@ def apart_line(row: dict[str, Any]) -> list[str]:
         f" {statistics.median(row['importsApart']['importsBesideDownload']):.2f} s beside the download"
         f" ({statistics.median(row['importsApart']['downloadBesideImports']):.2f} s),"
         f" slower by {row['importsSlowdownApartSeconds']:+.2f} s (median of the pairs);"
-        f" restore overhead with that share {row['restoreOverheadApartSeconds']:.2f} s:"
+        f" loading apart {row['checkpointLoadApartSeconds']:.2f} s (median of"
+        f" {len(row['loadingApart']['without'])} pairs);"
+        f" restore overhead with those {row['restoreOverheadApartSeconds']:.2f} s:"
         f" {row['restoreApartOverGet']:.2f}x",
     ]
 
@@ -69,11 +71,111 @@ def spread(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
 RESTORE_TARGET = 1.2
 """The restore overhead's target: at most this many times the plain GETs of the same bytes."""
 
+SPREAD_KEYS = (
+    "detectionSeconds",
+    "killToJobCreatedSeconds",
+    "jobToPodRunningSeconds",
+    "jobToProcessStartSeconds",
+    "modelLoadSeconds",
+    "restoreOverheadSeconds",
+    "restoreOverGet",
+    "importsSlowdownApartSeconds",
+    "otherPhasesSlowdownSeconds",
+    "restoreOverheadApartSeconds",
+    "restoreApartOverGet",
+    "downloadSeconds",
+    "downloadWaitSeconds",
+    "besideSlowdownSeconds",
+    "importsSlowdownSeconds",
+    "downloadOverGet",
+    "serialRestoreOverGet",
+    "restorePhaseOverGet",
+    "checkpointLoadSeconds",
+    "checkpointLoadApartSeconds",
+    "wholeObjectsRestoreOverGet",
+    "killToFirstStepSeconds",
+)
 
-def verdict(figure: dict[str, float]) -> str:
-    """The restore overhead's verdict over the rounds' ``spread``. A round below zero means the
-    attempts' phase differences, which the figure adds, varied by more than the checkpoint costs:
-    the figure is noise there, and no verdict holds."""
-    if figure["min"] < 0:
-        return "not judged (a round below 0)"
-    return "met" if figure["median"] <= RESTORE_TARGET else "missed"
+
+def _differences(arms: dict[str, list[float]], base: str, other: str) -> list[float]:
+    return [b - a for a, b in zip(arms[base], arms[other], strict=True)]
+
+
+def pooled(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """The restore overhead over all rounds at once: each part's median over every measurement of
+    it (the pairs of every round, the plain GETs of every round), then their sum over the median
+    plain GET. A round's own figure rests on 3 or 4 pairs of imports that vary by a second or
+    more; the pooled medians rest on all of them. None without the parts measured apart."""
+    if not rows or not all("importsApart" in row for row in rows):
+        return None
+    slowdowns = [
+        value
+        for row in rows
+        for value in _differences(row["importsApart"], "importsAlone", "importsBesideDownload")
+    ]
+    loadings = [
+        value for row in rows for value in _differences(row["loadingApart"], "without", "withCheckpoint")
+    ]
+    parts = {
+        "importsSlowdownSeconds": statistics.median(slowdowns),
+        "otherPhasesSlowdownSeconds": statistics.median(row["otherPhasesSlowdownSeconds"] for row in rows),
+        "waitSeconds": statistics.median(row["downloadWaitSeconds"] for row in rows),
+        "loadingSeconds": statistics.median(loadings),
+    }
+    overhead = sum(parts.values())
+    plain = statistics.median(value for row in rows for value in row["readBackSeconds"]["plainGet"])
+    return {
+        **parts,
+        "importPairs": len(slowdowns),
+        "loadingPairs": len(loadings),
+        "restoreOverheadSeconds": overhead,
+        "plainGetSeconds": plain,
+        "restoreOverGet": overhead / plain,
+    }
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    spreads = {key: spread(rows, key) for key in SPREAD_KEYS if all(key in row for row in rows)}
+    for phase in ("checkpointRestore", "firstStep"):
+        spreads[phase] = spread([row["phaseSeconds"] for row in rows], phase)
+    return {"spread": spreads, "pooled": pooled(rows)}
+
+
+def verdict(figure: float) -> str:
+    """Below zero the attempts' phase differences, which the figure adds, outweigh what the
+    checkpoint costs: the figure is noise there, and no verdict holds."""
+    if figure < 0:
+        return "not judged (below 0)"
+    return "met" if figure <= RESTORE_TARGET else "missed"
+
+
+def summary_lines(summary: dict[str, Any], rounds: int) -> list[str]:
+    spreads, whole = summary["spread"], summary["pooled"]
+    lines = [f"over {rounds} rounds, median (min-max):"]
+    lines += [
+        f"  {key:26s} {value['median']:7.2f}  ({value['min']:.2f}-{value['max']:.2f})"
+        for key, value in spreads.items()
+    ]
+    detection = spreads["detectionSeconds"]["median"]
+    lines.append(f"detection {detection:.2f} s (target ≤ 2 s): {'met' if detection <= 2 else 'missed'}")
+    if whole is None:
+        # A trainer without a prefetch (--import-pairs 0): the download, then the loading.
+        ratio = spreads["serialRestoreOverGet"]["median"]
+        lines.append(
+            f"restore / plain get_object, download + loading {ratio:.2f}x"
+            f" (target ≤ {RESTORE_TARGET}x): {verdict(ratio)}"
+        )
+        return lines
+    lines.append(
+        f"restore overhead over all rounds: the imports' slowdown {whole['importsSlowdownSeconds']:+.2f} s"
+        f" (median of {whole['importPairs']} pairs) + the later phases' {whole['otherPhasesSlowdownSeconds']:+.2f} s"
+        f" + the wait {whole['waitSeconds']:.2f} s + loading {whole['loadingSeconds']:.2f} s"
+        f" (median of {whole['loadingPairs']} pairs) = {whole['restoreOverheadSeconds']:.2f} s"
+        f" vs plain get_object {whole['plainGetSeconds']:.2f} s (median of all rounds)"
+    )
+    lines.append(
+        f"restore / plain get_object {whole['restoreOverGet']:.2f}x (target ≤ {RESTORE_TARGET}x):"
+        f" {verdict(whole['restoreOverGet'])}; by round {spreads['restoreApartOverGet']['median']:.2f}x"
+        f" ({spreads['restoreApartOverGet']['min']:.2f}-{spreads['restoreApartOverGet']['max']:.2f})"
+    )
+    return lines

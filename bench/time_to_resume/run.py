@@ -21,18 +21,22 @@ resumes and trains to the end. Printed, per round and as median and range over t
 - restore overhead: what the checkpoint adds to the way back, set against plain boto3
   ``get_object`` of the same objects from the same S3 (one after another, read to the end), timed
   after the job finished (target ≤ 1.2×). It is how much the download slowed the imports beside
-  it, plus the wait for what was left of the download, plus loading the checkpoint (the restore
-  phase less the killed attempt's ``trainerStart``) (``restoreApartOverGet``). The imports' share
-  is measured apart (``beside_imports.py``): each round times the trainer's imports in a fresh
-  interpreter alone and beside the trainer's prefetch of the same checkpoint, in alternating
-  pairs, since the two attempts' imports differ by more than the download takes, and a resumed
-  attempt's imports were slower than the killed attempt's even without a prefetch. The phases
-  after the imports that began before the download was done (``checkpointDownloadFinishedAt``)
-  count by the attempts' difference; those after it ran without it and count nothing. Beside it: the same with the imports'
+  it, plus the wait for what was left of the download, plus loading the checkpoint
+  (``restoreApartOverGet``). The loading is measured apart (``loading_apart.py``: Trainer starts
+  with and without the downloaded checkpoint, in alternating pairs in a fresh interpreter; in the
+  pod it is the restore phase less the killed attempt's ``trainerStart``, two processes' noise),
+  and so is the imports' share (``beside_imports.py``): each round times the trainer's imports
+  in a fresh interpreter alone and beside the trainer's prefetch of the same checkpoint, in
+  alternating pairs, since the two attempts' imports differ by more than the download takes, and
+  a resumed attempt's imports were slower than the killed attempt's even without a prefetch. The
+  phases after the imports that began before the download was done
+  (``checkpointDownloadFinishedAt``) count by the attempts' difference; those after it ran
+  without it and count nothing. Beside it: the same with the imports' and the loading's
   difference between the attempts (``restoreOverGet``), the download on its own, the download and
   loading one after the other (``serialRestoreOverGet``, the target's figure for a trainer without
   a prefetch), and the same checkpoint read back by this process in ranged GETs and by the
-  trainer's own store (``read_back.py``), which shows where the download's time goes.
+  trainer's own store (``read_back.py``), which shows where the download's time goes. The verdict
+  is on all rounds at once: each part's median over every pair and every plain GET of the run.
 
 The S3 server is gofakes3 (``--s3 gofakes3``, the default: it serves a ranged GET at the cost of
 its bytes, as AWS S3 and MinIO do) or moto (``--s3 moto``, which copies the whole object for
@@ -40,7 +44,8 @@ each range, so the trainer's parallel ranged download costs far more there than 
 
 Figures also go to ``bench/out/time_to_resume.json``. The trainer runs from this checkout (the
 node's image mode is off). Run:
-``python bench/time_to_resume/run.py [--rounds 3] [--read-rounds 3] [--import-pairs 3] [--s3 gofakes3|moto]``.
+``python bench/time_to_resume/run.py [--rounds 3] [--read-rounds 3] [--import-pairs 3] [--loading-pairs 4]
+[--s3 gofakes3|moto]``.
 """
 
 from __future__ import annotations
@@ -70,9 +75,10 @@ sys.path[:0] = [str(ROOT)]
 from bench.common import write_figures  # noqa: E402
 from bench.local_cluster import bench_cluster  # noqa: E402
 from bench.time_to_resume.beside_imports import beside_imports  # noqa: E402
+from bench.time_to_resume.loading_apart import loading_apart  # noqa: E402
 from bench.time_to_resume.moments import Moments  # noqa: E402
 from bench.time_to_resume.read_back import read_back  # noqa: E402
-from bench.time_to_resume.report import RESTORE_TARGET, report, spread, verdict  # noqa: E402
+from bench.time_to_resume.report import report, summarize, summary_lines  # noqa: E402
 from kubesft_api import pod_contract  # noqa: E402
 from kubesft_operator import names  # noqa: E402
 from kubesft_trainer.checkpoints.manifest import MANIFEST_NAME  # noqa: E402
@@ -184,7 +190,7 @@ def beside_the_download(summary: dict[str, Any], phases: dict[str, dict[str, Any
 
 
 def one_round(
-    cluster: Cluster, s3: S3Server, name: str, args: argparse.Namespace, scratch: Path
+    cluster: Cluster, s3: S3Server, name: str, args: argparse.Namespace, model_dir: Path, scratch: Path
 ) -> dict[str, Any]:
     first, second = names.job_name(name, 0), names.job_name(name, 1)
     with Moments(cluster.kube.api, NAMESPACE) as moments:
@@ -219,6 +225,8 @@ def one_round(
     fetched = read_back(s3, uri, step, args.read_rounds, scratch)
     sizes, get_seconds = fetched["sizes"], fetched["seconds"]
     apart = beside_imports(s3, uri, args.import_pairs, scratch) if args.import_pairs else None
+    batch = int(body["spec"]["training"]["perDeviceBatchSize"])
+    loading = loading_apart(s3, uri, step, model_dir, batch, args.loading_pairs, scratch / "loading")
     phases = {phase["name"]: phase for phase in summary["startup"]}
     seconds = {key: float(phase["seconds"]) for key, phase in phases.items()}
     last = summary["startup"][-1]
@@ -242,10 +250,12 @@ def one_round(
     if apart is not None:
         # The same with the imports' share measured apart, in alternating runs with and without
         # the download, instead of as the difference of two attempts' imports.
-        controlled = beside - slower["imports"] + apart["slowdown"] + wait + load
+        # And the loading measured apart, in alternating Trainer starts with and without it.
+        controlled = beside - slower["imports"] + apart["slowdown"] + wait + loading["loading"]
         measured_apart = {
             "importsApart": apart,
             "importsSlowdownApartSeconds": apart["slowdown"],
+            "otherPhasesSlowdownSeconds": beside - slower["imports"],
             "restoreOverheadApartSeconds": controlled,
             "restoreApartOverGet": controlled / plain,
         }
@@ -266,6 +276,8 @@ def one_round(
         "modelLoadSeconds": seconds["modelFiles"] + seconds["modelLoad"],
         "freshPhaseSeconds": fresh,
         "checkpointLoadSeconds": load,
+        "loadingApart": loading,
+        "checkpointLoadApartSeconds": loading["loading"],
         "downloadSeconds": download,
         "downloadWaitSeconds": wait,
         "besideSlowdownSeconds": beside,
@@ -298,6 +310,12 @@ def main() -> None:
         help="imports alone and beside the download, per round (0: none, for a trainer without a prefetch)",
     )
     parser.add_argument(
+        "--loading-pairs",
+        type=int,
+        default=4,
+        help="Trainer starts with and without the checkpoint, per round",
+    )
+    parser.add_argument(
         "--steps", type=int, default=12, help="raise it where the first attempt ends before the kill"
     )
     parser.add_argument("--save-steps", type=int, default=4)
@@ -307,6 +325,8 @@ def main() -> None:
         "--s3", choices=("gofakes3", "moto"), default="gofakes3", help="the local S3 server (see above)"
     )
     args = parser.parse_args()
+    if args.loading_pairs < 1:
+        parser.error("--loading-pairs must be at least 1")
     rows: list[dict[str, Any]] = []
     with bench_cluster(args.s3) as (cluster, s3):
         with tempfile.TemporaryDirectory(prefix="kubesft-resume-") as scratch:
@@ -317,53 +337,19 @@ def main() -> None:
             install = OperatorInstall.apply(cluster)
             with running_operator(install, Path(scratch) / "operator.log"):
                 for number in range(args.rounds):
-                    row = one_round(cluster, s3, f"resume-{number}", args, Path(scratch) / f"read-{number}")
+                    read = Path(scratch) / f"read-{number}"
+                    row = one_round(
+                        cluster, s3, f"resume-{number}", args, Path(scratch) / "inputs" / "model", read
+                    )
                     rows.append(row)
                     print(f"round {number + 1}: " + "\n".join(report(row)), flush=True)
                     # The next round starts with this one's objects gone from the server's memory.
                     cluster.kubectl("-n", NAMESPACE, "delete", "sftjob", row["sftjob"], "--wait=true")
                     _delete_prefix(s3, f"{PREFIX}/{row['sftjob']}/")
         load = os.getloadavg()
-    summary = {
-        key: spread(rows, key)
-        for key in (
-            "detectionSeconds",
-            "killToJobCreatedSeconds",
-            "jobToPodRunningSeconds",
-            "jobToProcessStartSeconds",
-            "modelLoadSeconds",
-            "restoreOverheadSeconds",
-            "restoreOverGet",
-            "importsSlowdownApartSeconds",
-            "restoreOverheadApartSeconds",
-            "restoreApartOverGet",
-            "downloadSeconds",
-            "downloadWaitSeconds",
-            "besideSlowdownSeconds",
-            "importsSlowdownSeconds",
-            "downloadOverGet",
-            "serialRestoreOverGet",
-            "restorePhaseOverGet",
-            "checkpointLoadSeconds",
-            "wholeObjectsRestoreOverGet",
-            "killToFirstStepSeconds",
-        )
-        if all(key in row for row in rows)
-    }
-    for phase in ("checkpointRestore", "firstStep"):
-        summary[phase] = spread([row["phaseSeconds"] for row in rows], phase)
-    print(f"over {len(rows)} rounds, median (min-max):")
-    for key, value in summary.items():
-        print(f"  {key:26s} {value['median']:7.2f}  ({value['min']:.2f}-{value['max']:.2f})")
-    detection = summary["detectionSeconds"]["median"]
-    print(f"detection {detection:.2f} s (target ≤ 2 s): {'met' if detection <= 2 else 'missed'}")
-    # The target's figure: with a prefetch, its cost to the imports measured apart plus the wait
-    # and the loading; without one (--import-pairs 0, an older trainer), download then loading.
-    key = "restoreApartOverGet" if "restoreApartOverGet" in summary else "serialRestoreOverGet"
-    ratio = summary[key]["median"]
-    print(
-        f"restore / plain get_object ({key}) {ratio:.2f}x (target ≤ {RESTORE_TARGET}x): {verdict(summary[key])}"
-    )
+    summary = summarize(rows)
+    for line in summary_lines(summary, len(rows)):
+        print(line)
     print(
         f"machine: {os.cpu_count()} CPUs, load average {[round(x, 1) for x in load]};"
         f" Kubernetes {kubernetes_version()}; S3: {args.s3}"
