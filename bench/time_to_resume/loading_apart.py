@@ -1,15 +1,15 @@
-"""How long the Trainer takes to load the resume's checkpoint, measured apart.
+"""How long a plain ``transformers.Trainer`` takes to load the resume's checkpoint, outside the pod.
 
-In a pod the figure is the resumed attempt's ``checkpointRestore`` less the killed attempt's
-``trainerStart`` (the Trainer's start without a checkpoint): two processes, whose heaps and CPU
-share differ, so the difference carries their noise (0.25 to 0.94 s by round on one machine, for
-a loading that takes a tenth of a second or two). Here a fresh interpreter loads the job's model
-from the same files and starts a ``transformers.Trainer`` on it, once with the downloaded
-checkpoint and once without, in alternating pairs, each timed from ``train()`` to
-``on_train_begin``: the same span as the two phases, with the weights, optimizer and scheduler
-state loaded by the same library code the trainer's SFTTrainer inherits. A full garbage
-collection runs before each start, so the collection the Trainer runs at its start (which both
-arms pay) does not move the difference.
+A reference beside the pod's own figure (the resumed attempt's ``checkpointRestore`` less the
+killed attempt's ``trainerStart``). Each start runs in a fresh interpreter, as a resumed trainer
+does: it loads the job's model from the same files and starts a Trainer on it, with the downloaded
+checkpoint or without it, in alternating pairs, timed from ``train()`` to ``on_train_begin`` (the
+span of the two phases), with the weights, optimizer and scheduler state loaded by the library
+code the trainer's SFTTrainer inherits. Most of the loading is the kernel handing the process
+fresh memory for the optimizer state (tens of thousands of page faults), so a process that had
+loaded it once before and freed it would measure less; and a pod's memory cgroup, which charges
+each of those pages, is not here. A full garbage collection runs before each start, so the
+collection the Trainer runs at its start (both arms pay it) does not move the difference.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import gc, json, sys, time
 import torch
 from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-model_dir, checkpoint, out, pairs, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+model_dir, checkpoint, out, batch, resume = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 state = json.load(open(f"{checkpoint}/trainer_state.json"))
 
 class Rows(torch.utils.data.Dataset):
@@ -67,33 +67,38 @@ def start(resume):
         return time.perf_counter() - started
     raise RuntimeError("the Trainer trained past its start")
 
-start(True)  # unmeasured: the first start pays the one-time costs of both arms
-rows = {"withCheckpoint": [], "without": []}
-for number in range(pairs):
-    for resume in ((False, True) if number % 2 == 0 else (True, False)):
-        rows["withCheckpoint" if resume else "without"].append(start(resume))
-print(json.dumps(rows))
+print(json.dumps(start(resume == "1")))
 """
+
+
+def _start(model_dir: Path, checkpoint: Path, out: Path, batch: int, resume: bool) -> float:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-c", _CHILD, str(model_dir), str(checkpoint), str(out), str(batch)]
+    result = subprocess.run(
+        [*command, "1" if resume else "0"], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the loading run failed: {result.stderr[-2000:]}")
+    return float(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def loading_apart(
     s3: S3Server, uri: str, step: int, model_dir: Path, batch: int, pairs: int, scratch: Path
 ) -> dict[str, Any]:
     """Checkpoint ``step`` under ``uri`` downloaded once by the trainer's store, then ``pairs``
-    Trainer starts with and without it. Returns each arm's seconds and the median of the pairs'
-    differences (``loading``)."""
+    Trainer starts with and without it, each in a fresh interpreter (which goes first alternates).
+    Returns each arm's seconds and the median of the pairs' differences (``loading``)."""
     os.environ.update(s3.env())
     store = CheckpointStore(open_store(uri, CheckpointSettings(uri=uri, endpoint_url=s3.endpoint_url)))
     (manifest,) = [manifest for manifest in store.complete() if manifest.step == step]
     checkpoint = store.download(manifest, scratch / manifest.name)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-c", _CHILD, str(model_dir), str(checkpoint), str(scratch / "out")]
-    result = subprocess.run(
-        [*command, str(pairs), str(batch)], env=env, cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    shutil.rmtree(scratch, ignore_errors=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"the loading run failed: {result.stderr[-2000:]}")
-    rows: dict[str, list[float]] = json.loads(result.stdout.strip().splitlines()[-1])
+    rows: dict[str, list[float]] = {"withCheckpoint": [], "without": []}
+    try:
+        for number in range(pairs):
+            for resume in (False, True) if number % 2 == 0 else (True, False):
+                seconds = _start(model_dir, checkpoint, scratch / "out", batch, resume)
+                rows["withCheckpoint" if resume else "without"].append(seconds)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     pairs_seen = zip(rows["without"], rows["withCheckpoint"], strict=True)
     return {**rows, "loading": statistics.median(loaded - fresh for fresh, loaded in pairs_seen)}

@@ -18,9 +18,7 @@ def apart_line(row: dict[str, Any]) -> list[str]:
         f" {statistics.median(row['importsApart']['importsBesideDownload']):.2f} s beside the download"
         f" ({statistics.median(row['importsApart']['downloadBesideImports']):.2f} s),"
         f" slower by {row['importsSlowdownApartSeconds']:+.2f} s (median of the pairs);"
-        f" loading apart {row['checkpointLoadApartSeconds']:.2f} s (median of"
-        f" {len(row['loadingApart']['without'])} pairs);"
-        f" restore overhead with those {row['restoreOverheadApartSeconds']:.2f} s:"
+        f" restore overhead with that share {row['restoreOverheadApartSeconds']:.2f} s:"
         f" {row['restoreApartOverGet']:.2f}x",
     ]
 
@@ -103,9 +101,10 @@ def _differences(arms: dict[str, list[float]], base: str, other: str) -> list[fl
 
 def pooled(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     """The restore overhead over all rounds at once: each part's median over every measurement of
-    it (the pairs of every round, the plain GETs of every round), then their sum over the median
-    plain GET. A round's own figure rests on 3 or 4 pairs of imports that vary by a second or
-    more; the pooled medians rest on all of them. None without the parts measured apart."""
+    it (the imports' pairs of every round, each round's loading, the plain GETs of every round),
+    then their sum over the median plain GET. A round's own figure rests on 3 to 5 pairs of imports
+    that vary by a second or more; the pooled medians rest on all of them. None without the
+    imports measured apart."""
     if not rows or not all("importsApart" in row for row in rows):
         return None
     slowdowns = [
@@ -120,13 +119,14 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, float] | None:
         "importsSlowdownSeconds": statistics.median(slowdowns),
         "otherPhasesSlowdownSeconds": statistics.median(row["otherPhasesSlowdownSeconds"] for row in rows),
         "waitSeconds": statistics.median(row["downloadWaitSeconds"] for row in rows),
-        "loadingSeconds": statistics.median(loadings),
+        "loadingSeconds": statistics.median(row["checkpointLoadSeconds"] for row in rows),
     }
     overhead = sum(parts.values())
     plain = statistics.median(value for row in rows for value in row["readBackSeconds"]["plainGet"])
     return {
         **parts,
         "importPairs": len(slowdowns),
+        "loadingApartSeconds": statistics.median(loadings),
         "loadingPairs": len(loadings),
         "restoreOverheadSeconds": overhead,
         "plainGetSeconds": plain,
@@ -170,8 +170,9 @@ def summary_lines(summary: dict[str, Any], rounds: int) -> list[str]:
         f"restore overhead over all rounds: the imports' slowdown {whole['importsSlowdownSeconds']:+.2f} s"
         f" (median of {whole['importPairs']} pairs) + the later phases' {whole['otherPhasesSlowdownSeconds']:+.2f} s"
         f" + the wait {whole['waitSeconds']:.2f} s + loading {whole['loadingSeconds']:.2f} s"
-        f" (median of {whole['loadingPairs']} pairs) = {whole['restoreOverheadSeconds']:.2f} s"
-        f" vs plain get_object {whole['plainGetSeconds']:.2f} s (median of all rounds)"
+        f" (in the pod, median of the rounds) = {whole['restoreOverheadSeconds']:.2f} s"
+        f" vs plain get_object {whole['plainGetSeconds']:.2f} s (median of all rounds); a plain Trainer"
+        f" loads it in {whole['loadingApartSeconds']:.2f} s outside the pod (median of {whole['loadingPairs']} pairs)"
     )
     lines.append(
         f"restore / plain get_object {whole['restoreOverGet']:.2f}x (target ≤ {RESTORE_TARGET}x):"

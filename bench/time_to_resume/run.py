@@ -22,10 +22,9 @@ resumes and trains to the end. Printed, per round and as median and range over t
   ``get_object`` of the same objects from the same S3 (one after another, read to the end), timed
   after the job finished (target ≤ 1.2×). It is how much the download slowed the imports beside
   it, plus the wait for what was left of the download, plus loading the checkpoint
-  (``restoreApartOverGet``). The loading is measured apart (``loading_apart.py``: Trainer starts
-  with and without the downloaded checkpoint, in alternating pairs in a fresh interpreter; in the
-  pod it is the restore phase less the killed attempt's ``trainerStart``, two processes' noise),
-  and so is the imports' share (``beside_imports.py``): each round times the trainer's imports
+  (the restore phase less the killed attempt's ``trainerStart``) (``restoreApartOverGet``); beside
+  it, a plain Trainer's loading of the same checkpoint outside the pod (``loading_apart.py``). The
+  imports' share is measured apart (``beside_imports.py``): each round times the trainer's imports
   in a fresh interpreter alone and beside the trainer's prefetch of the same checkpoint, in
   alternating pairs, since the two attempts' imports differ by more than the download takes, and
   a resumed attempt's imports were slower than the killed attempt's even without a prefetch. The
@@ -44,7 +43,7 @@ each range, so the trainer's parallel ranged download costs far more there than 
 
 Figures also go to ``bench/out/time_to_resume.json``. The trainer runs from this checkout (the
 node's image mode is off). Run:
-``python bench/time_to_resume/run.py [--rounds 3] [--read-rounds 3] [--import-pairs 3] [--loading-pairs 4]
+``python bench/time_to_resume/run.py [--rounds 3] [--read-rounds 3] [--import-pairs 3] [--loading-pairs 3]
 [--s3 gofakes3|moto]``.
 """
 
@@ -250,8 +249,7 @@ def one_round(
     if apart is not None:
         # The same with the imports' share measured apart, in alternating runs with and without
         # the download, instead of as the difference of two attempts' imports.
-        # And the loading measured apart, in alternating Trainer starts with and without it.
-        controlled = beside - slower["imports"] + apart["slowdown"] + wait + loading["loading"]
+        controlled = beside - slower["imports"] + apart["slowdown"] + wait + load
         measured_apart = {
             "importsApart": apart,
             "importsSlowdownApartSeconds": apart["slowdown"],
@@ -312,7 +310,7 @@ def main() -> None:
     parser.add_argument(
         "--loading-pairs",
         type=int,
-        default=4,
+        default=3,
         help="Trainer starts with and without the checkpoint, per round",
     )
     parser.add_argument(
