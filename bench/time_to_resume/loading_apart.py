@@ -3,12 +3,13 @@
 A reference beside the pod's own figure (the resumed attempt's ``checkpointRestore`` less the
 killed attempt's ``trainerStart``). Each start runs in a fresh interpreter, as a resumed trainer
 does: it loads the job's model from the same files and starts a Trainer on it, with the downloaded
-checkpoint or without it, in alternating pairs, timed from ``train()`` to ``on_train_begin`` (the
-span of the two phases), with the weights, optimizer and scheduler state loaded by the library
-code the trainer's SFTTrainer inherits. Most of the loading is the kernel handing the process
-fresh memory for the optimizer state (tens of thousands of page faults), so a process that had
-loaded it once before and freed it would measure less; and a pod's memory cgroup, which charges
-each of those pages, is not here. A full garbage collection runs before each start, so the
+checkpoint or without it, in alternating pairs, timed from ``train()`` to the end of the first
+optimizer step (the span of the pod's phases the figure compares), with the weights, optimizer and
+scheduler state loaded by the library code the trainer's SFTTrainer inherits. Much of a start's
+time here is the kernel handing the process fresh memory for the optimizer state (tens of
+thousands of page faults), which the resumed start pays while loading and the fresh one in its
+first step; a process that had made that memory once before and freed it would measure less, and
+a pod's memory cgroup, which charges each of those pages, is not here. A full garbage collection runs before each start, so the
 collection the Trainer runs at its start (both arms pay it) does not move the difference.
 """
 
@@ -45,12 +46,12 @@ class Rows(torch.utils.data.Dataset):
         ids = torch.arange(64) % 100
         return {"input_ids": ids, "labels": ids}
 
-class Begun(Exception):
+class Stepped(Exception):
     pass
 
-class StopAtBegin(TrainerCallback):
-    def on_train_begin(self, args, state, control, **kwargs):
-        raise Begun
+class StopAfterFirstStep(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        raise Stepped
 
 def start(resume):
     args = TrainingArguments(
@@ -58,14 +59,14 @@ def start(resume):
         report_to=[], use_cpu=True, disable_tqdm=True, save_strategy="no",
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    trainer = Trainer(model=model, args=args, train_dataset=Rows(), callbacks=[StopAtBegin()])
+    trainer = Trainer(model=model, args=args, train_dataset=Rows(), callbacks=[StopAfterFirstStep()])
     gc.collect()
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=checkpoint if resume else None)
-    except Begun:
+    except Stepped:
         return time.perf_counter() - started
-    raise RuntimeError("the Trainer trained past its start")
+    raise RuntimeError("the Trainer ended before its first step")
 
 print(json.dumps(start(resume == "1")))
 """

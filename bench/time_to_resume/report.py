@@ -47,8 +47,10 @@ def report(row: dict[str, Any]) -> list[str]:
         f" beside {', '.join(row['phasesBesideTheDownload'])}, which took {row['besideSlowdownSeconds']:+.2f} s"
         f" more than in the killed attempt (the imports {row['importsSlowdownSeconds']:+.2f} s); left to wait for:"
         f" {row['downloadWaitSeconds']:.2f} s",
-        f"  restore {phases['checkpointRestore']:.2f} s"
-        f" (the killed attempt's trainerStart {fresh:.2f} s: loading {row['checkpointLoadSeconds']:.2f} s)",
+        f"  restore {phases['checkpointRestore']:.2f} s and first step {phases['firstStep']:.2f} s against the"
+        f" killed attempt's trainerStart {fresh:.2f} s and first step {row['freshPhaseSeconds']['firstStep']:.2f} s:"
+        f" loading {row['checkpointLoadSeconds']:+.2f} s (the restore phase alone"
+        f" {row['restoreLessTrainerStartSeconds']:+.2f} s)",
         f"  first new optimizer step: {phases['firstStep']:.2f} s; kill -> end of it: {row['killToFirstStepSeconds']:.1f} s",
         f"  restore overhead (slowdown beside the download + wait + loading) {row['restoreOverheadSeconds']:.2f} s"
         f" vs plain get_object {plain:.2f} s ({size / MB / plain:.0f} MB/s): {row['restoreOverGet']:.2f}x"
@@ -89,6 +91,7 @@ SPREAD_KEYS = (
     "serialRestoreOverGet",
     "restorePhaseOverGet",
     "checkpointLoadSeconds",
+    "restoreLessTrainerStartSeconds",
     "checkpointLoadApartSeconds",
     "wholeObjectsRestoreOverGet",
     "killToFirstStepSeconds",
@@ -104,7 +107,7 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     it (the imports' pairs of every round, each round's loading, the plain GETs of every round),
     then their sum over the median plain GET. A round's own figure rests on 3 to 5 pairs of imports
     that vary by a second or more; the pooled medians rest on all of them. None without the
-    imports measured apart."""
+    imports measured apart. The loading counts at least zero."""
     if not rows or not all("importsApart" in row for row in rows):
         return None
     slowdowns = [
@@ -119,7 +122,9 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, float] | None:
         "importsSlowdownSeconds": statistics.median(slowdowns),
         "otherPhasesSlowdownSeconds": statistics.median(row["otherPhasesSlowdownSeconds"] for row in rows),
         "waitSeconds": statistics.median(row["downloadWaitSeconds"] for row in rows),
-        "loadingSeconds": statistics.median(row["checkpointLoadSeconds"] for row in rows),
+        # Where loading comes out below zero (a resumed start no slower than a fresh one) it counts
+        # as nothing: it must not offset what the download costs.
+        "loadingSeconds": max(0.0, statistics.median(row["checkpointLoadSeconds"] for row in rows)),
     }
     overhead = sum(parts.values())
     plain = statistics.median(value for row in rows for value in row["readBackSeconds"]["plainGet"])
@@ -170,7 +175,7 @@ def summary_lines(summary: dict[str, Any], rounds: int) -> list[str]:
         f"restore overhead over all rounds: the imports' slowdown {whole['importsSlowdownSeconds']:+.2f} s"
         f" (median of {whole['importPairs']} pairs) + the later phases' {whole['otherPhasesSlowdownSeconds']:+.2f} s"
         f" + the wait {whole['waitSeconds']:.2f} s + loading {whole['loadingSeconds']:.2f} s"
-        f" (in the pod, median of the rounds) = {whole['restoreOverheadSeconds']:.2f} s"
+        f" (in the pod, median of the rounds, at least 0) = {whole['restoreOverheadSeconds']:.2f} s"
         f" vs plain get_object {whole['plainGetSeconds']:.2f} s (median of all rounds); a plain Trainer"
         f" loads it in {whole['loadingApartSeconds']:.2f} s outside the pod (median of {whole['loadingPairs']} pairs)"
     )

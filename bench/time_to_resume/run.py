@@ -18,11 +18,15 @@ resumes and trains to the end. Printed, per round and as median and range over t
   (the Trainer loading the checkpoint's weights, optimizer and scheduler state, beside creating
   its optimizer and data loader, which the killed attempt's own ``trainerStart`` shows), and the
   first new optimizer step;
+- loading the checkpoint: the resumed Trainer's start and first step (``checkpointRestore`` and
+  ``firstStep``) less the killed attempt's (``trainerStart`` and ``firstStep``). The restore
+  phase alone would count the optimizer state's memory, which a fresh Trainer makes in its first
+  step instead (AdamW makes its state lazily): 180 MB of fresh pages either way;
 - restore overhead: what the checkpoint adds to the way back, set against plain boto3
   ``get_object`` of the same objects from the same S3 (one after another, read to the end), timed
   after the job finished (target ≤ 1.2×). It is how much the download slowed the imports beside
   it, plus the wait for what was left of the download, plus loading the checkpoint
-  (the restore phase less the killed attempt's ``trainerStart``) (``restoreApartOverGet``); beside
+  (``restoreApartOverGet``); beside
   it, a plain Trainer's loading of the same checkpoint outside the pod (``loading_apart.py``). The
   imports' share is measured apart (``beside_imports.py``): each round times the trainer's imports
   in a fresh interpreter alone and beside the trainer's prefetch of the same checkpoint, in
@@ -232,9 +236,12 @@ def one_round(
     job_created = moments.job_added[second]
     process_started = unix_time(phases["imports"]["startedAt"])
     plain = statistics.median(get_seconds["plainGet"])
-    # The restore phase less what the killed attempt's Trainer took to start without a
-    # checkpoint (optimizer, data loader): the loading's own share, by difference.
-    load = seconds["checkpointRestore"] - fresh["trainerStart"]
+    # The restore phase less what the killed attempt's Trainer took to start without a checkpoint.
+    restore_only = seconds["checkpointRestore"] - fresh["trainerStart"]
+    # What loading the checkpoint adds: the resumed Trainer's start and first step beyond the
+    # killed attempt's. A fresh Trainer makes its optimizer state in its first step (AdamW makes it
+    # lazily), a resumed one while loading: the same memory, paid in another phase.
+    load = restore_only + seconds["firstStep"] - fresh["firstStep"]
     # The download runs beside the imports, the model and the data; what it cost them is how much
     # longer they took than in the killed attempt, which had no checkpoint to fetch. Only the
     # phases that began before it was done count: the rest differ by the attempts alone.
@@ -274,6 +281,7 @@ def one_round(
         "modelLoadSeconds": seconds["modelFiles"] + seconds["modelLoad"],
         "freshPhaseSeconds": fresh,
         "checkpointLoadSeconds": load,
+        "restoreLessTrainerStartSeconds": restore_only,
         "loadingApart": loading,
         "checkpointLoadApartSeconds": loading["loading"],
         "downloadSeconds": download,
