@@ -1,16 +1,17 @@
-"""How long a plain ``transformers.Trainer`` takes to load the resume's checkpoint, outside the pod.
+"""How much longer a plain ``transformers.Trainer`` takes to start and make its first step from the
+resume's checkpoint than without it, outside the pod.
 
-A reference beside the pod's own figure (the resumed attempt's ``checkpointRestore`` less the
-killed attempt's ``trainerStart``). Each start runs in a fresh interpreter, as a resumed trainer
-does: it loads the job's model from the same files and starts a Trainer on it, with the downloaded
-checkpoint or without it, in alternating pairs, timed from ``train()`` to the end of the first
-optimizer step (the span of the pod's phases the figure compares), with the weights, optimizer and
-scheduler state loaded by the library code the trainer's SFTTrainer inherits. Much of a start's
-time here is the kernel handing the process fresh memory for the optimizer state (tens of
-thousands of page faults), which the resumed start pays while loading and the fresh one in its
-first step; a process that had made that memory once before and freed it would measure less, and
-a pod's memory cgroup, which charges each of those pages, is not here. A full garbage collection runs before each start, so the
-collection the Trainer runs at its start (both arms pay it) does not move the difference.
+A reference beside the pod's own figure (the resumed attempt's ``checkpointRestore`` and
+``firstStep`` less the killed attempt's ``trainerStart`` and ``firstStep``). Each start runs in a
+fresh interpreter, as a resumed trainer does: it loads the job's model from the same files and
+starts a Trainer on it, with the downloaded checkpoint or without it, in alternating pairs, timed
+from ``train()`` to the end of the first optimizer step, with the weights, optimizer and scheduler
+state loaded by the library code the trainer's SFTTrainer inherits. Much of a start's time here is
+the kernel handing the process fresh memory for the optimizer state (tens of thousands of page
+faults), which the resumed start pays while loading and the fresh one in its first step; a process
+that had made that memory once before and freed it would measure less, and a pod's memory cgroup,
+which charges each of those pages, is not here. A full garbage collection runs before each start,
+so the collection the Trainer runs at its start (both arms pay it) does not move the difference.
 """
 
 from __future__ import annotations
