@@ -65,6 +65,11 @@ def median(rounds: list[dict[str, Any]], key: str) -> float:
     return statistics.median(float(figures[key]) for figures in rounds)
 
 
+def pair_differences(first: list[float], second: list[float]) -> list[float]:
+    """Each pair's second measurement less its first, for arms measured in alternating pairs."""
+    return [b - a for a, b in zip(first, second, strict=True)]
+
+
 def write_figures(name: str, figures: dict[str, Any], *, merge: bool = False) -> Path:
     """``bench/out/<name>.json`` with the machine added; ``merge`` keeps the figures of an earlier
     run that this one did not measure."""

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.common import pair_differences
 from testing.devcluster.s3 import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,5 +93,5 @@ def beside_imports(s3: S3Server, uri: str, pairs: int, scratch: Path) -> dict[st
         "importsAlone": alone,
         "importsBesideDownload": beside,
         "downloadBesideImports": downloads,
-        "slowdown": statistics.median(b - a for a, b in zip(alone, beside, strict=True)),
+        "slowdown": statistics.median(pair_differences(alone, beside)),
     }

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.common import pair_differences
 from kubesft_api.checkpoints import CheckpointSettings
 from kubesft_trainer.checkpoints import CheckpointStore
 from kubesft_trainer.storage.objects import open_store
@@ -102,5 +103,4 @@ def loading_apart(
                 rows["withCheckpoint" if resume else "without"].append(seconds)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    pairs_seen = zip(rows["without"], rows["withCheckpoint"], strict=True)
-    return {**rows, "loading": statistics.median(loaded - fresh for fresh, loaded in pairs_seen)}
+    return {**rows, "loading": statistics.median(pair_differences(rows["without"], rows["withCheckpoint"]))}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from bench.common import pair_differences
+
 MB = 1e6
 
 
@@ -98,10 +100,6 @@ SPREAD_KEYS = (
 )
 
 
-def _differences(arms: dict[str, list[float]], base: str, other: str) -> list[float]:
-    return [b - a for a, b in zip(arms[base], arms[other], strict=True)]
-
-
 def pooled(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     """The restore overhead over all rounds at once: each part's median over every measurement of
     it (the imports' pairs of every round, each round's loading, the plain GETs of every round),
@@ -113,10 +111,14 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     slowdowns = [
         value
         for row in rows
-        for value in _differences(row["importsApart"], "importsAlone", "importsBesideDownload")
+        for value in pair_differences(
+            row["importsApart"]["importsAlone"], row["importsApart"]["importsBesideDownload"]
+        )
     ]
     loadings = [
-        value for row in rows for value in _differences(row["loadingApart"], "without", "withCheckpoint")
+        value
+        for row in rows
+        for value in pair_differences(row["loadingApart"]["without"], row["loadingApart"]["withCheckpoint"])
     ]
     parts = {
         "importsSlowdownSeconds": statistics.median(slowdowns),

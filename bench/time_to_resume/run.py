@@ -129,15 +129,15 @@ def sftjob(s3: S3Server, name: str, steps: int, save_steps: int) -> dict[str, An
     }
 
 
-def stage_inputs(s3: S3Server, scratch: Path, hidden: int, layers: int) -> int:
-    """The model and the data into S3; returns the model's parameter count."""
+def stage_inputs(s3: S3Server, scratch: Path, hidden: int, layers: int) -> tuple[Path, int]:
+    """The model and the data into S3; returns the model's local folder and parameter count."""
     from safetensors import safe_open
 
     model = build_tiny_model(scratch / "inputs" / "model", hidden_size=hidden, layers=layers)
     write_jsonl(scratch / "inputs" / "chat.jsonl", chat_rows(256))
     s3.upload_directory(scratch / "inputs", f"{PREFIX}/inputs")
     with safe_open(str(model / "model.safetensors"), "pt") as weights:
-        return sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())  # noqa: SIM118
+        return model, sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())  # noqa: SIM118
 
 
 def sftjob_status(cluster: Cluster, name: str) -> dict[str, Any]:
@@ -336,16 +336,15 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with bench_cluster(args.s3) as (cluster, s3):
         with tempfile.TemporaryDirectory(prefix="kubesft-resume-") as scratch:
-            parameters = stage_inputs(s3, Path(scratch), args.hidden, args.layers)
+            model, parameters = stage_inputs(s3, Path(scratch), args.hidden, args.layers)
             print(f"model: {parameters / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers)")
             cluster.kubectl("create", "namespace", NAMESPACE)
             s3.credentials_secret(cluster.kube.api, NAMESPACE, SECRET)
             install = OperatorInstall.apply(cluster)
             with running_operator(install, Path(scratch) / "operator.log"):
                 for number in range(args.rounds):
-                    read = Path(scratch) / f"read-{number}"
                     row = one_round(
-                        cluster, s3, f"resume-{number}", args, Path(scratch) / "inputs" / "model", read
+                        cluster, s3, f"resume-{number}", args, model, Path(scratch) / f"read-{number}"
                     )
                     rows.append(row)
                     print(f"round {number + 1}: " + "\n".join(report(row)), flush=True)
